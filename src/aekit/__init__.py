@@ -1,0 +1,22 @@
+"""aekit: the classical autoencoder family on PyTorch.
+
+>>> import aekit
+>>> model = aekit.fit("ae", "digits", latent=8, hidden=(64,), epochs=2)   # doctest: +SKIP
+>>> codes = model.encode_array(aekit.load_data("digits").x)                # doctest: +SKIP
+"""
+
+__version__ = "0.1.0"
+
+from . import variants
+from .api import DataConfig, evaluate, fit
+from .data import Dataset, Transform, load_data, load_splits
+from .errors import AekitError, ConfigError, DataError, RunError, TrainingError
+from .io import load
+from .model import Autoencoder, ModelConfig, Output
+from .train import Callback, Trainer, TrainConfig
+
+__all__ = [
+    "AekitError", "Autoencoder", "Callback", "ConfigError", "DataConfig", "DataError", "Dataset",
+    "ModelConfig", "Output", "RunError", "TrainConfig", "Trainer", "TrainingError", "Transform",
+    "evaluate", "fit", "load", "load_data", "load_splits", "variants", "__version__",
+]

@@ -1,0 +1,253 @@
+"""The Python entry points: :func:`fit` trains a variant into a run directory, :func:`evaluate`
+measures a trained model against the PCA baseline of the same code size."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from . import io, variants
+from .config import from_dict, option, to_dict
+from .data import TRANSFORM_KINDS, Dataset, Splits, Transform, load_data, load_splits
+from .errors import ConfigError, RunError
+from .model import Autoencoder, ModelConfig
+from .train import CHECKPOINT, Callback, Trainer, TrainConfig
+
+IN_MEMORY = "<in-memory>"
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from, how it is split and scaled (saved as ``config.json["data"]``)."""
+
+    data: str = option("digits", "built-in set (digits, fashion-mnist) or a file / folder path")
+    label_column: str | None = option(None, "label column of a CSV / Parquet file (name or index)")
+    data_dir: str | None = option(None, "folder holding a built-in set's files (else $AEKIT_DATA, then the system folder)")
+    val_fraction: float = option(0.1, "fraction of the training rows held out for validation")
+    test_fraction: float = option(0.2, "fraction held out for testing (sets with an official test split keep it)")
+    split_seed: int = option(0, "seed of the train / validation / test split")
+    scale: str = option("unit", "scaling fitted on the training split: unit = [0,1] by global min/max, "
+                                "standard = per-feature mean 0 / std 1, none", choices=TRANSFORM_KINDS)
+
+
+def _split_kwargs(kwargs: dict[str, Any], variant: str) -> dict[str, dict[str, Any]]:
+    """Distribute flat keyword arguments to the model, train, data and variant-option configs."""
+    spec = variants.get(variant)
+    groups: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "data": {}, "options": {}}
+    owners = [("model", ModelConfig), ("train", TrainConfig), ("data", DataConfig), ("options", spec.options)]
+    for key, value in kwargs.items():
+        for group, cls in owners:
+            if key in {f.name for f in dataclasses.fields(cls)}:
+                groups[group][key] = value
+                break
+        else:
+            known = sorted({f.name for _, cls in owners for f in dataclasses.fields(cls)})
+            raise ConfigError(f"unknown option {key!r} for variant {variant!r}; known options: {', '.join(known)}")
+    return groups
+
+
+def _check_resume(stored: dict[str, Any], given: dict[str, dict[str, Any]]) -> None:
+    """On resume the stored configuration rules; a different explicit value is a mistake
+    (except ``epochs``, which may be raised to train longer)."""
+    for group, values in given.items():
+        stored_group = stored.get("model", {}).get("options", {}) if group == "options" else stored.get(group, {})
+        for key, value in values.items():
+            if group == "train" and key == "epochs":
+                continue
+            old = stored_group.get(key)
+            new = list(value) if isinstance(value, tuple) else value
+            if old != new:
+                raise ConfigError(f"--resume uses the run's stored configuration, but {key} differs "
+                                  f"(stored {old!r}, given {new!r})")
+
+
+def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
+    if resume:
+        if not (out / CHECKPOINT).exists():
+            raise RunError(f"{out}: nothing to resume (no {CHECKPOINT})")
+        return
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise RunError(f"{out} already exists and is not empty; pass --overwrite to replace it "
+                           f"or --resume to continue it")
+        if not (out / io.CONFIG).exists():
+            raise RunError(f"{out} is not an aekit run directory; refusing to delete it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _load_data(data: Any, cfg: DataConfig, model_cfg: dict[str, Any]) -> Splits:
+    if isinstance(data, (np.ndarray, Dataset)):
+        ds = load_data(data, image_shape=model_cfg.get("image_shape"))
+        return load_splits(ds, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.split_seed)
+    return load_splits(cfg.data, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+                       seed=cfg.split_seed, label_column=cfg.label_column, data_dir=cfg.data_dir)
+
+
+def fit(variant: str = "ae", data: Any = "digits", *, out: str | Path | None = None, resume: bool = False,
+        overwrite: bool = False, progress: bool | None = None, callbacks: Sequence[Callback] = (),
+        figures: bool = True, **kwargs: Any) -> Autoencoder:
+    """Train a registered variant and return the trained model.
+
+    Parameters
+    ----------
+    variant : str
+        A registered variant name (``aekit.variants.names()``).
+    data : str, path, ndarray or Dataset
+        A built-in set name, a file or folder, or in-memory data.
+    out : path, optional
+        Run directory for ``config.json``, ``model.safetensors``, ``history.json``,
+        checkpoints and figures. Without it nothing is written.
+    resume : bool
+        Continue the run in ``out`` from its checkpoint (the stored configuration is used).
+    overwrite : bool
+        Replace an existing run directory.
+    **kwargs
+        Any field of :class:`~aekit.model.ModelConfig`, :class:`~aekit.train.TrainConfig`,
+        :class:`DataConfig` or the variant's options, e.g. ``latent=30, hidden=(1000, 500, 250),
+        epochs=20, lr=1e-3, scale="unit"``.
+
+    Returns
+    -------
+    Autoencoder
+        In eval mode, with its transform attached; ``model.history`` holds the history.
+    """
+    if not isinstance(data, (str, Path, np.ndarray, Dataset)):
+        data = np.asarray(data)
+    groups = _split_kwargs(kwargs, variant)
+    out_dir = Path(out) if out is not None else None
+    if resume:
+        if out_dir is None:
+            raise ConfigError("resume needs the run directory (out)")
+        if not (out_dir / CHECKPOINT).exists():
+            raise RunError(f"{out_dir}: nothing to resume (no {CHECKPOINT})")
+        stored = io.read_config(out_dir)
+        if stored["model"]["variant"] != variant:
+            raise ConfigError(f"--resume: the run in {out_dir} is a {stored['model']['variant']!r} run, "
+                              f"not {variant!r}")
+        _check_resume(stored, groups)
+        data_cfg = from_dict(DataConfig, stored["data"])
+        train_cfg = from_dict(TrainConfig, {**stored["train"], **{k: v for k, v in groups["train"].items()
+                                                                    if k == "epochs"}})
+        model_dict = dict(stored["model"])
+    else:
+        if isinstance(data, (str, Path)):
+            groups["data"]["data"] = str(data)
+        else:
+            groups["data"]["data"] = IN_MEMORY
+        data_cfg = from_dict(DataConfig, groups["data"])
+        train_cfg = from_dict(TrainConfig, groups["train"])
+        model_dict = {**variants.get(variant).defaults, **groups["model"], "variant": variant,
+                      "options": groups["options"]}
+    if data_cfg.data == IN_MEMORY and isinstance(data, (str, Path)):
+        raise ConfigError("this run was trained on in-memory data; pass the same array to resume it")
+    splits = _load_data(data, data_cfg, model_dict)
+    transform = Transform.fit(data_cfg.scale, splits.train.x)
+    train_x = transform.apply(splits.train.x)
+    model_dict["input_dim"] = splits.train.n_features
+    model_dict["image_shape"] = splits.train.image_shape
+    model_cfg = from_dict(ModelConfig, model_dict)
+    if model_cfg.loss == "bce" and (train_x.min() < 0 or train_x.max() > 1):
+        raise ConfigError("the bce loss needs targets in [0, 1]; use --scale unit")
+    if resume:
+        stored_t = Transform.from_dict(stored["transform"])
+        if not np.array_equal(stored_t.shift, transform.shift) or not np.array_equal(stored_t.scale, transform.scale):
+            raise RunError(f"cannot resume {out_dir}: the training data differ from the stored run's")
+    if out_dir is not None:
+        _prepare_out(out_dir, resume, overwrite)
+    torch.manual_seed(train_cfg.seed)
+    model = Autoencoder(model_cfg, transform)
+    run_config = {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "aekit_version": _version(),
+        "model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": to_dict(data_cfg),
+        "transform": transform.to_dict(),
+        "splits": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test),
+                   "source": splits.train.source},
+    }
+    if resume:
+        run_config["created"] = stored.get("created", run_config["created"])
+    if out_dir is not None:
+        io.write_config(out_dir, run_config)
+    trainer = Trainer(model, train_cfg, run_dir=out_dir, callbacks=callbacks, progress=progress)
+    val_x = torch.from_numpy(transform.apply(splits.val.x)) if len(splits.val) else None
+    history = trainer.fit(torch.from_numpy(train_x), val_x, resume=resume)
+    model.eval()
+    model.run_config = run_config
+    model.history = history
+    if out_dir is not None:
+        io.save_model(out_dir, model)
+        if figures:
+            from .plots import run_figures
+            run_figures(out_dir, model, history, splits)
+    return model
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
+def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = "test",
+             pca: bool = True) -> dict[str, Any]:
+    """Reconstruction error of a trained model and of PCA with the same code size.
+
+    Errors are measured in model space (after the run's scaling, e.g. pixel values in
+    [0, 1] with ``scale="unit"``), as Hinton & Salakhutdinov (2006) report them: the mean
+    over examples of the summed squared error per example, and the mean squared error per
+    value. PCA is fitted on the run's training split.
+
+    Parameters
+    ----------
+    model : Autoencoder or run directory
+    data : optional
+        Data to evaluate: default the run's own data source, ``split`` of it. A different
+        file or array is evaluated whole.
+    split : {"test", "val", "train", "all"}
+    """
+    from .metrics import pca_reconstruction_errors, reconstruction_errors
+
+    if not isinstance(model, Autoencoder):
+        model = io.load(model)
+    cfg = getattr(model, "run_config", None) or {}
+    data_cfg = from_dict(DataConfig, cfg.get("data")) if cfg.get("data") else None
+    if split not in ("test", "val", "train", "all"):
+        raise ConfigError(f"split must be test, val, train or all; got {split!r}")
+    own = data is None or (data_cfg is not None and isinstance(data, (str, Path)) and str(data) == data_cfg.data)
+    train_x = None
+    if data_cfg is not None and data_cfg.data != IN_MEMORY:
+        splits = load_splits(data_cfg.data, val_fraction=data_cfg.val_fraction, test_fraction=data_cfg.test_fraction,
+                             seed=data_cfg.split_seed, label_column=data_cfg.label_column,
+                             data_dir=data_cfg.data_dir)
+        train_x = splits.train.x
+    elif data is None:
+        raise ConfigError("this run was trained on in-memory data; pass the data to evaluate")
+    if own:
+        ds = {"test": splits.test, "val": splits.val, "train": splits.train}.get(split)
+        x = ds.x if ds is not None else np.concatenate([splits.train.x, splits.val.x, splits.test.x])
+        source, evaluated = data_cfg.data, split
+    else:
+        ds = load_data(data, label_column=data_cfg.label_column if data_cfg else None)
+        x, source, evaluated = ds.x, ds.source, "all"
+    if len(x) == 0:
+        raise ConfigError(f"the {split} split of {source} is empty")
+    X = model._prepare(x, where=str(source))
+    recon = model._batched(X, lambda xb: model.decode(model.encode(xb)), 4096)
+    result: dict[str, Any] = {"data": str(source), "split": evaluated, "n": int(len(x)),
+                              "space": f"model inputs after the run's '{model.transform.kind}' scaling"
+                              if model.transform is not None else "raw",
+                              "code_size": model.config.latent,
+                              "autoencoder": reconstruction_errors(X, recon)}
+    if pca and train_x is not None:
+        tx = model.transform.apply(train_x) if model.transform is not None else train_x
+        result["pca"] = pca_reconstruction_errors(tx, X, model.config.latent, seed=0)
+        pe = result["pca"]["per_example_squared_error"]
+        result["ratio_to_pca"] = result["autoencoder"]["per_example_squared_error"] / pe if pe > 0 else None
+    return result

@@ -1,0 +1,192 @@
+"""The Autoencoder: encoder ∘ [corrupt] ∘ [bottleneck] ∘ decoder, returning named loss terms."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import variants
+from .config import from_dict, option
+from .errors import ConfigError, DataError
+from .losses import RECONSTRUCTION_LOSSES
+from .nn import ACTIVATIONS, MLP, ConvDecoder, ConvEncoder
+
+#: Sizes beyond this are refused before anything is allocated.
+MAX_UNITS = 1 << 20
+MAX_PARAMETERS = 1 << 31
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild an :class:`Autoencoder` (saved as ``config.json["model"]``)."""
+
+    variant: str = option("ae", "registered variant name")
+    input_dim: int = option(0, "number of input features (set from the data)")
+    image_shape: tuple[int, ...] | None = option(None, "C,H,W of image data (set from the data)")
+    architecture: str = option("mlp", "encoder/decoder family", choices=("mlp", "conv"))
+    hidden: tuple[int, ...] = option((256, 128), "hidden layer widths (mlp) or channel counts (conv), encoder side; "
+                                                 "the decoder mirrors them")
+    latent: int = option(16, "code size")
+    activation: str = option("relu", "activation of hidden layers", choices=tuple(ACTIVATIONS))
+    code_activation: str = option("linear", "activation of the code layer", choices=tuple(ACTIVATIONS))
+    loss: str = option("mse", "reconstruction loss: summed squared error or Bernoulli cross-entropy on logits "
+                              "(targets in [0,1])", choices=tuple(RECONSTRUCTION_LOSSES))
+    output_activation: str = option("linear", "activation of the decoder output with the mse loss",
+                                    choices=("linear", "sigmoid"))
+    options: dict = option({}, "options of the variant (see `aekit train VARIANT --help`)")
+
+    def validate(self) -> None:
+        variants.get(self.variant)
+        if self.input_dim <= 0:
+            raise ConfigError(f"model.input_dim must be positive, got {self.input_dim}")
+        sizes = [self.input_dim, *self.hidden, self.latent]
+        if any(s <= 0 for s in sizes):
+            raise ConfigError(f"layer sizes must be positive, got {sizes}")
+        if max(sizes) > MAX_UNITS:
+            raise ConfigError(f"layer size {max(sizes)} is absurdly large (limit {MAX_UNITS})")
+        if self.architecture == "mlp":
+            n_params = sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) * 2
+            if n_params > MAX_PARAMETERS:
+                raise ConfigError(f"the model would have about {n_params:.3g} parameters (limit {MAX_PARAMETERS:.3g})")
+        else:
+            if self.image_shape is None or len(self.image_shape) != 3:
+                raise ConfigError("the conv architecture needs image data (C,H,W); this data has flat rows")
+            if math.prod(self.image_shape) != self.input_dim:
+                raise ConfigError(f"image_shape {self.image_shape} does not match input_dim {self.input_dim}")
+
+    def variant_options(self) -> Any:
+        spec = variants.get(self.variant)
+        return from_dict(spec.options, self.options, where=f"{self.variant} options")
+
+
+@dataclass
+class Output:
+    """What a forward pass returns.
+
+    Attributes
+    ----------
+    reconstruction : Tensor
+        The reconstruction in data space (after the output activation), shaped like the input.
+    code : Tensor
+        The code, shape ``(N, latent)``.
+    losses : dict of str to Tensor
+        Named scalar loss terms; the training objective is their sum.
+    logits : Tensor
+        The decoder's pre-activation output.
+    """
+
+    reconstruction: torch.Tensor
+    code: torch.Tensor
+    losses: dict[str, torch.Tensor]
+    logits: torch.Tensor
+
+    @property
+    def loss(self) -> torch.Tensor:
+        """The training objective: the sum of all loss terms."""
+        return sum(self.losses.values())  # type: ignore[return-value]
+
+
+class Autoencoder(nn.Module):
+    """An autoencoder built from a :class:`ModelConfig`.
+
+    The model works in "model space": data after the run's :class:`~aekit.data.Transform`.
+    :meth:`encode_array` and :meth:`reconstruct_array` take raw NumPy data, apply the saved
+    transform, and return codes or reconstructions in the original units.
+
+    Shape:
+        - Input: :math:`(N, D)` or, for image data, :math:`(N, C, H, W)` (flat rows are
+          reshaped as needed)
+        - Output: :class:`Output` with ``reconstruction`` shaped like the input
+    """
+
+    def __init__(self, config: ModelConfig, transform: Any = None):
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.transform = transform
+        spec = variants.get(config.variant)
+        self.variant = spec.cls(config, config.variant_options())
+        c = config
+        n_out = c.latent * self.variant.encoder_outputs_per_code
+        if c.architecture == "mlp":
+            self.encoder: nn.Module = MLP([c.input_dim, *c.hidden, n_out], c.activation, c.code_activation)
+            self.decoder: nn.Module = MLP([c.latent, *reversed(c.hidden), c.input_dim], c.activation)
+        else:
+            self.encoder = ConvEncoder(c.image_shape, c.hidden, n_out, c.activation, c.code_activation)
+            self.decoder = ConvDecoder(c.image_shape, c.hidden, c.latent, c.activation)
+        self._loss = RECONSTRUCTION_LOSSES[c.loss]
+
+    # -- shapes -----------------------------------------------------------------------------
+    def _to_encoder(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.architecture == "conv":
+            return x.reshape(-1, *self.config.image_shape)
+        return x.reshape(x.shape[0], -1)
+
+    def _activate(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.config.loss == "bce" or self.config.output_activation == "sigmoid":
+            return torch.sigmoid(logits)
+        return logits
+
+    # -- the model --------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The code of ``x`` (deterministic: no corruption; the posterior mean where relevant)."""
+        return self.variant.encode_deterministic(self.encoder(self._to_encoder(x)))
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Reconstruction in model space from codes ``z`` (flat ``(N, D)``)."""
+        return self._activate(self.decoder(z)).reshape(z.shape[0], -1)
+
+    def forward(self, x: torch.Tensor) -> Output:
+        """Reconstruct ``x`` and compute the named loss terms against the clean ``x``."""
+        x_in = self.variant.corrupt(x) if self.training else x
+        h = self.encoder(self._to_encoder(x_in))
+        z, terms = self.variant.bottleneck(h)
+        logits = self.decoder(z).reshape(x.shape)
+        target = x
+        recon = self._loss(logits if self.config.loss == "bce" else self._activate(logits), target)
+        losses = {"recon": recon, **terms, **self.variant.penalty(x, h, z, self)}
+        return Output(self._activate(logits), z, losses, logits)
+
+    # -- NumPy helpers ----------------------------------------------------------------------
+    def _prepare(self, X: Any, where: str = "input") -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2:
+            X = X.reshape(X.shape[0], -1) if X.ndim > 2 else X
+        if X.ndim != 2 or X.shape[1] != self.config.input_dim:
+            raise DataError(f"{where}: expected rows of {self.config.input_dim} features, got shape {X.shape}")
+        if not np.isfinite(X).all():
+            raise DataError(f"{where}: holds NaN or infinite values")
+        return self.transform.apply(X) if self.transform is not None else X
+
+    def _batched(self, X: np.ndarray, fn: Any, batch_size: int) -> np.ndarray:
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        try:
+            outs = []
+            with torch.inference_mode():
+                for i in range(0, len(X), batch_size):
+                    xb = torch.from_numpy(X[i:i + batch_size]).to(device)
+                    outs.append(fn(xb).cpu().numpy())
+        finally:
+            self.train(was_training)
+        if not outs:
+            return np.zeros((0, 0), np.float32)
+        return np.concatenate(outs)
+
+    def encode_array(self, X: Any, batch_size: int = 4096, where: str = "input") -> np.ndarray:
+        """Codes of raw data ``X`` (the run's transform is applied first), shape ``(N, latent)``."""
+        return self._batched(self._prepare(X, where), self.encode, batch_size)
+
+    def reconstruct_array(self, X: Any, batch_size: int = 4096, where: str = "input") -> np.ndarray:
+        """Reconstructions of raw data ``X`` in the original units, shape ``(N, D)``."""
+        out = self._batched(self._prepare(X, where), lambda xb: self.decode(self.encode(xb)), batch_size)
+        return self.transform.invert(out) if self.transform is not None else out

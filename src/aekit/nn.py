@@ -1,0 +1,135 @@
+"""Building blocks shared by every variant: MLP and convolutional encoder/decoder pairs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "leaky_relu": nn.LeakyReLU,
+    "linear": nn.Identity,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    """Return a fresh activation module by name (``"linear"`` is the identity)."""
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ConfigError(
+            f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}"
+        ) from None
+
+
+class MLP(nn.Sequential):
+    """Fully connected stack ``in -> hidden... -> out``.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer widths including input and output, e.g. ``(784, 1000, 500, 30)``.
+    activation : str
+        Activation after every hidden layer.
+    last_activation : str
+        Activation after the last layer (``"linear"`` for none).
+
+    Shape:
+        - Input: :math:`(N, sizes[0])`
+        - Output: :math:`(N, sizes[-1])`
+    """
+
+    def __init__(self, sizes: Sequence[int], activation: str = "relu", last_activation: str = "linear"):
+        if len(sizes) < 2:
+            raise ConfigError("an MLP needs at least an input and an output size")
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(a, b))
+            last = i == len(sizes) - 2
+            act = last_activation if last else activation
+            if act != "linear":
+                layers.append(make_activation(act))
+        super().__init__(*layers)
+
+    @property
+    def linears(self) -> list[nn.Linear]:
+        """The linear layers in order (useful for weight initialisation and filters)."""
+        return [m for m in self if isinstance(m, nn.Linear)]
+
+
+def conv_sizes(height: int, width: int, n_layers: int) -> list[tuple[int, int]]:
+    """Spatial sizes along a stride-2 encoder (kernel 3, padding 1): ``ceil(h / 2)`` per layer."""
+    sizes = [(height, width)]
+    for _ in range(n_layers):
+        h, w = sizes[-1]
+        sizes.append((math.ceil(h / 2), math.ceil(w / 2)))
+    return sizes
+
+
+class ConvEncoder(nn.Module):
+    """Stride-2 convolutions (kernel 3, padding 1), then a linear map to the code.
+
+    Shape:
+        - Input: :math:`(N, C, H, W)`
+        - Output: :math:`(N, latent)`
+    """
+
+    def __init__(self, image_shape: Sequence[int], channels: Sequence[int], latent: int,
+                 activation: str = "relu", last_activation: str = "linear"):
+        super().__init__()
+        c, h, w = image_shape
+        if not channels:
+            raise ConfigError("a convolutional encoder needs at least one channel count in --hidden")
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip([c, *channels[:-1]], channels):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), make_activation(activation)]
+        self.features = nn.Sequential(*layers)
+        fh, fw = conv_sizes(h, w, len(channels))[-1]
+        self.head = MLP([channels[-1] * fh * fw, latent], last_activation=last_activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))
+
+
+class ConvDecoder(nn.Module):
+    """Mirror of :class:`ConvEncoder`: linear map, then stride-2 transposed convolutions.
+
+    The ``output_padding`` of each transposed convolution is chosen so that odd sizes
+    (7 -> 4 -> 7 for 28x28 images) come back exactly.
+
+    Shape:
+        - Input: :math:`(N, latent)`
+        - Output: :math:`(N, C, H, W)` (pre-activation: logits or linear values)
+    """
+
+    def __init__(self, image_shape: Sequence[int], channels: Sequence[int], latent: int,
+                 activation: str = "relu"):
+        super().__init__()
+        c, h, w = image_shape
+        sizes = conv_sizes(h, w, len(channels))
+        rev = list(reversed(channels))
+        self.start = (rev[0], *sizes[-1])
+        self.head = nn.Sequential(nn.Linear(latent, rev[0] * sizes[-1][0] * sizes[-1][1]),
+                                  make_activation(activation))
+        layers: list[nn.Module] = []
+        outs = [*rev[1:], c]
+        for i, (c_in, c_out) in enumerate(zip(rev, outs)):
+            th, tw = sizes[len(channels) - 1 - i]
+            layers.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1,
+                                             output_padding=(1 - th % 2, 1 - tw % 2)))
+            if i < len(channels) - 1:
+                layers.append(make_activation(activation))
+        self.features = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.features(self.head(z).view(-1, *self.start))

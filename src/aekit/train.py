@@ -1,0 +1,429 @@
+"""The Trainer: it knows one thing about a model — that ``model(x).losses`` is a dict of
+named scalar terms whose sum is minimised. It never branches on the variant.
+
+Checkpoints are one safetensors file holding the model, the optimizer state, the best
+weights so far, the RNG states and the data order of the current epoch, with the rest of
+the state (epoch, step, schedule, early-stopping counters, history) as JSON metadata. They
+are written atomically, so a run killed at any moment resumes from the last one and ends
+with the same weights as an uninterrupted run (CPU, same seed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import option
+from .errors import ConfigError, RunError, TrainingError
+from .io import HISTORY, atomic_path, atomic_write_json
+
+CHECKPOINT = "checkpoint.safetensors"
+
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (saved as ``config.json["train"]``)."""
+
+    epochs: int = option(20, "number of passes over the training data")
+    batch_size: int = option(128, "examples per step")
+    lr: float = option(1e-3, "learning rate (the peak rate for onecycle)")
+    optimizer: str = option("adam", "optimizer", choices=("adam", "adamw", "sgd"))
+    momentum: float = option(0.9, "momentum (sgd)")
+    weight_decay: float = option(0.0, "weight decay (L2 for adam/sgd, decoupled for adamw)")
+    schedule: str = option("constant", "learning-rate schedule over all steps",
+                           choices=("constant", "cosine", "onecycle"))
+    clip_grad: float | None = option(None, "clip the gradient norm to this value")
+    patience: int | None = option(None, "stop after this many epochs without validation improvement")
+    min_delta: float = option(0.0, "smallest validation improvement that counts for early stopping")
+    restore_best: bool = option(True, "keep the weights of the best validation epoch at the end")
+    checkpoint_every: int = option(0, "also checkpoint every N steps inside an epoch (0: at epoch ends only)")
+    seed: int = option(0, "seed of initialisation, data order and noise")
+    device: str = option("cpu", "torch device: cpu, cuda, cuda:1, or auto")
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise ConfigError(f"train.lr must be a positive number, got {self.lr}")
+        if self.patience is not None and self.patience <= 0:
+            raise ConfigError(f"train.patience must be positive, got {self.patience}")
+        if self.clip_grad is not None and not self.clip_grad > 0:
+            raise ConfigError(f"train.clip_grad must be positive, got {self.clip_grad}")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"train.checkpoint_every must be >= 0, got {self.checkpoint_every}")
+
+    def resolve_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            dev = torch.device(self.device)
+        except RuntimeError:
+            raise ConfigError(f"train.device {self.device!r} is not a torch device") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"train.device is {self.device!r} but no CUDA device is available")
+        return dev
+
+
+class Callback:
+    """Hooks called by :class:`Trainer`. Override what you need; ``trainer.stop()`` ends
+    training after the current epoch, ``trainer.interrupt()`` checkpoints after the current
+    step and raises :class:`Interrupted`."""
+
+    def on_train_begin(self, trainer: "Trainer") -> None: ...
+    def on_step_end(self, trainer: "Trainer", step: int, losses: dict[str, float]) -> None: ...
+    def on_epoch_end(self, trainer: "Trainer", record: dict[str, Any]) -> None: ...
+    def on_train_end(self, trainer: "Trainer") -> None: ...
+
+
+class Interrupted(TrainingError):
+    """Training was interrupted (SIGINT / SIGTERM or ``trainer.interrupt()``); a checkpoint was saved."""
+
+
+def make_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer named by ``cfg``; Adam/AdamW use the fused kernel where torch has one."""
+    fused = {"fused": True}
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                           foreach=True)
+
+
+def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> Any:
+    """A per-step torch scheduler for ``cfg.schedule`` (None for constant)."""
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total_steps, 1))
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(total_steps, 2))
+    return None
+
+
+# -- optimizer state <-> (tensors, JSON) ---------------------------------------------------
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for pid, st in state["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.{pid}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    for key, v in meta["scalars"].items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+class Trainer:
+    """Minimise the sum of a model's named loss terms.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Returns an object with a ``losses`` dict of scalar tensors from ``model(x)``.
+    config : TrainConfig
+    run_dir : path, optional
+        Where ``checkpoint.safetensors`` and ``history.json`` are written.
+    callbacks : sequence of Callback
+    progress : bool, optional
+        Show a progress bar; default: only when stderr is a terminal.
+    """
+
+    def __init__(self, model: nn.Module, config: TrainConfig, run_dir: str | Path | None = None,
+                 callbacks: Sequence[Callback] = (), progress: bool | None = None):
+        self.model = model
+        self.config = config
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.callbacks = list(callbacks)
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.device = config.resolve_device()
+        self.history: list[dict[str, Any]] = []
+        self._stop = False
+        self._interrupt = False
+
+    # -- control -------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """End training after the current epoch (like early stopping)."""
+        self._stop = True
+
+    def interrupt(self) -> None:
+        """Checkpoint after the current step and raise :class:`Interrupted`."""
+        self._interrupt = True
+
+    # -- state ---------------------------------------------------------------------------------
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        t = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        opt_t, self._opt_meta = _flatten_optimizer(self.optimizer.state_dict())
+        t.update(opt_t)
+        if self._best_state is not None:
+            t.update({f"best.{k}": v for k, v in self._best_state.items()})
+        t["rng.torch"] = torch.get_rng_state()
+        t["rng.shuffle"] = self._gen.get_state()
+        t["order"] = self._order.cpu()
+        if torch.cuda.is_available() and self.device.type == "cuda":
+            t["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        return t
+
+    def save_checkpoint(self) -> Path:
+        """Write the full training state atomically to ``run_dir/checkpoint.safetensors``."""
+        if self.run_dir is None:
+            raise RunError("this trainer has no run directory to checkpoint into")
+        tensors = self._state_tensors()
+        meta = {
+            "epoch": self._epoch, "step_in_epoch": self._pos, "global_step": self._global_step,
+            "total_steps": self._total_steps,
+            "optimizer": self._opt_meta,
+            "schedule": self._sched.state_dict() if self._sched is not None else None,
+            "best": self._best, "bad_epochs": self._bad_epochs, "stopped": self._stop,
+            "history": self.history, "epoch_sums": self._sums, "epoch_count": self._count,
+        }
+        path = self.run_dir / CHECKPOINT
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"aekit_trainer": json.dumps(meta)})
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore everything :meth:`save_checkpoint` wrote."""
+        path = Path(path)
+        try:
+            tensors = load_file(str(path))
+            from safetensors import safe_open
+            with safe_open(str(path), "pt") as f:
+                meta = json.loads((f.metadata() or {})["aekit_trainer"])
+        except (SafetensorError, OSError, KeyError, ValueError) as e:
+            raise RunError(f"{path}: not a readable aekit checkpoint ({e})") from None
+        model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        try:
+            self.model.load_state_dict(model_state)
+        except RuntimeError as e:
+            raise RunError(f"{path}: checkpoint does not fit this model ({str(e).splitlines()[0]})") from None
+        self.model.to(self.device)
+        self.optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+        if self._sched is not None and meta["schedule"] is not None:
+            self._sched.load_state_dict(meta["schedule"])
+        best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+        self._best_state = best or None
+        torch.set_rng_state(tensors["rng.torch"])
+        self._gen.set_state(tensors["rng.shuffle"])
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        self._order = tensors["order"].to(self.device)
+        if self._sched is not None and meta["total_steps"] != self._total_steps:
+            raise RunError(f"{path}: cannot change the number of epochs or the batch size when resuming a run "
+                           f"with the {self.config.schedule} schedule")
+        self._epoch, self._pos = meta["epoch"], meta["step_in_epoch"]
+        self._global_step = meta["global_step"]
+        self._best, self._bad_epochs, self._stop = meta["best"], meta["bad_epochs"], meta["stopped"]
+        self.history = meta["history"]
+        self._sums, self._count = meta["epoch_sums"], meta["epoch_count"]
+
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(self, train: torch.Tensor, val: torch.Tensor | None = None, *, resume: bool = False) -> list[dict]:
+        """Train on the rows of ``train`` (validating on ``val`` each epoch); return the history.
+
+        With ``resume=True`` the state is restored from ``run_dir/checkpoint.safetensors``
+        and training continues exactly where it stopped.
+        """
+        cfg = self.config
+        if len(train) == 0:
+            raise ConfigError("the training set is empty")
+        train = train.to(self.device)
+        val = val.to(self.device) if val is not None and len(val) else None
+        n, b = len(train), cfg.batch_size
+        steps_per_epoch = math.ceil(n / b)
+        self.model.to(self.device)
+        self.optimizer = make_optimizer(self.model.parameters(), cfg)
+        self._total_steps = cfg.epochs * steps_per_epoch
+        self._sched = make_schedule(self.optimizer, cfg, self._total_steps)
+        self._gen = torch.Generator().manual_seed(cfg.seed)
+        self._order = torch.randperm(n, generator=self._gen).to(self.device)
+        self._epoch = self._pos = self._global_step = 0
+        self._best: float | None = None
+        self._best_state: dict[str, torch.Tensor] | None = None
+        self._bad_epochs = 0
+        self._sums: dict[str, float] = {}
+        self._count = 0
+        self.history = []
+        if resume:
+            ckpt = self.run_dir / CHECKPOINT if self.run_dir else None
+            if ckpt is None or not ckpt.exists():
+                raise RunError(f"nothing to resume: no {CHECKPOINT} in {self.run_dir}")
+            self.load_checkpoint(ckpt)
+            if len(self._order) != n:
+                raise RunError(f"cannot resume: the checkpoint was made on {len(self._order)} training rows, "
+                               f"this data has {n}")
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        with _SignalGuard(self):
+            while self._epoch < cfg.epochs and not self._stop:
+                self._run_epoch(train, val, steps_per_epoch)
+        if cfg.restore_best and self._best_state is not None:
+            self.model.load_state_dict(self._best_state)
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return self.history
+
+    def _run_epoch(self, train: torch.Tensor, val: torch.Tensor | None, steps: int) -> None:
+        cfg, model = self.config, self.model
+        b = cfg.batch_size
+        if self._pos == 0:
+            self._sums, self._count = {}, 0
+        sums = {k: torch.tensor(v, dtype=torch.float64) for k, v in self._sums.items()}
+        t0 = time.perf_counter()
+        done_before = self._count
+        bar = _progress(self.progress, steps, self._pos, f"epoch {self._epoch + 1}/{cfg.epochs}")
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        try:
+            for step in range(self._pos, steps):
+                xb = train[self._order[step * b:(step + 1) * b]]
+                out = model(xb)
+                loss = sum(out.losses.values())
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                value = loss.item()
+                if not math.isfinite(value):
+                    self._diverged(out.losses, step)
+                if cfg.clip_grad is not None:
+                    nn.utils.clip_grad_norm_(params, cfg.clip_grad, foreach=True)
+                self.optimizer.step()
+                if self._sched is not None:
+                    self._sched.step()
+                nb = len(xb)
+                for k, v in out.losses.items():
+                    d = v.detach().double() * nb
+                    sums[k] = sums[k] + d if k in sums else d
+                self._count += nb
+                self._global_step += 1
+                self._pos = step + 1
+                if bar is not None:
+                    bar.update(1)
+                    if step % 10 == 0 or step == steps - 1:
+                        bar.set_postfix({k: f"{float(v) / self._count:.4g}" for k, v in sums.items()}, refresh=False)
+                if self.callbacks:
+                    terms = {k: float(v.detach()) for k, v in out.losses.items()}
+                    for cb in self.callbacks:
+                        cb.on_step_end(self, self._global_step, terms)
+                if self._interrupt or (cfg.checkpoint_every and self._global_step % cfg.checkpoint_every == 0
+                                       and self._pos < steps):
+                    self._sums = {k: float(v) for k, v in sums.items()}
+                    if self.run_dir is not None:
+                        self.save_checkpoint()
+                    if self._interrupt:
+                        raise Interrupted(f"training interrupted at epoch {self._epoch + 1}, step {self._pos}; "
+                                          f"resume with --resume")
+        finally:
+            if bar is not None:
+                bar.close()
+        elapsed = time.perf_counter() - t0
+        record: dict[str, Any] = {"epoch": self._epoch + 1, "step": self._global_step,
+                                  "lr": self.optimizer.param_groups[0]["lr"]}
+        record.update({f"train_{k}": float(v) / self._count for k, v in sums.items()})
+        record["train_loss"] = sum(float(v) for v in sums.values()) / self._count
+        if val is not None:
+            val_terms = evaluate_terms(model, val, batch_size=max(1024, b))
+            record.update({f"val_{k}": v for k, v in val_terms.items()})
+            record["val_loss"] = sum(val_terms.values())
+        record["seconds"] = elapsed
+        record["samples_per_second"] = (self._count - done_before) / elapsed if elapsed > 0 else None
+        monitored = record.get("val_loss", record["train_loss"])
+        if self._best is None or monitored < self._best - cfg.min_delta:
+            self._best, self._bad_epochs = monitored, 0
+            if cfg.restore_best and val is not None:
+                self._best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            self._bad_epochs += 1
+            if cfg.patience is not None and self._bad_epochs >= cfg.patience:
+                record["early_stop"] = True
+                self._stop = True
+        self.history.append(record)
+        self._epoch += 1
+        self._pos = 0
+        self._order = torch.randperm(len(train), generator=self._gen).to(self.device)
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, record)
+        self._sums, self._count = {}, 0
+        if self.run_dir is not None:
+            self.save_checkpoint()
+            atomic_write_json(self.run_dir / HISTORY, self.history)
+        if self._interrupt:
+            raise Interrupted(f"training interrupted after epoch {self._epoch}; resume with --resume")
+
+    def _diverged(self, losses: dict[str, torch.Tensor], step: int) -> None:
+        vals = {k: float(v.detach()) for k, v in losses.items()}
+        bad = ", ".join(f"{k}={v}" for k, v in vals.items() if not math.isfinite(v))
+        where = (f"; the last good checkpoint is kept in {self.run_dir / CHECKPOINT}"
+                 if self.run_dir is not None and (self.run_dir / CHECKPOINT).exists() else "")
+        raise TrainingError(f"the loss became non-finite ({bad}) at epoch {self._epoch + 1}, step {step + 1}; "
+                            f"try a lower --lr or --clip-grad{where}")
+
+
+def evaluate_terms(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> dict[str, float]:
+    """Mean of each loss term over the rows of ``x`` in eval mode (no corruption, no dropout)."""
+    was = model.training
+    model.eval()
+    sums: dict[str, float] = {}
+    try:
+        with torch.inference_mode():
+            for i in range(0, len(x), batch_size):
+                xb = x[i:i + batch_size]
+                for k, v in model(xb).losses.items():
+                    sums[k] = sums.get(k, 0.0) + float(v) * len(xb)
+    finally:
+        model.train(was)
+    return {k: v / len(x) for k, v in sums.items()}
+
+
+def _progress(enabled: bool, total: int, initial: int, desc: str) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True, mininterval=0.2)
+
+
+class _SignalGuard:
+    """Turn SIGINT / SIGTERM into a checkpoint after the current step (main thread only).
+    A second signal interrupts at once."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+        self.previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.trainer._interrupt:
+            raise KeyboardInterrupt
+        self.trainer._interrupt = True
+
+    def __enter__(self) -> "_SignalGuard":
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self.previous[s] = signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self.previous.items():
+            signal.signal(s, h)

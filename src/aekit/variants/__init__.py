@@ -1,0 +1,104 @@
+"""The variant registry: each family is one small file that adds only what differs.
+
+A :class:`Variant` may corrupt the input during training, transform the encoder output
+into the code (a bottleneck), and add named penalty terms. Everything else — encoders,
+decoders, the trainer, the CLI, run directories — is shared. Variants register themselves
+with :func:`register`; options that differ only in a number are fields of the variant's
+options dataclass, not new classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+
+class Variant(nn.Module):
+    """What a family adds to the plain autoencoder; every hook defaults to the identity.
+
+    Subclasses receive the model configuration and their options dataclass.
+    """
+
+    #: how many encoder outputs each code unit needs (2 for a Gaussian mean + log-variance)
+    encoder_outputs_per_code: int = 1
+
+    def __init__(self, config: Any, options: Any):
+        super().__init__()
+        self.config = config
+        self.options = options
+
+    def corrupt(self, x: torch.Tensor) -> torch.Tensor:
+        """Corrupt the input during training (the loss still compares with the clean input)."""
+        return x
+
+    def bottleneck(self, h: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Turn the encoder output into the code; return the code and any loss terms."""
+        return h, {}
+
+    def encode_deterministic(self, h: torch.Tensor) -> torch.Tensor:
+        """The code used at inference time (``encode``); by default the bottleneck's code."""
+        return self.bottleneck(h)[0]
+
+    def penalty(self, x: torch.Tensor, h: torch.Tensor, z: torch.Tensor,
+                model: nn.Module) -> dict[str, torch.Tensor]:
+        """Extra named loss terms computed from input, encoder output and code."""
+        return {}
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """A registry entry: name, the :class:`Variant` class, its options dataclass, a summary."""
+
+    name: str
+    cls: type[Variant]
+    options: type
+    summary: str
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+_REGISTRY: dict[str, VariantSpec] = {}
+
+
+@dataclass
+class NoOptions:
+    """A variant without options of its own."""
+
+
+def register(name: str, summary: str, options: type = NoOptions,
+             defaults: dict[str, Any] | None = None) -> Callable[[type[Variant]], type[Variant]]:
+    """Class decorator adding a variant to the registry.
+
+    ``defaults`` overrides model-level defaults for this variant (e.g. a loss).
+    """
+    def deco(cls: type[Variant]) -> type[Variant]:
+        if name in _REGISTRY:
+            raise RuntimeError(f"variant {name!r} registered twice")
+        _REGISTRY[name] = VariantSpec(name, cls, options, summary, dict(defaults or {}))
+        return cls
+    return deco
+
+
+def get(name: str) -> VariantSpec:
+    """Look a variant up by name (ConfigError listing the known ones if absent)."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown variant {name!r}; known variants: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def names() -> list[str]:
+    """Registered variant names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def specs() -> list[VariantSpec]:
+    return [_REGISTRY[n] for n in names()]
+
+
+from . import plain  # noqa: E402,F401  (registers the built-in variants)

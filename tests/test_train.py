@@ -1,0 +1,208 @@
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from aekit import Autoencoder, Callback, ModelConfig, TrainConfig, Trainer, TrainingError
+from aekit.train import CHECKPOINT, Interrupted
+
+
+def _model(seed=0, **kw):
+    torch.manual_seed(seed)
+    return Autoencoder(ModelConfig(input_dim=64, hidden=(32,), latent=6, **kw))
+
+
+def _data(digits01):
+    x = torch.from_numpy(digits01)
+    return x[:1000], x[1000:1300]
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+class InterruptAt(Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, trainer, step, losses):
+        if step == self.step:
+            trainer.interrupt()
+
+
+@pytest.mark.parametrize("cfg", [
+    dict(epochs=4, batch_size=64, schedule="cosine", optimizer="sgd", lr=0.05, clip_grad=1.0),
+    dict(epochs=3, batch_size=100, schedule="onecycle", optimizer="adamw", weight_decay=1e-2, checkpoint_every=3),
+    dict(epochs=3, batch_size=128, optimizer="adam", patience=5),
+])
+@pytest.mark.parametrize("interrupt_step", [7, 16])
+def test_interrupted_run_resumes_to_bit_identical_weights(tmp_path, digits01, cfg, interrupt_step):
+    train, val = _data(digits01)
+    straight = _model()
+    hist_a = Trainer(straight, TrainConfig(**cfg), run_dir=tmp_path / "a").fit(train, val)
+
+    first = _model()
+    with pytest.raises(Interrupted):
+        Trainer(first, TrainConfig(**cfg), run_dir=tmp_path / "b",
+                callbacks=[InterruptAt(interrupt_step)]).fit(train, val)
+    # a fresh process would rebuild the model from scratch (different init seed on purpose)
+    resumed = _model(seed=123)
+    hist_b = Trainer(resumed, TrainConfig(**cfg), run_dir=tmp_path / "b").fit(train, val, resume=True)
+    assert _same_weights(straight, resumed)
+    assert [r["train_loss"] for r in hist_a] == [r["train_loss"] for r in hist_b]
+    assert [r["val_loss"] for r in hist_a] == [r["val_loss"] for r in hist_b]
+
+
+def test_resume_with_more_epochs_equals_longer_run(tmp_path, digits01):
+    train, val = _data(digits01)
+    long = _model()
+    Trainer(long, TrainConfig(epochs=4), run_dir=tmp_path / "a").fit(train, val)
+    short = _model()
+    Trainer(short, TrainConfig(epochs=2), run_dir=tmp_path / "b").fit(train, val)
+    resumed = _model()
+    Trainer(resumed, TrainConfig(epochs=4), run_dir=tmp_path / "b").fit(train, val, resume=True)
+    assert _same_weights(long, resumed)
+
+
+def test_same_seed_same_weights_and_other_seed_differs(digits01):
+    train, val = _data(digits01)
+    a, b, c = _model(), _model(), _model()
+    Trainer(a, TrainConfig(epochs=2, seed=1)).fit(train, val)
+    Trainer(b, TrainConfig(epochs=2, seed=1)).fit(train, val)
+    Trainer(c, TrainConfig(epochs=2, seed=2)).fit(train, val)
+    assert _same_weights(a, b) and not _same_weights(a, c)
+
+
+class Bomb(nn.Module):
+    """A toy model whose loss becomes NaN at a given call: the trainer must stop cleanly."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(3))
+        self.calls, self.at = 0, at
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+        loss = (self.w * x[:, :3]).pow(2).sum(1).mean()
+        if self.calls >= self.at:
+            loss = loss * float("nan")
+
+        class Out:
+            losses = {"toy": loss, "other": loss.detach() * 0}
+        return Out()
+
+
+def test_non_finite_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(tmp_path, digits01):
+    train, _ = _data(digits01)
+    model = Bomb(at=20)  # 1000 rows / 100 per batch: NaN in the 2nd epoch
+    trainer = Trainer(model, TrainConfig(epochs=5, batch_size=100), run_dir=tmp_path)
+    with pytest.raises(TrainingError, match=r"non-finite \(toy=nan.*epoch 2.*last good checkpoint"):
+        trainer.fit(train)
+    meta_trainer = Trainer(Bomb(at=10 ** 9), TrainConfig(epochs=5, batch_size=100), run_dir=tmp_path)
+    meta_trainer.fit(train, resume=True)  # the kept checkpoint is good and resumable
+    assert len(meta_trainer.history) == 5
+    assert all(math.isfinite(r["train_loss"]) for r in meta_trainer.history)
+
+
+def test_early_stopping_and_history_file(tmp_path, digits01):
+    train, val = _data(digits01)
+    model = _model()
+    # lr so small that the validation loss cannot improve by min_delta
+    hist = Trainer(model, TrainConfig(epochs=10, lr=1e-9, patience=2, min_delta=1.0),
+                   run_dir=tmp_path).fit(train, val)
+    assert len(hist) == 3 and hist[-1]["early_stop"]
+    on_disk = json.loads((tmp_path / "history.json").read_text())
+    assert on_disk == json.loads(json.dumps(hist))
+    assert {"train_loss", "train_recon", "val_loss", "val_recon", "lr", "samples_per_second"} <= set(hist[0])
+
+
+def test_restore_best_keeps_the_best_validation_weights(digits01):
+    train, val = _data(digits01)
+    snapshots = {}
+
+    class Snap(Callback):
+        def on_epoch_end(self, trainer, record):
+            snapshots[record["epoch"]] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+    model = _model()
+    hist = Trainer(model, TrainConfig(epochs=4, lr=0.3, optimizer="sgd", momentum=0.99),
+                   callbacks=[Snap()]).fit(train, val)
+    best = min(hist, key=lambda r: r["val_loss"])["epoch"]
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in snapshots[best].items())
+
+
+@pytest.mark.parametrize("schedule, check", [
+    ("constant", lambda lrs: all(l == lrs[0] for l in lrs)),
+    ("cosine", lambda lrs: lrs[0] > lrs[len(lrs) // 2] > lrs[-1] and lrs[-1] < 1e-6),
+    ("onecycle", lambda lrs: max(lrs) == pytest.approx(1e-2, rel=0.02) and lrs[0] < 1.5e-3 and lrs[-1] < 1e-3),
+])
+def test_schedules(schedule, check, digits01):
+    train, _ = _data(digits01)
+    lrs = []
+
+    class LR(Callback):
+        def on_step_end(self, trainer, step, losses):
+            lrs.append(trainer.optimizer.param_groups[0]["lr"])
+
+    Trainer(_model(), TrainConfig(epochs=3, lr=1e-2, schedule=schedule), callbacks=[LR()]).fit(train)
+    assert len(lrs) == 3 * math.ceil(1000 / 128)
+    assert check(lrs)
+
+
+def test_gradient_clipping_bounds_the_update_norm(digits01):
+    train, _ = _data(digits01)
+    norms = []
+    model = _model()
+    trainer = Trainer(model, TrainConfig(epochs=1, clip_grad=0.01))
+
+    class Watch(Callback):
+        def on_train_begin(self, trainer):
+            trainer.optimizer.register_step_pre_hook(
+                lambda opt, *a: norms.append(torch.norm(torch.stack(
+                    [p.grad.norm() for g in opt.param_groups for p in g["params"]])).item()))
+
+    trainer.callbacks.append(Watch())
+    trainer.fit(train)
+    assert norms and max(norms) <= 0.01 * (1 + 1e-4)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_every_optimizer_reduces_the_loss(optimizer, digits01):
+    train, val = _data(digits01)
+    from aekit.train import evaluate_terms
+    model = _model()
+    before = evaluate_terms(model, val)["recon"]
+    hist = Trainer(model, TrainConfig(epochs=5, optimizer=optimizer, lr=1e-2 if optimizer != "sgd" else 0.05)
+                   ).fit(train, val)
+    assert hist[-1]["val_loss"] < 0.5 * before
+
+
+def test_callbacks_see_every_step_and_epoch_and_can_stop(digits01):
+    train, _ = _data(digits01)
+    seen = {"steps": 0, "epochs": 0, "begin": 0, "end": 0}
+
+    class Count(Callback):
+        def on_train_begin(self, t): seen["begin"] += 1
+        def on_step_end(self, t, step, losses):
+            seen["steps"] += 1
+            assert set(losses) == {"recon"}
+        def on_epoch_end(self, t, record):
+            seen["epochs"] += 1
+            if record["epoch"] == 2:
+                t.stop()
+        def on_train_end(self, t): seen["end"] += 1
+
+    hist = Trainer(_model(), TrainConfig(epochs=10, batch_size=250), callbacks=[Count()]).fit(train)
+    assert seen == {"steps": 8, "epochs": 2, "begin": 1, "end": 1} and len(hist) == 2
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path, digits01):
+    from aekit import RunError
+    train, _ = _data(digits01)
+    with pytest.raises(RunError, match="nothing to resume"):
+        Trainer(_model(), TrainConfig(epochs=1), run_dir=tmp_path).fit(train, resume=True)
+    assert not (tmp_path / CHECKPOINT).exists()
