@@ -118,3 +118,43 @@ def test_console_entry_point_help_and_errors_without_traceback(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "aekit", "info", str(tmp_path / "missing")],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("aekit: error:") and "Traceback" not in bad.stderr
+
+
+def test_conv_architecture_end_to_end(tmp_path, capsys):
+    out = tmp_path / "conv"
+    assert main(["train", "ae", "--architecture", "conv", "--hidden", "8,16", "--latent", "6", "--epochs", "2",
+                 "--loss", "bce", "--quiet", "--out", str(out)]) == 0
+    assert main(["encode", str(out), "digits", "-o", str(tmp_path / "c.npy")]) == 0
+    assert np.load(tmp_path / "c.npy").shape == (1797, 6)
+    assert (out / "figures" / "reconstructions.png").exists()
+
+
+def test_no_progress_bar_when_not_a_terminal(tmp_path, capfd):
+    assert main(["train", "ae", "--hidden", "8", "--latent", "2", "--epochs", "1", "--out", str(tmp_path / "r")]) == 0
+    assert capfd.readouterr().err == ""
+
+
+def test_sigint_checkpoints_and_resume_matches_uninterrupted_run(tmp_path):
+    import os
+    import signal
+    import time
+
+    from safetensors.torch import load_file
+
+    args = ["train", "ae", "--hidden", "32", "--latent", "4", "--batch-size", "16", "--epochs", "40",
+            "--checkpoint-every", "20", "--quiet"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "aekit", *args, "--out", str(tmp_path / "b")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 60
+    while not (tmp_path / "b" / "checkpoint.safetensors").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "--resume" in err and "Traceback" not in err
+    assert not (tmp_path / "b" / "model.safetensors").exists()
+    assert main(["train", "ae", "--out", str(tmp_path / "b"), "--resume", "--quiet"]) == 0
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    wa, wb = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert all((wa[k] == wb[k]).all() for k in wa)

@@ -123,3 +123,11 @@ def test_fit_on_in_memory_array_and_resume(tmp_path, digits01):
         assert torch.equal(b.state_dict()[k], v)
     with pytest.raises(aekit.ConfigError, match="latent differs"):
         aekit.fit("ae", digits01, out=tmp_path / "b", epochs=4, latent=5, resume=True)
+
+
+def test_evaluate_other_data_uses_the_runs_training_split_for_pca(run, digits01):
+    out, _ = run
+    res = aekit.evaluate(out, data=digits01[:100] * 16)
+    assert res["split"] == "all" and res["n"] == 100 and res["pca"]["n_components"] == 5
+    with pytest.raises(aekit.DataError, match="expected rows of 64 features"):
+        aekit.evaluate(out, data=np.zeros((4, 3), np.float32))

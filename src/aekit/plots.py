@@ -32,7 +32,9 @@ def loss_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
     plt = _pyplot()
     epochs = [r["epoch"] for r in history]
     terms = sorted({k[6:] for r in history for k in r if k.startswith("train_")})
-    terms = ["loss"] + [t for t in terms if t != "loss"]
+    terms = [t for t in terms if t != "loss"]
+    if len(terms) != 1:  # with a single term the total is that term: one panel says it all
+        terms = ["loss", *terms]
     cols = min(3, len(terms))
     rows = math.ceil(len(terms) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
