@@ -14,7 +14,8 @@ from typing import Any, Sequence
 import torch
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
-HEADER = "# aekit benchmark results\n\nEach section is rewritten by the script named in it; rerun the command to reproduce.\n"
+HEADER = ("# aekit benchmark results\n\n"
+          "Each section is rewritten by the script named in it; rerun its command to reproduce it.\n")
 
 
 def cpu_model() -> str:

@@ -105,3 +105,20 @@ def test_bad_model_configs_are_refused_before_allocation(kw, match):
     cfg.update(kw)
     with pytest.raises(ConfigError, match=match):
         Autoencoder(ModelConfig(**cfg))
+
+
+def test_tied_decoder_uses_the_transposed_encoder_weights(digits01):
+    model = Autoencoder(ModelConfig(input_dim=64, hidden=(32,), latent=6, tied=True))
+    enc = model.encoder.linears
+    dec = [m for m in model.decoder if hasattr(m, "source")]
+    assert [d.source[0] for d in dec] == list(reversed(enc))
+    n_untied = sum(p.numel() for p in Autoencoder(ModelConfig(input_dim=64, hidden=(32,), latent=6)).parameters())
+    assert sum(p.numel() for p in model.parameters()) == n_untied - 2 * (64 * 32 + 32 * 6) + (64 * 32 + 32 * 6)
+    assert not [k for k in model.state_dict() if k.startswith("decoder") and k.endswith("weight")]
+    x = torch.from_numpy(digits01[:4])
+    h = torch.relu(enc[0](x))
+    z = enc[1](h)
+    expected = torch.relu(z @ enc[1].weight + dec[0].bias) @ enc[0].weight + dec[1].bias
+    assert torch.allclose(model(x).reconstruction, expected, atol=1e-6)
+    with pytest.raises(ConfigError, match="mlp architecture only"):
+        Autoencoder(ModelConfig(input_dim=64, image_shape=(1, 8, 8), architecture="conv", hidden=(4,), tied=True))

@@ -206,3 +206,25 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, digits01):
     with pytest.raises(RunError, match="nothing to resume"):
         Trainer(_model(), TrainConfig(epochs=1), run_dir=tmp_path).fit(train, resume=True)
     assert not (tmp_path / CHECKPOINT).exists()
+
+
+class Measured(nn.Module):
+    """A toy model that reports a metric next to its loss term."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(3))
+
+    def forward(self, x):
+        from aekit.model import Output
+        loss = (self.w * x[:, :3]).pow(2).sum(1).mean()
+        return Output(x, x, {"toy": loss}, x, {"mean_input": x.mean()})
+
+
+def test_metrics_are_logged_but_not_optimised(digits01):
+    train, val = _data(digits01)
+    hist = Trainer(Measured(), TrainConfig(epochs=1, batch_size=1000)).fit(train, val)
+    rec = hist[0]
+    assert rec["train_mean_input"] == pytest.approx(float(train.mean()), rel=1e-5)
+    assert rec["val_mean_input"] == pytest.approx(float(val.mean()), rel=1e-5)
+    assert rec["train_loss"] == rec["train_toy"] and rec["val_loss"] == rec["val_toy"]

@@ -29,7 +29,8 @@ class DataConfig:
 
     data: str = option("digits", "built-in set (digits, fashion-mnist) or a file / folder path")
     label_column: str | None = option(None, "label column of a CSV / Parquet file (name or index)")
-    data_dir: str | None = option(None, "folder holding a built-in set's files (else $AEKIT_DATA, then the system folder)")
+    data_dir: str | None = option(None, "folder holding a built-in set's files "
+                                        "(else $AEKIT_DATA, then the system folder)")
     val_fraction: float = option(0.1, "fraction of the training rows held out for validation")
     test_fraction: float = option(0.2, "fraction held out for testing (sets with an official test split keep it)")
     split_seed: int = option(0, "seed of the train / validation / test split")
@@ -176,7 +177,8 @@ def fit(variant: str = "ae", data: Any = "digits", *, out: str | Path | None = N
         run_config["created"] = stored.get("created", run_config["created"])
     if out_dir is not None:
         io.write_config(out_dir, run_config)
-    trainer = Trainer(model, train_cfg, run_dir=out_dir, callbacks=callbacks, progress=progress)
+    trainer = Trainer(model, train_cfg, run_dir=out_dir, callbacks=[*model.variant.callbacks(), *callbacks],
+                      progress=progress)
     val_x = torch.from_numpy(transform.apply(splits.val.x)) if len(splits.val) else None
     history = trainer.fit(torch.from_numpy(train_x), val_x, resume=resume)
     model.eval()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,7 @@ from . import variants
 from .config import from_dict, option
 from .errors import ConfigError, DataError
 from .losses import RECONSTRUCTION_LOSSES
-from .nn import ACTIVATIONS, MLP, ConvDecoder, ConvEncoder
+from .nn import ACTIVATIONS, MLP, ConvDecoder, ConvEncoder, TiedMLP
 
 #: Sizes beyond this are refused before anything is allocated.
 MAX_UNITS = 1 << 20
@@ -38,6 +38,7 @@ class ModelConfig:
                               "(targets in [0,1])", choices=tuple(RECONSTRUCTION_LOSSES))
     output_activation: str = option("linear", "activation of the decoder output with the mse loss",
                                     choices=("linear", "sigmoid"))
+    tied: bool = option(False, "decoder weights are the transposes of the encoder's (mlp only)")
     options: dict = option({}, "options of the variant (see `aekit train VARIANT --help`)")
 
     def validate(self) -> None:
@@ -54,6 +55,8 @@ class ModelConfig:
             if n_params > MAX_PARAMETERS:
                 raise ConfigError(f"the model would have about {n_params:.3g} parameters (limit {MAX_PARAMETERS:.3g})")
         else:
+            if self.tied:
+                raise ConfigError("tied weights are available for the mlp architecture only")
             if self.image_shape is None or len(self.image_shape) != 3:
                 raise ConfigError("the conv architecture needs image data (C,H,W); this data has flat rows")
             if math.prod(self.image_shape) != self.input_dim:
@@ -78,12 +81,16 @@ class Output:
         Named scalar loss terms; the training objective is their sum.
     logits : Tensor
         The decoder's pre-activation output.
+    metrics : dict of str to Tensor
+        Named scalar measurements that are logged but not optimised (e.g. the mean
+        activation of a sparse code).
     """
 
     reconstruction: torch.Tensor
     code: torch.Tensor
     losses: dict[str, torch.Tensor]
     logits: torch.Tensor
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def loss(self) -> torch.Tensor:
@@ -115,7 +122,12 @@ class Autoencoder(nn.Module):
         n_out = c.latent * self.variant.encoder_outputs_per_code
         if c.architecture == "mlp":
             self.encoder: nn.Module = MLP([c.input_dim, *c.hidden, n_out], c.activation, c.code_activation)
-            self.decoder: nn.Module = MLP([c.latent, *reversed(c.hidden), c.input_dim], c.activation)
+            if c.tied:
+                if self.variant.encoder_outputs_per_code != 1:
+                    raise ConfigError(f"the {c.variant} variant cannot tie its decoder to its encoder")
+                self.decoder: nn.Module = TiedMLP(self.encoder, c.activation)
+            else:
+                self.decoder = MLP([c.latent, *reversed(c.hidden), c.input_dim], c.activation)
         else:
             self.encoder = ConvEncoder(c.image_shape, c.hidden, n_out, c.activation, c.code_activation)
             self.decoder = ConvDecoder(c.image_shape, c.hidden, c.latent, c.activation)
@@ -153,7 +165,9 @@ class Autoencoder(nn.Module):
         target = x
         recon = self._loss(logits if self.config.loss == "bce" else self._activate(logits), target)
         losses = {"recon": recon, **terms, **self.variant.penalty(x, h, z, self)}
-        return Output(self._activate(logits), z, losses, logits)
+        with torch.no_grad():
+            metrics = self.variant.metrics(x, h, z)
+        return Output(self._activate(logits), z, losses, logits, metrics)
 
     # -- NumPy helpers ----------------------------------------------------------------------
     def _prepare(self, X: Any, where: str = "input") -> np.ndarray:

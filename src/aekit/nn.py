@@ -67,6 +67,36 @@ class MLP(nn.Sequential):
         return [m for m in self if isinstance(m, nn.Linear)]
 
 
+class TiedLinear(nn.Module):
+    """A linear layer whose weight is the transpose of another layer's (it owns only its bias).
+
+    Shape:
+        - Input: ``(N, source.out_features)``
+        - Output: ``(N, source.in_features)``
+    """
+
+    def __init__(self, source: nn.Linear):
+        super().__init__()
+        self.source = [source]  # a list keeps the source out of this module's parameters
+        self.bias = nn.Parameter(torch.zeros(source.in_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(x, self.source[0].weight.t(), self.bias)
+
+
+class TiedMLP(nn.Sequential):
+    """The mirror of an :class:`MLP` encoder using the transposes of its weights (tied weights)."""
+
+    def __init__(self, encoder: MLP, activation: str = "relu"):
+        layers: list[nn.Module] = []
+        linears = encoder.linears
+        for i, lin in enumerate(reversed(linears)):
+            layers.append(TiedLinear(lin))
+            if i < len(linears) - 1 and activation != "linear":
+                layers.append(make_activation(activation))
+        super().__init__(*layers)
+
+
 def conv_sizes(height: int, width: int, n_layers: int) -> list[tuple[int, int]]:
     """Spatial sizes along a stride-2 encoder (kernel 3, padding 1): ``ceil(h / 2)`` per layer."""
     sizes = [(height, width)]

@@ -314,7 +314,7 @@ class Trainer:
                 if self._sched is not None:
                     self._sched.step()
                 nb = len(xb)
-                for k, v in out.losses.items():
+                for k, v in _named_values(out):
                     d = v.detach().double() * nb
                     sums[k] = sums[k] + d if k in sums else d
                 self._count += nb
@@ -323,7 +323,8 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                     if step % 10 == 0 or step == steps - 1:
-                        bar.set_postfix({k: f"{float(v) / self._count:.4g}" for k, v in sums.items()}, refresh=False)
+                        bar.set_postfix({k.removeprefix(METRIC): f"{float(v) / self._count:.4g}"
+                                         for k, v in sums.items()}, refresh=False)
                 if self.callbacks:
                     terms = {k: float(v.detach()) for k, v in out.losses.items()}
                     for cb in self.callbacks:
@@ -342,12 +343,9 @@ class Trainer:
         elapsed = time.perf_counter() - t0
         record: dict[str, Any] = {"epoch": self._epoch + 1, "step": self._global_step,
                                   "lr": self.optimizer.param_groups[0]["lr"]}
-        record.update({f"train_{k}": float(v) / self._count for k, v in sums.items()})
-        record["train_loss"] = sum(float(v) for v in sums.values()) / self._count
+        record.update(_summary("train", {k: float(v) / self._count for k, v in sums.items()}))
         if val is not None:
-            val_terms = evaluate_terms(model, val, batch_size=max(1024, b))
-            record.update({f"val_{k}": v for k, v in val_terms.items()})
-            record["val_loss"] = sum(val_terms.values())
+            record.update(_summary("val", evaluate_terms(model, val, batch_size=max(1024, b), metrics=True)))
         record["seconds"] = elapsed
         record["samples_per_second"] = (self._count - done_before) / elapsed if elapsed > 0 else None
         monitored = record.get("val_loss", record["train_loss"])
@@ -382,8 +380,26 @@ class Trainer:
                             f"try a lower --lr or --clip-grad{where}")
 
 
-def evaluate_terms(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> dict[str, float]:
-    """Mean of each loss term over the rows of ``x`` in eval mode (no corruption, no dropout)."""
+METRIC = "metric:"
+
+
+def _named_values(out: Any) -> list[tuple[str, torch.Tensor]]:
+    """Loss terms by name, then metrics (logged, not optimised) with the ``metric:`` prefix."""
+    return [*out.losses.items(), *((METRIC + k, v) for k, v in getattr(out, "metrics", {}).items())]
+
+
+def _summary(split: str, means: dict[str, float]) -> dict[str, float]:
+    """History entries ``{split}_{name}`` for every term and metric, and ``{split}_loss``, the
+    sum of the loss terms."""
+    out = {f"{split}_{k.removeprefix(METRIC)}": v for k, v in means.items()}
+    out[f"{split}_loss"] = sum(v for k, v in means.items() if not k.startswith(METRIC))
+    return out
+
+
+def evaluate_terms(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
+                   metrics: bool = False) -> dict[str, float]:
+    """Mean of each loss term (and, with ``metrics=True``, each metric, prefixed ``metric:``) over
+    the rows of ``x`` in eval mode (no corruption, no dropout)."""
     was = model.training
     model.eval()
     sums: dict[str, float] = {}
@@ -391,7 +407,8 @@ def evaluate_terms(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) ->
         with torch.inference_mode():
             for i in range(0, len(x), batch_size):
                 xb = x[i:i + batch_size]
-                for k, v in model(xb).losses.items():
+                out = model(xb)
+                for k, v in (_named_values(out) if metrics else out.losses.items()):
                     sums[k] = sums.get(k, 0.0) + float(v) * len(xb)
     finally:
         model.train(was)

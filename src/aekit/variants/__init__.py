@@ -50,6 +50,14 @@ class Variant(nn.Module):
         """Extra named loss terms computed from input, encoder output and code."""
         return {}
 
+    def metrics(self, x: torch.Tensor, h: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named scalar measurements logged in the history but not optimised."""
+        return {}
+
+    def callbacks(self) -> list[Any]:
+        """Trainer callbacks this variant needs (e.g. per-epoch bookkeeping); none by default."""
+        return []
+
 
 @dataclass(frozen=True)
 class VariantSpec:
