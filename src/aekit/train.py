@@ -165,6 +165,22 @@ class Trainer:
         self._stop = False
         self._interrupt = False
 
+    # -- progress, for callbacks ---------------------------------------------------------------
+    @property
+    def global_step(self) -> int:
+        """Optimizer steps taken so far (restored on resume)."""
+        return self._global_step
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of the whole run (epochs x steps per epoch)."""
+        return self._total_steps
+
+    @property
+    def epoch(self) -> int:
+        """Completed epochs."""
+        return self._epoch
+
     # -- control -------------------------------------------------------------------------------
     def stop(self) -> None:
         """End training after the current epoch (like early stopping)."""

@@ -109,4 +109,12 @@ def specs() -> list[VariantSpec]:
     return [_REGISTRY[n] for n in names()]
 
 
-from . import plain  # noqa: E402,F401  (registers the built-in variants)
+def _discover() -> None:
+    """Import every module of this package: each registers its variant(s)."""
+    import importlib
+    import pkgutil
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+_discover()
