@@ -42,7 +42,11 @@ data:
 	  echo "apt-get is not available: put the four Fashion-MNIST IDX files in a folder and set AEKIT_DATA to it"; exit 1; \
 	fi
 
-bench: $(VENV)/.dev data
+$(VENV)/.bench: $(VENV)/.torch pyproject.toml
+	$(PIP) install --quiet -e ".[dev,bench]"
+	touch $@
+
+bench: $(VENV)/.bench data
 	$(PY) -m benchmarks
 
 clean:

@@ -1,6 +1,8 @@
 """Run every benchmark and rewrite RESULTS.md: ``python -m benchmarks``."""
 
-from . import ae_vs_pca, throughput
+from . import ae_vs_pca, denoising, linear_probe, throughput
 
 throughput.main([])
 ae_vs_pca.main([])
+denoising.main([])
+linear_probe.main([])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from aekit.cli import main
+from helpers import run_cli
 
 SMALL = ["--hidden", "32", "--latent", "4", "--epochs", "2", "--quiet"]
 
@@ -67,14 +68,6 @@ def test_resume_from_cli_matches_straight_run(tmp_path):
     wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
     assert all((wa[k] == wb[k]).all() for k in wa)
     assert len(json.loads((b / "history.json").read_text())) == 3
-
-
-def run_cli(argv):
-    """main() or argparse's SystemExit, as an exit status."""
-    try:
-        return main(argv)
-    except SystemExit as e:
-        return e.code
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -141,7 +134,7 @@ def test_sigint_checkpoints_and_resume_matches_uninterrupted_run(tmp_path):
 
     from safetensors.torch import load_file
 
-    args = ["train", "ae", "--hidden", "32", "--latent", "4", "--batch-size", "16", "--epochs", "40",
+    args = ["train", "ae", "--hidden", "32", "--latent", "4", "--batch-size", "32", "--epochs", "15",
             "--checkpoint-every", "20", "--quiet"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "aekit", *args, "--out", str(tmp_path / "b")],
@@ -158,3 +151,20 @@ def test_sigint_checkpoints_and_resume_matches_uninterrupted_run(tmp_path):
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     wa, wb = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
     assert all((wa[k] == wb[k]).all() for k in wa)
+
+
+def test_cli_values_are_stored_typed_and_resume_accepts_the_same_values(tmp_path):
+    out = tmp_path / "r"
+    assert main(["train", "ae", "--hidden", "8", "--latent", "3", "--epochs", "1", "--lr", "0.01", "--quiet",
+                 "--out", str(out)]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"]["latent"] == 3 and cfg["model"]["hidden"] == [8] and cfg["train"]["lr"] == 0.01
+    assert main(["train", "ae", "--hidden", "8", "--latent", "3", "--lr", "0.01", "--epochs", "2", "--quiet",
+                 "--out", str(out), "--resume"]) == 0
+    assert len(json.loads((out / "history.json").read_text())) == 2
+
+
+def test_a_bad_option_leaves_no_run_directory(tmp_path):
+    out = tmp_path / "never"
+    assert main(["train", "ae", "--hidden", "8", "--latent", "0", "--quiet", "--out", str(out)]) == 2
+    assert not out.exists()

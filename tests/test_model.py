@@ -45,14 +45,18 @@ def test_bernoulli_cross_entropy_matches_formula_and_is_stable():
 
 
 def _config(variant, arch, **kw):
+    """A small model of ``variant``; the variant's registered defaults (e.g. the linear
+    variant's linear units and squared error) win over the test's choices."""
+    base = dict(input_dim=64, hidden=(32,), latent=4, **kw)
     if arch == "conv":
-        return ModelConfig(variant=variant, input_dim=64, image_shape=(1, 8, 8), architecture="conv",
-                           hidden=(8, 16), latent=4, **kw)
-    return ModelConfig(variant=variant, input_dim=64, hidden=(32,), latent=4, **kw)
+        base.update(image_shape=(1, 8, 8), architecture="conv", hidden=(8, 16))
+    return ModelConfig(variant=variant, **{**base, **variants.get(variant).defaults})
 
 
-@pytest.mark.parametrize("arch", ["mlp", "conv"])
-@pytest.mark.parametrize("variant", variants.names())
+REGISTRY_CASES = [(spec.name, arch) for spec in variants.specs() for arch in spec.cls.architectures]
+
+
+@pytest.mark.parametrize("variant, arch", REGISTRY_CASES)
 def test_every_variant_forward_backward_and_learns(variant, arch, digits01):
     torch.manual_seed(0)
     model = Autoencoder(_config(variant, arch, loss="bce"))
@@ -122,3 +126,11 @@ def test_tied_decoder_uses_the_transposed_encoder_weights(digits01):
     assert torch.allclose(model(x).reconstruction, expected, atol=1e-6)
     with pytest.raises(ConfigError, match="mlp architecture only"):
         Autoencoder(ModelConfig(input_dim=64, image_shape=(1, 8, 8), architecture="conv", hidden=(4,), tied=True))
+
+
+def test_a_variant_refuses_architectures_it_is_not_defined_for():
+    for spec in variants.specs():
+        for arch in {"mlp", "conv"} - set(spec.cls.architectures):
+            with pytest.raises(ConfigError):
+                Autoencoder(ModelConfig(variant=spec.name, input_dim=64, image_shape=(1, 8, 8), architecture=arch,
+                                        hidden=(8,), latent=4))

@@ -7,6 +7,7 @@ from torch import nn
 
 from aekit import Autoencoder, Callback, ModelConfig, TrainConfig, Trainer, TrainingError
 from aekit.train import CHECKPOINT, Interrupted
+from helpers import InterruptAt
 
 
 def _model(seed=0, **kw):
@@ -22,15 +23,6 @@ def _data(digits01):
 def _same_weights(a, b):
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-class InterruptAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, trainer, step, losses):
-        if step == self.step:
-            trainer.interrupt()
 
 
 @pytest.mark.parametrize("cfg", [

@@ -8,7 +8,7 @@
 __version__ = "0.1.0"
 
 from . import variants
-from .api import DataConfig, evaluate, fit
+from .api import DataConfig, denoise, evaluate, fit
 from .data import Dataset, Transform, load_data, load_splits
 from .errors import AekitError, ConfigError, DataError, RunError, TrainingError
 from .io import load
@@ -18,5 +18,5 @@ from .train import Callback, Trainer, TrainConfig
 __all__ = [
     "AekitError", "Autoencoder", "Callback", "ConfigError", "DataConfig", "DataError", "Dataset",
     "ModelConfig", "Output", "RunError", "TrainConfig", "Trainer", "TrainingError", "Transform",
-    "evaluate", "fit", "load", "load_data", "load_splits", "variants", "__version__",
+    "denoise", "evaluate", "fit", "load", "load_data", "load_splits", "variants", "__version__",
 ]

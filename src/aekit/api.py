@@ -1,5 +1,6 @@
 """The Python entry points: :func:`fit` trains a variant into a run directory, :func:`evaluate`
-measures a trained model against the PCA baseline of the same code size."""
+measures a trained model against the PCA baseline of the same code size (and, with ``noise``,
+its denoising), :func:`denoise` reconstructs noisy data with a trained model."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ import numpy as np
 import torch
 
 from . import io, variants
-from .config import from_dict, option, to_dict
+from .config import coerce, from_dict, option, to_dict
 from .data import TRANSFORM_KINDS, Dataset, Splits, Transform, load_data, load_splits
 from .errors import ConfigError, RunError
 from .model import Autoencoder, ModelConfig
+from .noise import DEFAULT_NU, DEFAULT_SIGMA, corrupt
+from .noise import check_parameters as check_noise
 from .train import CHECKPOINT, Callback, Trainer, TrainConfig
 
 IN_MEMORY = "<in-memory>"
@@ -51,7 +54,12 @@ def _split_kwargs(kwargs: dict[str, Any], variant: str) -> dict[str, dict[str, A
         else:
             known = sorted({f.name for _, cls in owners for f in dataclasses.fields(cls)})
             raise ConfigError(f"unknown option {key!r} for variant {variant!r}; known options: {', '.join(known)}")
-    return groups
+    return {group: to_dict_values(coerce(cls, groups[group])) for group, cls in owners}
+
+
+def to_dict_values(values: dict[str, Any]) -> dict[str, Any]:
+    """JSON-comparable values (tuples as lists), as stored in config.json."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
 
 def _check_resume(stored: dict[str, Any], given: dict[str, dict[str, Any]]) -> None:
@@ -62,8 +70,7 @@ def _check_resume(stored: dict[str, Any], given: dict[str, dict[str, Any]]) -> N
         for key, value in values.items():
             if group == "train" and key == "epochs":
                 continue
-            old = stored_group.get(key)
-            new = list(value) if isinstance(value, tuple) else value
+            old, new = stored_group.get(key), value
             if old != new:
                 raise ConfigError(f"--resume uses the run's stored configuration, but {key} differs "
                                   f"(stored {old!r}, given {new!r})")
@@ -161,10 +168,10 @@ def fit(variant: str = "ae", data: Any = "digits", *, out: str | Path | None = N
         stored_t = Transform.from_dict(stored["transform"])
         if not np.array_equal(stored_t.shift, transform.shift) or not np.array_equal(stored_t.scale, transform.scale):
             raise RunError(f"cannot resume {out_dir}: the training data differ from the stored run's")
+    torch.manual_seed(train_cfg.seed)
+    model = Autoencoder(model_cfg, transform)  # every option is checked before anything is written
     if out_dir is not None:
         _prepare_out(out_dir, resume, overwrite)
-    torch.manual_seed(train_cfg.seed)
-    model = Autoencoder(model_cfg, transform)
     run_config = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "aekit_version": _version(),
@@ -198,8 +205,10 @@ def _version() -> str:
 
 
 def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = "test",
-             pca: bool = True) -> dict[str, Any]:
-    """Reconstruction error of a trained model and of PCA with the same code size.
+             pca: bool = True, noise: str | None = None, sigma: float = DEFAULT_SIGMA, nu: float = DEFAULT_NU,
+             noise_seed: int = 0) -> dict[str, Any]:
+    """Reconstruction error of a trained model and of PCA with the same code size; with
+    ``noise``, also how well the model denoises.
 
     Errors are measured in model space (after the run's scaling, e.g. pixel values in
     [0, 1] with ``scale="unit"``), as Hinton & Salakhutdinov (2006) report them: the mean
@@ -213,9 +222,22 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
         Data to evaluate: default the run's own data source, ``split`` of it. A different
         file or array is evaluated whole.
     split : {"test", "val", "train", "all"}
+    noise : {"mask", "gaussian", "salt_pepper"}, optional
+        Corrupt the clean evaluation data with this process of :mod:`aekit.noise` (Vincent et
+        al. 2008, 2010) and add the keys of :func:`denoising_scores` (``noise``,
+        ``psnr_noisy``, ``psnr_denoised``, ``denoised``) to the result. Without it the result
+        is unchanged.
+    sigma : float
+        Standard deviation of the ``gaussian`` noise.
+    nu : float
+        Fraction of the entries of each example corrupted by ``mask`` and ``salt_pepper``.
+    noise_seed : int
+        Seed of the ``torch.Generator`` drawing the noise (the same seed, the same corruption).
     """
     from .metrics import pca_reconstruction_errors, reconstruction_errors
 
+    if noise is not None:
+        check_noise(noise, nu=nu, sigma=sigma)
     if not isinstance(model, Autoencoder):
         model = io.load(model)
     cfg = getattr(model, "run_config", None) or {}
@@ -241,7 +263,7 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
     if len(x) == 0:
         raise ConfigError(f"the {split} split of {source} is empty")
     X = model._prepare(x, where=str(source))
-    recon = model._batched(X, lambda xb: model.decode(model.encode(xb)), 4096)
+    recon = _reconstruct(model, X)
     result: dict[str, Any] = {"data": str(source), "split": evaluated, "n": int(len(x)),
                               "space": f"model inputs after the run's '{model.transform.kind}' scaling"
                               if model.transform is not None else "raw",
@@ -252,4 +274,93 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
         result["pca"] = pca_reconstruction_errors(tx, X, model.config.latent, seed=0)
         pe = result["pca"]["per_example_squared_error"]
         result["ratio_to_pca"] = result["autoencoder"]["per_example_squared_error"] / pe if pe > 0 else None
+    if noise is not None:
+        result.update(denoising_scores(model, X, noise, sigma=sigma, nu=nu, seed=noise_seed))
     return result
+
+
+def _reconstruct(model: Autoencoder, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """Reconstructions of model-space rows ``X``, in model space (eval mode: no corruption)."""
+    return model._batched(X, lambda xb: model.decode(model.encode(xb)), batch_size)
+
+
+def _noise_range(model: Autoencoder, X: np.ndarray) -> tuple[float, float, bool]:
+    """The data range ``(lo, hi)`` in model space and whether it is the fixed [0, 1] of the
+    ``unit`` scaling (else the clean data's own min and max)."""
+    if model.transform is not None and model.transform.kind == "unit":
+        return 0.0, 1.0, True
+    return float(X.min()), float(X.max()), False
+
+
+def denoising_scores(model: Autoencoder, X: np.ndarray, kind: str, *, sigma: float = DEFAULT_SIGMA,
+                     nu: float = DEFAULT_NU, seed: int = 0) -> dict[str, Any]:
+    """Corrupt clean model-space rows ``X``, denoise them with ``model``, and score both.
+
+    The corruption is :func:`aekit.noise.corrupt` (Vincent et al. 2008, 2010) drawn from a
+    ``torch.Generator`` seeded with ``seed``. The data range :math:`[lo, hi]` is [0, 1] when
+    the run's scaling is ``unit``, else the min and max of the clean ``X``; Gaussian noise is
+    clipped to [0, 1] with the unit scaling only, and salt-and-pepper noise uses ``lo`` and
+    ``hi`` as its values.
+
+    Returns
+    -------
+    dict
+        ``noise``: the corruption settings and the data range :math:`R = hi - lo`;
+        ``psnr_noisy`` and ``psnr_denoised``: mean per-example PSNR in dB of the corrupted and
+        of the denoised data against the clean data (:func:`aekit.metrics.psnr` with data range
+        :math:`R`); ``denoised``: :func:`aekit.metrics.reconstruction_errors` of the denoised
+        data against the clean data.
+    """
+    from .metrics import psnr, reconstruction_errors
+
+    lo, hi, unit = _noise_range(model, X)
+    clip = (lo, hi) if unit and kind == "gaussian" else None
+    gen = torch.Generator().manual_seed(int(seed))
+    noisy = corrupt(torch.from_numpy(X), kind, nu=nu, sigma=sigma, low=lo, high=hi, clip=clip,
+                    generator=gen).numpy()
+    denoised = _reconstruct(model, noisy)
+    data_range = hi - lo if hi > lo else 1.0
+    settings: dict[str, Any] = {"kind": kind, "seed": int(seed)}
+    if kind == "gaussian":
+        settings.update(sigma=sigma, clip=[lo, hi] if clip else None)
+    else:
+        settings["nu"] = nu
+    if kind == "salt_pepper":
+        settings.update(low=lo, high=hi)
+    settings["data_range"] = data_range
+    settings["note"] = ("noise added in model space" +
+                        (", clipped to [0, 1], the data range of the unit scaling" if clip else "") +
+                        "; psnr_*: mean per-example PSNR in dB against the clean data with data range " +
+                        ("1.0 (unit scaling)" if unit else "max - min of the clean data (the scaling is not unit)"))
+    return {"noise": settings, "psnr_noisy": psnr(X, noisy, data_range),
+            "psnr_denoised": psnr(X, denoised, data_range), "denoised": reconstruction_errors(X, denoised)}
+
+
+def denoise(model: Autoencoder | str | Path, X: Any, *, batch_size: int = 4096, where: str = "input") -> np.ndarray:
+    """The model's reconstruction of raw (noisy) data ``X``, in the original units.
+
+    The run's transform is applied, the rows are reconstructed in eval mode (no corruption)
+    and the transform is inverted: this is what a denoising autoencoder (Vincent et al.
+    2008, 2010), trained to map a corrupted :math:`\\tilde x` to the clean :math:`x`, is for;
+    for any other variant it is its plain reconstruction.
+
+    Parameters
+    ----------
+    model : Autoencoder or run directory
+    X : array-like, shape (N, D) or (N, C, H, W) / (N, H, W), or Dataset
+        Raw data in the units of the training data.
+    batch_size : int
+        Rows per batch.
+    where : str
+        Name of the data in error messages.
+
+    Returns
+    -------
+    ndarray
+        float32, shaped like ``X`` (``(N, D)`` for a Dataset).
+    """
+    if not isinstance(model, Autoencoder):
+        model = io.load(model)
+    x = X.x if isinstance(X, Dataset) else np.asarray(X)
+    out = model.reconstruct_array(x, batch_size=batch_size, where=where)
+    return out.reshape(x.shape) if x.ndim > 2 else out

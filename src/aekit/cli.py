@@ -18,6 +18,7 @@ from . import __version__, variants
 from .config import add_arguments, given
 from .errors import AekitError, ConfigError
 from .io import atomic_path
+from .noise import DEFAULT_NU, DEFAULT_SIGMA, NOISE_KINDS
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -109,21 +110,53 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_reconstruct(args: argparse.Namespace) -> int:
+#: rows drawn in a .png grid written by ``reconstruct`` / ``denoise``
+GRID_IMAGES = 64
+
+
+def _write_reconstructions(args: argparse.Namespace, what: str) -> int:
+    """Reconstruct INPUT with the run's model and write it (.npy, .csv, or for image data a
+    .png grid of the first :data:`GRID_IMAGES` inputs above their reconstructions)."""
+    from .api import denoise
     from .io import load
     model = load(args.run)
     ds = _input(args)
-    recon = model.reconstruct_array(ds.x, batch_size=args.batch_size, where=ds.source)
+    png = args.output.suffix.lower() == ".png"
+    if png and ds.image_shape is None:
+        raise ConfigError(f"{args.output}: a .png grid needs image data; {ds.source} has flat rows")
+    recon = denoise(model, ds.x[:GRID_IMAGES] if png else ds.x, batch_size=args.batch_size, where=ds.source)
+    if png:
+        from .plots import reconstruction_grid
+        reconstruction_grid(ds.x[:GRID_IMAGES], recon, ds.image_shape, args.output, n=GRID_IMAGES,
+                            title=f"{ds.source}: inputs and their {what}")
+        print(f"wrote a grid of {len(recon)} inputs and their {what} to {args.output}")
+        return 0
     if ds.image_shape is not None and args.output.suffix.lower() == ".npy":
         recon = recon.reshape(-1, *ds.image_shape)
     _write_array(args.output, recon)
-    print(f"wrote {recon.shape[0]} reconstructions to {args.output}")
+    print(f"wrote {recon.shape[0]} {what} to {args.output}")
     return 0
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    return _write_reconstructions(args, "reconstructions")
+
+
+def _cmd_denoise(args: argparse.Namespace) -> int:
+    return _write_reconstructions(args, "denoised reconstructions")
+
+
+NOISE_FLAGS = ("sigma", "nu", "noise_seed")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .api import evaluate
-    result = evaluate(args.run, data=args.data, split=args.split, pca=not args.no_pca)
+    noise_kwargs = {k: getattr(args, k) for k in NOISE_FLAGS if getattr(args, k) is not None}
+    if noise_kwargs and args.noise is None:
+        flags = ", ".join("--" + k.replace("_", "-") for k in noise_kwargs)
+        raise ConfigError(f"{flags}: used only with --noise {{{','.join(NOISE_KINDS)}}}")
+    result = evaluate(args.run, data=args.data, split=args.split, pca=not args.no_pca, noise=args.noise,
+                      **noise_kwargs)
     text = json.dumps(result, indent=2)
     if args.output:
         with atomic_path(args.output) as tmp:
@@ -173,12 +206,19 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"aekit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser, required=True)
     _add_train(sub)
-    for name, func, what in (("encode", _cmd_encode, "codes"), ("reconstruct", _cmd_reconstruct, "reconstructions")):
+    grid = f"; for image data also .png, a grid of the first {GRID_IMAGES} inputs and their {{}}"
+    for name, func, what, formats in (
+            ("encode", _cmd_encode, "codes", ""),
+            ("reconstruct", _cmd_reconstruct, "reconstructions", grid.format("reconstructions")),
+            ("denoise", _cmd_denoise, "denoised reconstructions", grid.format("denoised versions"))):
         p = sub.add_parser(name, help=f"write the {what} of INPUT", description=f"Write the {what} of INPUT "
-                           "(a file, folder or built-in set name) as .npy or .csv.")
+                           f"(a file, folder or built-in set name) as .npy or .csv{formats}."
+                           + (" INPUT holds noisy data in the units of the training data; the run is "
+                              "best a denoising one (aekit train denoising)." if name == "denoise" else ""))
         p.add_argument("run", type=Path, metavar="DIR", help="run directory")
         p.add_argument("input", metavar="INPUT", help="data to process")
-        p.add_argument("-o", "--output", type=Path, required=True, help="output file (.npy or .csv)")
+        p.add_argument("-o", "--output", type=Path, required=True,
+                       help=f"output file (.npy or .csv{formats and ' or .png'})")
         p.add_argument("--label-column", default=None, help="label column of a CSV / Parquet input (dropped)")
         p.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
         p.set_defaults(func=func)
@@ -190,6 +230,16 @@ def build_parser() -> Parser:
     p.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
                    help="split of the run's data to evaluate (default: test)")
     p.add_argument("--no-pca", action="store_true", help="skip the PCA baseline")
+    noise = p.add_argument_group("denoising", "corrupt the clean data in model space with a seeded corruption "
+                                 "(Vincent et al. 2008), denoise it with the model and report psnr_noisy and "
+                                 "psnr_denoised (mean per-example PSNR in dB; data range 1 with the unit scaling, "
+                                 "whose [0, 1] also clips gaussian noise; else the clean data's max - min)")
+    noise.add_argument("--noise", default=None, choices=NOISE_KINDS, help="corruption process")
+    noise.add_argument("--sigma", type=float, default=None,
+                       help=f"standard deviation of the gaussian noise (default: {DEFAULT_SIGMA})")
+    noise.add_argument("--nu", type=float, default=None,
+                       help=f"fraction of the entries corrupted by mask and salt_pepper (default: {DEFAULT_NU})")
+    noise.add_argument("--noise-seed", type=int, default=None, help="seed of the corruption (default: 0)")
     p.add_argument("-o", "--output", type=Path, default=None, help="also write the JSON here")
     p.set_defaults(func=_cmd_evaluate)
     p = sub.add_parser("info", help="describe a run directory")

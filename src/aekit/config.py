@@ -111,6 +111,20 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, *, where: str | None = 
     return obj
 
 
+def coerce(cls: type, values: dict[str, Any], *, where: str | None = None) -> dict[str, Any]:
+    """Convert some of ``cls``'s fields (e.g. strings from the command line) to their types,
+    without building the object; unknown names are a ConfigError."""
+    label = where or cls.__name__
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"{label} has no option {key!r}; known: {', '.join(sorted(fields))}")
+        out[key] = _coerce(label, key, hints[key], value, fields[key].metadata.get("choices"))
+    return out
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     """JSON-ready dict of a dataclass (tuples become lists)."""
     def conv(v: Any) -> Any:

@@ -45,3 +45,66 @@ def bernoulli_cross_entropy(logits: torch.Tensor, target: torch.Tensor, reductio
 
 
 RECONSTRUCTION_LOSSES = {"mse": squared_error, "bce": bernoulli_cross_entropy}
+
+
+def kl_sparsity(code: torch.Tensor, rho: float, eps: float = 1e-6) -> torch.Tensor:
+    r"""KL sparsity penalty of a sigmoid code (Ng, *Sparse autoencoder*, CS294A lecture notes, 2011):
+
+    .. math:: \sum_j \mathrm{KL}(\rho \,\|\, \hat\rho_j)
+              = \sum_j \rho \log\frac{\rho}{\hat\rho_j} + (1 - \rho) \log\frac{1 - \rho}{1 - \hat\rho_j}
+
+    where :math:`\hat\rho_j` is the mean activation of code unit :math:`j` over the batch,
+    clamped to :math:`(\epsilon, 1 - \epsilon)`. A batch statistic, so there is no per-example
+    reduction: the result is one scalar (multiply by :math:`\beta` for Ng's weighted term).
+
+    Parameters
+    ----------
+    code : Tensor
+        Code activations in [0, 1], shape ``(N, units)``.
+    rho : float
+        Target mean activation, in (0, 1).
+    """
+    rho_hat = code.flatten(1).mean(0).clamp(eps, 1 - eps)
+    return (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).sum()
+
+
+def l1_activity(code: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    r"""L1 activity penalty, :math:`\sum_j |a_j|` per example (multiply by :math:`\lambda`).
+
+    The sparsity penalty on hidden activations of Goodfellow, Bengio & Courville (2016),
+    *Deep Learning*, section 14.2.1, :math:`\Omega(h) = \lambda \sum_j |h_j|`.
+    """
+    return _reduce(code.abs().flatten(1).sum(1), reduction)
+
+
+def contractive_sigmoid_penalty(code: torch.Tensor, weight: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    r"""Squared Frobenius norm of the Jacobian of a sigmoid encoder layer, in closed form.
+
+    For :math:`h = \sigma(W x + b)`, :math:`\partial h_j / \partial x_i = h_j (1 - h_j) W_{ji}`, so
+
+    .. math:: \lVert J_f(x) \rVert_F^2 = \sum_j \big(h_j (1 - h_j)\big)^2 \sum_i W_{ji}^2,
+
+    the contractive penalty of Rifai, Vincent, Muller, Glorot & Bengio (2011), "Contractive
+    auto-encoders: explicit invariance during feature extraction", ICML. ``code`` is
+    :math:`h`, shape ``(N, k)``; ``weight`` is :math:`W`, shape ``(k, D)``.
+    """
+    per = ((code * (1 - code)).pow(2) * weight.pow(2).sum(1)).sum(1)
+    return _reduce(per, reduction)
+
+
+def jacobian_frobenius_sq(fn, x: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    r"""Squared Frobenius norm of each example's Jacobian of ``fn``, computed exactly:
+
+    .. math:: \lVert J_f(x) \rVert_F^2 = \sum_{j, i} \left(\frac{\partial f_j(x)}{\partial x_i}\right)^2,
+
+    the contractive penalty of Rifai et al. (2011, ICML) for any encoder ``f``. ``fn`` maps a
+    batch ``(N, ...)`` to ``(N, k)`` and must treat rows independently; each example's
+    ``(k, ...)`` Jacobian comes from ``torch.func.vmap(torch.func.jacrev(...))`` (``k``
+    backward passes, batched). The result is differentiable with respect to the parameters
+    ``fn`` uses, so it can be minimised.
+    """
+    def one(xi: torch.Tensor) -> torch.Tensor:
+        return fn(xi.unsqueeze(0)).squeeze(0)
+
+    jac = torch.func.vmap(torch.func.jacrev(one))(x)
+    return _reduce(jac.pow(2).flatten(1).sum(1), reduction)

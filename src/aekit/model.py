@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from . import variants
-from .config import from_dict, option
+from .config import from_dict, option, to_dict
 from .errors import ConfigError, DataError
 from .losses import RECONSTRUCTION_LOSSES
 from .nn import ACTIVATIONS, MLP, ConvDecoder, ConvEncoder, TiedMLP
@@ -42,7 +42,9 @@ class ModelConfig:
     options: dict = option({}, "options of the variant (see `aekit train VARIANT --help`)")
 
     def validate(self) -> None:
-        variants.get(self.variant)
+        spec = variants.get(self.variant)
+        # options arrive as JSON or CLI strings: store them typed and checked
+        self.options = to_dict(from_dict(spec.options, self.options, where=f"{self.variant} options"))
         if self.input_dim <= 0:
             raise ConfigError(f"model.input_dim must be positive, got {self.input_dim}")
         sizes = [self.input_dim, *self.hidden, self.latent]

@@ -27,6 +27,8 @@ class Variant(nn.Module):
 
     #: how many encoder outputs each code unit needs (2 for a Gaussian mean + log-variance)
     encoder_outputs_per_code: int = 1
+    #: the encoder / decoder families the variant is defined for
+    architectures: tuple[str, ...] = ("mlp", "conv")
 
     def __init__(self, config: Any, options: Any):
         super().__init__()

@@ -1,0 +1,165 @@
+"""The linear autoencoder learns the PCA subspace; the contractive penalty is the exact
+Frobenius norm of the encoder's Jacobian and makes the encoder contract."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.linalg import subspace_angles
+from sklearn.decomposition import PCA
+
+import aekit
+from aekit import Autoencoder, ConfigError, ModelConfig, TrainConfig, Trainer
+from aekit.cli import build_parser
+from aekit.losses import contractive_sigmoid_penalty, jacobian_frobenius_sq
+from aekit.variants.linear import affine_maps
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These models are tiny: one thread is faster, and immune to other processes' load."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _pca(x, k):
+    pca = PCA(k).fit(x)
+    error = ((pca.inverse_transform(pca.transform(x)) - x) ** 2).sum(1).mean()
+    return pca.components_.T, error
+
+
+def _max_angle_deg(a, b):
+    return math.degrees(subspace_angles(np.asarray(a, np.float64), np.asarray(b, np.float64)).max())
+
+
+# -- linear ------------------------------------------------------------------------------------
+def test_linear_autoencoder_spans_the_pca_subspace(digits01):
+    k = 5
+    model = aekit.fit("linear", digits01, latent=k, epochs=1500, batch_size=len(digits01), lr=0.05,
+                      val_fraction=0.0, test_fraction=0.0, scale="none", progress=False)
+    cfg = model.config
+    assert (cfg.hidden, cfg.activation, cfg.code_activation, cfg.loss) == ((), "linear", "linear", "mse")
+    assert [type(m).__name__ for m in (*model.encoder, *model.decoder)] == ["Linear", "Linear"]
+    components, pca_error = _pca(digits01, k)
+    _, _, V, _ = affine_maps(model)
+    assert torch.allclose(V.float(), model.decoder.linears[0].weight.detach())
+    assert _max_angle_deg(V, components) < 1.0
+    error = ((model.reconstruct_array(digits01) - digits01) ** 2).sum(1).mean()
+    assert error <= 1.01 * pca_error
+
+
+def test_deep_linear_autoencoder_spans_the_pca_subspace(digits01):
+    k = 4
+    torch.manual_seed(0)
+    model = Autoencoder(ModelConfig(variant="linear", input_dim=64, hidden=(16,), latent=k,
+                                    activation="linear"))
+    x = torch.from_numpy(digits01)
+    Trainer(model, TrainConfig(epochs=1000, batch_size=len(x), lr=0.05)).fit(x)
+    first, second = model.decoder.linears
+    product = (second.weight @ first.weight).detach()
+    W, b, V, c = affine_maps(model.eval())
+    assert torch.allclose(V.float(), product, atol=1e-6)
+    assert torch.allclose(model.encode(x).double(), x.double() @ W.T + b, atol=1e-4)
+    components, pca_error = _pca(digits01, k)
+    assert _max_angle_deg(product, components) < 1.0
+    error = ((model.reconstruct_array(digits01) - digits01) ** 2).sum(1).mean()
+    assert error <= 1.01 * pca_error
+
+
+@pytest.mark.parametrize("kw, bad", [
+    ({"hidden": (8,), "activation": "relu"}, "activation='relu'"),
+    ({"code_activation": "sigmoid"}, "code_activation='sigmoid'"),
+    ({"output_activation": "sigmoid"}, "output_activation='sigmoid'"),
+    ({"loss": "bce"}, "loss='bce'"),
+    ({"architecture": "conv", "image_shape": (1, 8, 8), "hidden": (4,)}, "architecture='conv'"),
+])
+def test_linear_variant_refuses_nonlinear_settings(kw, bad):
+    cfg = dict(variant="linear", input_dim=64, hidden=(), latent=3, activation="linear")
+    cfg.update(kw)
+    with pytest.raises(ConfigError, match=f"linear variant.*{bad}"):
+        Autoencoder(ModelConfig(**cfg))
+
+
+# -- contractive -------------------------------------------------------------------------------
+def _brute_force_penalty(encoder, x):
+    """Mean over examples of the summed squared entries of autograd's Jacobian of each row."""
+    total = 0
+    for xi in x:
+        jac = torch.autograd.functional.jacobian(lambda v: encoder(v.unsqueeze(0)).squeeze(0), xi,
+                                                 create_graph=True)
+        total = total + jac.pow(2).sum()
+    return total / len(x)
+
+
+ENCODERS = {
+    "sigmoid layer (closed form)": dict(input_dim=64, hidden=(), latent=6, code_activation="sigmoid"),
+    "tanh/relu MLP": dict(input_dim=64, hidden=(16, 8), latent=5, activation="tanh", code_activation="relu"),
+    "conv": dict(input_dim=64, image_shape=(1, 8, 8), architecture="conv", hidden=(3, 4), latent=3,
+                 activation="tanh"),
+}
+
+
+@pytest.mark.parametrize("name", ENCODERS)
+def test_contractive_penalty_is_the_exact_jacobian_norm_and_trains_the_encoder(name, digits01):
+    torch.manual_seed(0)
+    lam = 0.3
+    model = Autoencoder(ModelConfig(variant="contractive", options={"lam": lam}, **ENCODERS[name])).double()
+    assert model.variant.closed_form == (name == "sigmoid layer (closed form)")
+    x = torch.from_numpy(digits01[:6]).double()
+    out = model(x)
+    expected = _brute_force_penalty(model.encoder, model._to_encoder(x))
+    assert out.losses["contractive"].item() == pytest.approx(lam * expected.item(), rel=1e-5)
+    norms = torch.stack([_brute_force_penalty(model.encoder, model._to_encoder(x[i:i + 1])) for i in range(6)])
+    assert out.metrics["jacobian_norm"].item() == pytest.approx(norms.sqrt().mean().item(), rel=1e-5)
+    params = list(model.encoder.parameters())
+    # biases of a last linear layer do not enter the Jacobian: their gradient is absent or zero
+    grads = torch.autograd.grad(out.losses["contractive"], params, allow_unused=True, materialize_grads=True)
+    reference = torch.autograd.grad(lam * expected, params, allow_unused=True, materialize_grads=True)
+    for g, r in zip(grads, reference):
+        assert torch.isfinite(g).all()
+        assert torch.allclose(g, r, rtol=1e-5, atol=1e-10)
+    weights = [g for g, p in zip(grads, params) if p.dim() > 1]
+    assert all(g.abs().sum() > 0 for g in weights)
+
+
+def test_penalty_functions_agree_on_a_sigmoid_layer():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(7, 4)
+    encoder = torch.nn.Sequential(layer, torch.nn.Sigmoid())
+    x = torch.randn(5, 7)
+    closed = contractive_sigmoid_penalty(encoder(x), layer.weight, reduction="none")
+    exact = jacobian_frobenius_sq(encoder, x, reduction="none")
+    assert closed.shape == (5,) and torch.allclose(closed, exact, rtol=1e-5)
+    assert torch.allclose(jacobian_frobenius_sq(encoder, x), exact.mean())
+
+
+@pytest.mark.parametrize("hidden, code_activation", [((), "sigmoid"), ((32,), "tanh")])
+def test_contractive_training_shrinks_the_jacobian_compared_with_a_plain_autoencoder(
+        digits01, hidden, code_activation):
+    settings = dict(hidden=hidden, latent=8, activation="tanh", code_activation=code_activation, epochs=4,
+                    batch_size=64, lr=3e-3, seed=0, progress=False)
+    plain = aekit.fit("ae", digits01, **settings)
+    contractive = aekit.fit("contractive", digits01, lam=1.0, **settings)
+    x = torch.from_numpy(digits01[:500])
+
+    def mean_norm(model):
+        return jacobian_frobenius_sq(model.encoder, x, reduction="none").sqrt().mean().item()
+
+    assert mean_norm(contractive) < 0.8 * mean_norm(plain)
+    last = contractive.history[-1]
+    assert {"train_contractive", "train_jacobian_norm", "val_jacobian_norm"} <= set(last)
+    assert last["val_jacobian_norm"] > 0
+
+
+def test_contractive_lam_is_a_cli_flag_and_is_validated(capsys):
+    args = build_parser().parse_args(["train", "contractive", "--lam", "0.5"])
+    assert float(getattr(args, "opt.lam")) == 0.5
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "contractive", "--help"])
+    assert "--lam" in capsys.readouterr().out
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ConfigError, match="lam must be a finite number >= 0"):
+            Autoencoder(ModelConfig(variant="contractive", input_dim=64, options={"lam": bad}))
