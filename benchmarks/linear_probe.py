@@ -40,7 +40,7 @@ VARIANTS = {
 
 
 def probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray) -> float:
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, C=1.0))
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=1.0))
     clf.fit(train_x, train_y)
     return float(clf.score(test_x, test_y))
 
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
     body = (table(["codes", "test accuracy", "autoencoder training", "probe"], rows)
             + f"\n\nBest variant: {best[0]} at {best[1]:.4f} vs raw pixels {raw:.4f} "
               f"({'target met' if best[1] > raw else 'target MISSED'}: codes must beat raw pixels). "
-              f"Logistic regression (scikit-learn, standardized inputs, C=1, 300 iterations) fitted on the codes of "
+              f"Logistic regression (scikit-learn, standardized inputs, C=1, at most 1000 lbfgs iterations) "
+              f"fitted on the codes of "
               f"{args.n_train} training images, scored on the 10,000 test images. Autoencoders trained "
               f"{args.epochs} epochs, Adam 1e-3, batch 128, seed 0, on the 54,000 training images (no labels).")
     print(body)
