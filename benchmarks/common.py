@@ -15,7 +15,9 @@ import torch
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 HEADER = ("# aekit benchmark results\n\n"
-          "Each section is rewritten by the script named in it; rerun its command to reproduce it.\n")
+          "Each section is rewritten by the script named in it; rerun its command to reproduce it. "
+          "Only the throughput tables compare speed (measured alternately in one process); the times in the "
+          "other tables are indicative wall-clock figures, some taken while other jobs shared the cores.\n")
 
 
 def cpu_model() -> str:
