@@ -16,7 +16,7 @@ import time
 
 import aekit
 
-from .common import record, table
+from .common import publish, table
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -47,9 +47,8 @@ def main(argv: list[str] | None = None) -> dict:
             f"linear 30-unit code, logistic output units, Adam lr {args.lr} with a cosine schedule, "
             f"batch {args.batch_size}, {epochs} epochs, seed 0, no pretraining; errors on pixels in [0, 1], "
             f"official test split (n={res['n']}).")
-    print(body)
-    if not args.quick:
-        record("ae_vs_pca", "Fashion-MNIST: deep autoencoder vs PCA-30 (test per-image squared error)", body)
+    publish("ae_vs_pca", "Fashion-MNIST: deep autoencoder vs PCA-30 (test per-image squared error)",
+            body, save=not args.quick)
     return {"ratio": ratio, **res}
 
 

@@ -70,3 +70,10 @@ def record(name: str, title: str, body: str, cmd: str | None = None) -> None:
     tmp = RESULTS.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(RESULTS)
+
+
+def publish(name: str, title: str, body: str, save: bool = True) -> None:
+    """Print a benchmark's table and, unless it was a smoke run, record it in RESULTS.md."""
+    print(body)
+    if save:
+        record(name, title, body)

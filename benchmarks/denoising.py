@@ -23,7 +23,7 @@ import aekit
 from aekit.data import load_splits
 from aekit.metrics import psnr
 
-from .common import record, table
+from .common import publish, table
 
 
 def noisy_copy(x: np.ndarray, sigma: float, seed: int) -> np.ndarray:
@@ -105,9 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
               f"conv encoder 32-64 channels, 128-unit code, Bernoulli cross-entropy against the clean image, "
               f"trained on the 54,000 training images with a fresh noise draw per batch (the same sigma, clipped), "
               f"{args.epochs} epochs, Adam 2e-3 with a cosine schedule.")
-    print(body)
-    if not args.quick:
-        record("denoising", "Fashion-MNIST denoising: denoising autoencoder vs non-local means and BM3D", body)
+    publish("denoising", "Fashion-MNIST denoising: denoising autoencoder vs non-local means and BM3D",
+            body, save=not args.quick)
     return results
 
 

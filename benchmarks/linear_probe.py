@@ -22,7 +22,7 @@ from sklearn.preprocessing import StandardScaler
 import aekit
 from aekit.data import load_splits
 
-from .common import record, table
+from .common import publish, table
 
 #: One-hidden-layer (shallow) codes of 1000 units for the non-linear variants, as in the
 #: papers (Vincent et al. 2008: one dA layer; Makhzani & Frey 2014: 1000 units, tied weights).
@@ -85,9 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
               f"fitted on the codes of "
               f"{args.n_train} training images, scored on the 10,000 test images. Autoencoders trained "
               f"{args.epochs} epochs, Adam 1e-3, batch 128, seed 0, on the 54,000 training images (no labels).")
-    print(body)
-    if not args.quick:
-        record("linear_probe", "Fashion-MNIST linear probe: logistic regression on the codes of each variant", body)
+    publish("linear_probe", "Fashion-MNIST linear probe: logistic regression on the codes of each variant",
+            body, save=not args.quick)
     return {r[0]: r[1] for r in rows}
 
 

@@ -20,7 +20,7 @@ import torch
 
 from aekit import Autoencoder, ModelConfig, TrainConfig, Trainer, load_data
 
-from .common import record, table
+from .common import publish, table
 
 
 def make_model(seed: int = 0) -> Autoencoder:
@@ -82,10 +82,8 @@ def main(argv: list[str] | None = None) -> dict:
               f"{args.batch_size}, {args.epochs} epoch(s) per measurement, {args.repeats} alternating repeats, "
               f"784-1000-500-250-30 MLP, Adam lr 1e-3. Target: aekit Trainer >= 1.0x the hand-written loop "
               f"({'met' if rows[1][4] >= 1.0 else 'MISSED'}: {rows[1][4]:.3f}x).")
-    print(body)
-    if not args.no_record:
-        record(f"throughput_b{args.batch_size}", f"Training throughput, batch {args.batch_size}: aekit Trainer vs a "
-               f"hand-written loop", body)
+    publish(f"throughput_b{args.batch_size}", f"Training throughput, batch {args.batch_size}: aekit Trainer vs a "
+            f"hand-written loop", body, save=not args.no_record)
     return {name: statistics.median(v) for name, v in runs.items()}
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import io, variants
-from .config import coerce, from_dict, option, to_dict
+from .config import coerce, from_dict, jsonable, option, to_dict
 from .data import TRANSFORM_KINDS, Dataset, Splits, Transform, load_data, load_splits
 from .errors import ConfigError, RunError
 from .model import Autoencoder, ModelConfig
@@ -54,12 +54,7 @@ def _split_kwargs(kwargs: dict[str, Any], variant: str) -> dict[str, dict[str, A
         else:
             known = sorted({f.name for _, cls in owners for f in dataclasses.fields(cls)})
             raise ConfigError(f"unknown option {key!r} for variant {variant!r}; known options: {', '.join(known)}")
-    return {group: to_dict_values(coerce(cls, groups[group])) for group, cls in owners}
-
-
-def to_dict_values(values: dict[str, Any]) -> dict[str, Any]:
-    """JSON-comparable values (tuples as lists), as stored in config.json."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+    return {group: jsonable(coerce(cls, groups[group])) for group, cls in owners}
 
 
 def _check_resume(stored: dict[str, Any], given: dict[str, dict[str, Any]]) -> None:
@@ -245,14 +240,15 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
     if split not in ("test", "val", "train", "all"):
         raise ConfigError(f"split must be test, val, train or all; got {split!r}")
     own = data is None or (data_cfg is not None and isinstance(data, (str, Path)) and str(data) == data_cfg.data)
+    reloadable = data_cfg is not None and data_cfg.data != IN_MEMORY
+    if own and not reloadable:
+        raise ConfigError("this run was trained on in-memory data; pass the data to evaluate")
     train_x = None
-    if data_cfg is not None and data_cfg.data != IN_MEMORY:
+    if reloadable and (own or pca):  # the run's own split, or its training rows for the PCA baseline
         splits = load_splits(data_cfg.data, val_fraction=data_cfg.val_fraction, test_fraction=data_cfg.test_fraction,
                              seed=data_cfg.split_seed, label_column=data_cfg.label_column,
                              data_dir=data_cfg.data_dir)
         train_x = splits.train.x
-    elif data is None:
-        raise ConfigError("this run was trained on in-memory data; pass the data to evaluate")
     if own:
         ds = {"test": splits.test, "val": splits.val, "train": splits.train}.get(split)
         x = ds.x if ds is not None else np.concatenate([splits.train.x, splits.val.x, splits.test.x])
@@ -281,7 +277,7 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
 
 def _reconstruct(model: Autoencoder, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """Reconstructions of model-space rows ``X``, in model space (eval mode: no corruption)."""
-    return model._batched(X, lambda xb: model.decode(model.encode(xb)), batch_size)
+    return model._batched(X, model.reconstruct, batch_size)
 
 
 def _noise_range(model: Autoencoder, X: np.ndarray) -> tuple[float, float, bool]:

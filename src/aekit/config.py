@@ -125,15 +125,18 @@ def coerce(cls: type, values: dict[str, Any], *, where: str | None = None) -> di
     return out
 
 
+def jsonable(v: Any) -> Any:
+    """A value as config.json stores it (tuples become lists, recursively)."""
+    if isinstance(v, tuple):
+        return [jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {k: jsonable(x) for k, x in v.items()}
+    return v
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     """JSON-ready dict of a dataclass (tuples become lists)."""
-    def conv(v: Any) -> Any:
-        if isinstance(v, tuple):
-            return [conv(x) for x in v]
-        if isinstance(v, dict):
-            return {k: conv(x) for k, x in v.items()}
-        return v
-    return {f.name: conv(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
 
 
 def flag_name(f: dataclasses.Field) -> str:

@@ -42,9 +42,8 @@ class ModelConfig:
     options: dict = option({}, "options of the variant (see `aekit train VARIANT --help`)")
 
     def validate(self) -> None:
-        spec = variants.get(self.variant)
         # options arrive as JSON or CLI strings: store them typed and checked
-        self.options = to_dict(from_dict(spec.options, self.options, where=f"{self.variant} options"))
+        self.options = to_dict(self.variant_options())
         if self.input_dim <= 0:
             raise ConfigError(f"model.input_dim must be positive, got {self.input_dim}")
         sizes = [self.input_dim, *self.hidden, self.latent]
@@ -158,6 +157,10 @@ class Autoencoder(nn.Module):
         """Reconstruction in model space from codes ``z`` (flat ``(N, D)``)."""
         return self._activate(self.decoder(z)).reshape(z.shape[0], -1)
 
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """``decode(encode(x))``: the deterministic reconstruction in model space, flat ``(N, D)``."""
+        return self.decode(self.encode(x))
+
     def forward(self, x: torch.Tensor) -> Output:
         """Reconstruct ``x`` and compute the named loss terms against the clean ``x``."""
         x_in = self.variant.corrupt(x) if self.training else x
@@ -204,5 +207,5 @@ class Autoencoder(nn.Module):
 
     def reconstruct_array(self, X: Any, batch_size: int = 4096, where: str = "input") -> np.ndarray:
         """Reconstructions of raw data ``X`` in the original units, shape ``(N, D)``."""
-        out = self._batched(self._prepare(X, where), lambda xb: self.decode(self.encode(xb)), batch_size)
+        out = self._batched(self._prepare(X, where), self.reconstruct, batch_size)
         return self.transform.invert(out) if self.transform is not None else out

@@ -176,11 +176,6 @@ class Trainer:
         """Optimizer steps of the whole run (epochs x steps per epoch)."""
         return self._total_steps
 
-    @property
-    def epoch(self) -> int:
-        """Completed epochs."""
-        return self._epoch
-
     # -- control -------------------------------------------------------------------------------
     def stop(self) -> None:
         """End training after the current epoch (like early stopping)."""
