@@ -259,7 +259,7 @@ def test_dataset_subset_and_validation():
 
 
 def test_builtin_names():
-    assert BUILTIN_DATASETS == ("digits", "fashion-mnist")
+    assert BUILTIN_DATASETS == ("digits", "fashion-mnist", "dsprites")
     assert TRANSFORM_KINDS == ("unit", "standard", "none")
 
 

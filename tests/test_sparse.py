@@ -164,20 +164,24 @@ def test_schedule_values():
 
 
 class RecordK(Callback):
-    """Records the k each training step used (runs before the variant's callback sets the next)."""
+    """Records the k of each training step (the model's own callbacks run first and set it)."""
 
     def __init__(self):
         self.ks = []
 
-    def on_step_end(self, trainer, step, losses):
+    def on_train_begin(self, trainer):
         self.ks.append(trainer.model.variant.kept(True))
+
+    def on_step_end(self, trainer, step, losses):
+        if step < trainer.total_steps:
+            self.ks.append(trainer.model.variant.kept(True))
 
 
 def test_trainer_drives_the_schedule(digits01):
     model = _model("ksparse", options={"k": 3, "k_start": 15, "k_schedule": 0.5})
     rec = RecordK()
     hist = Trainer(model, TrainConfig(epochs=2, batch_size=100),
-                   callbacks=[rec, *model.variant.callbacks()]).fit(torch.from_numpy(digits01[:1000]))
+                   callbacks=[rec]).fit(torch.from_numpy(digits01[:1000]))
     total = 20
     assert rec.ks == [scheduled_k(t, total, 3, 15, 0.5) for t in range(total)]
     assert rec.ks[0] == 15 and rec.ks[10:] == [3] * 10
@@ -191,8 +195,7 @@ def test_dead_units_on_a_crafted_case(digits01):
     with torch.no_grad():  # units 2..5 are constant -100: never in the top 2, and never trained
         last.weight[2:] = 0
         last.bias[2:] = -100
-    hist = Trainer(model, TrainConfig(epochs=2, batch_size=100),
-                   callbacks=model.variant.callbacks()).fit(torch.from_numpy(digits01[:500]))
+    hist = Trainer(model, TrainConfig(epochs=2, batch_size=100)).fit(torch.from_numpy(digits01[:500]))
     assert [(r["dead_units"], r["dead_fraction"]) for r in hist] == [(4, 4 / 6)] * 2
     # the counts of the running epoch: units 0 and 1 are selected by every example
     model.train()
@@ -217,7 +220,7 @@ def test_tied_weights(digits01):
     assert not [k for k in model.state_dict() if k.startswith("decoder") and k.endswith("weight")]
     x = torch.from_numpy(digits01[:256])
     assert ((model(x).code != 0).sum(1) == 4).all()
-    hist = Trainer(model, TrainConfig(epochs=3, batch_size=32, lr=3e-3), callbacks=model.variant.callbacks()).fit(x)
+    hist = Trainer(model, TrainConfig(epochs=3, batch_size=32, lr=3e-3)).fit(x)
     assert hist[-1]["train_recon"] < 0.8 * hist[0]["train_recon"]
     assert all("dead_units" in r for r in hist)
 
@@ -229,15 +232,14 @@ def test_interrupted_run_with_the_schedule_resumes_bit_identically(tmp_path, dig
     options = {"k": 3, "k_start": 14, "k_schedule": 0.75}
 
     straight = _model("ksparse", options=options)
-    hist_a = Trainer(straight, cfg, run_dir=tmp_path / "a", callbacks=straight.variant.callbacks()).fit(train, val)
+    hist_a = Trainer(straight, cfg, run_dir=tmp_path / "a").fit(train, val)
 
     first = _model("ksparse", options=options)
     with pytest.raises(Interrupted):
         Trainer(first, cfg, run_dir=tmp_path / "b",
-                callbacks=[*first.variant.callbacks(), InterruptAt(interrupt_step)]).fit(train, val)
+                callbacks=[InterruptAt(interrupt_step)]).fit(train, val)
     resumed = _model("ksparse", seed=123, options=options)
-    hist_b = Trainer(resumed, cfg, run_dir=tmp_path / "b",
-                     callbacks=resumed.variant.callbacks()).fit(train, val, resume=True)
+    hist_b = Trainer(resumed, cfg, run_dir=tmp_path / "b").fit(train, val, resume=True)
     assert _same_weights(straight, resumed)
     keys = ("train_loss", "val_loss", "train_k", "dead_units")
     assert [[r[k] for k in keys] for r in hist_a] == [[r[k] for k in keys] for r in hist_b]

@@ -12,11 +12,14 @@ from .api import DataConfig, denoise, evaluate, fit
 from .data import Dataset, Transform, load_data, load_splits
 from .errors import AekitError, ConfigError, DataError, RunError, TrainingError
 from .io import load
+from .latent import interpolate, sample, traverse
 from .model import Autoencoder, ModelConfig, Output
 from .train import Callback, Trainer, TrainConfig
+from .variants.vae import likelihood_bounds
 
 __all__ = [
     "AekitError", "Autoencoder", "Callback", "ConfigError", "DataConfig", "DataError", "Dataset",
     "ModelConfig", "Output", "RunError", "TrainConfig", "Trainer", "TrainingError", "Transform",
-    "denoise", "evaluate", "fit", "load", "load_data", "load_splits", "variants", "__version__",
+    "denoise", "evaluate", "fit", "interpolate", "likelihood_bounds", "load", "load_data", "load_splits",
+    "sample", "traverse", "variants", "__version__",
 ]

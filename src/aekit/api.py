@@ -30,7 +30,7 @@ IN_MEMORY = "<in-memory>"
 class DataConfig:
     """Where the data comes from, how it is split and scaled (saved as ``config.json["data"]``)."""
 
-    data: str = option("digits", "built-in set (digits, fashion-mnist) or a file / folder path")
+    data: str = option("digits", "built-in set (digits, fashion-mnist, dsprites) or a file / folder path")
     label_column: str | None = option(None, "label column of a CSV / Parquet file (name or index)")
     data_dir: str | None = option(None, "folder holding a built-in set's files "
                                         "(else $AEKIT_DATA, then the system folder)")
@@ -179,10 +179,17 @@ def fit(variant: str = "ae", data: Any = "digits", *, out: str | Path | None = N
         run_config["created"] = stored.get("created", run_config["created"])
     if out_dir is not None:
         io.write_config(out_dir, run_config)
-    trainer = Trainer(model, train_cfg, run_dir=out_dir, callbacks=[*model.variant.callbacks(), *callbacks],
+    trainer = Trainer(model, train_cfg, run_dir=out_dir, callbacks=callbacks,
                       progress=progress)
     val_x = torch.from_numpy(transform.apply(splits.val.x)) if len(splits.val) else None
-    history = trainer.fit(torch.from_numpy(train_x), val_x, resume=resume)
+    train_t = torch.from_numpy(train_x)
+    if not resume:
+        record = model.variant.pretrain(model, train_t, seed=train_cfg.seed, progress=progress)
+        if record is not None:
+            model.pretrain_record = record
+            if out_dir is not None:
+                io.atomic_write_json(out_dir / io.PRETRAIN, record)
+    history = trainer.fit(train_t, val_x, resume=resume)
     model.eval()
     model.run_config = run_config
     model.history = history
@@ -201,7 +208,7 @@ def _version() -> str:
 
 def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = "test",
              pca: bool = True, noise: str | None = None, sigma: float = DEFAULT_SIGMA, nu: float = DEFAULT_NU,
-             noise_seed: int = 0) -> dict[str, Any]:
+             noise_seed: int = 0, iw_samples: int = 100) -> dict[str, Any]:
     """Reconstruction error of a trained model and of PCA with the same code size; with
     ``noise``, also how well the model denoises.
 
@@ -228,6 +235,10 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
         Fraction of the entries of each example corrupted by ``mask`` and ``salt_pepper``.
     noise_seed : int
         Seed of the ``torch.Generator`` drawing the noise (the same seed, the same corruption).
+    iw_samples : int
+        For the VAE family: importance samples per example of the estimate of -log p(x)
+        (:func:`aekit.variants.vae.likelihood_bounds`), added with the negative ELBO as
+        ``likelihood``; 5000 for reported figures, 0 to skip.
     """
     from .metrics import pca_reconstruction_errors, reconstruction_errors
 
@@ -270,6 +281,9 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
         result["pca"] = pca_reconstruction_errors(tx, X, model.config.latent, seed=0)
         pe = result["pca"]["per_example_squared_error"]
         result["ratio_to_pca"] = result["autoencoder"]["per_example_squared_error"] / pe if pe > 0 else None
+    if model.variant.generative and iw_samples:
+        from .variants.vae import likelihood_bounds
+        result["likelihood"] = likelihood_bounds(model, X, iw_samples)
     if noise is not None:
         result.update(denoising_scores(model, X, noise, sigma=sigma, nu=nu, seed=noise_seed))
     return result

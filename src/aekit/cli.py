@@ -146,6 +146,121 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     return _write_reconstructions(args, "denoised reconstructions")
 
 
+def _write_images(path: Path, images: np.ndarray, image_shape: Any, what: str, cols: int,
+                  row_labels: Any = None) -> None:
+    """Write decoded rows as a .png grid (image data only), .npy (image-shaped for image data) or .csv."""
+    if path.suffix.lower() == ".png":
+        if image_shape is None:
+            raise ConfigError(f"{path}: a .png grid needs a model trained on image data; write .npy or .csv")
+        from .plots import image_grid
+        image_grid(images, image_shape, path, cols=cols, title=what, row_labels=row_labels)
+    else:
+        _write_array(path, images.reshape(-1, *image_shape) if image_shape is not None
+                     and path.suffix.lower() == ".npy" else images)
+    print(f"wrote {len(images)} {what} to {path}")
+
+
+def _image_shape(model: Any) -> Any:
+    shape = model.config.image_shape
+    return tuple(shape) if shape is not None else None
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .io import load
+    from .latent import sample
+    model = load(args.run)
+    images = sample(model, args.n, seed=args.seed, temperature=args.temperature)
+    _write_images(args.output, images, _image_shape(model), "samples from the prior", cols=8)
+    return 0
+
+
+def _rows(ds: Any, indices: Sequence[int], flag: str) -> list[np.ndarray]:
+    bad = [i for i in indices if not -len(ds) <= i < len(ds)]
+    if bad:
+        raise ConfigError(f"{flag}: row {bad[0]} is out of range for {ds.source} ({len(ds)} rows)")
+    return [ds.x[i] for i in indices]
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} takes comma-separated integers, got {text!r}") from None
+
+
+def _cmd_interpolate(args: argparse.Namespace) -> int:
+    from .io import load
+    from .latent import interpolate
+    model = load(args.run)
+    ds = _input(args)
+    pairs = _int_list(args.rows, "--rows")
+    if len(pairs) < 2 or len(pairs) % 2:
+        raise ConfigError(f"--rows takes pairs of row indices (I,J[,I,J...]), got {args.rows!r}")
+    rows = _rows(ds, pairs, "--rows")
+    images = np.concatenate([interpolate(model, rows[i], rows[i + 1], args.steps, method=args.method)
+                             for i in range(0, len(rows), 2)])
+    _write_images(args.output, images, _image_shape(model),
+                  f"{args.method} interpolations ({len(pairs) // 2} path(s) of {args.steps})", cols=args.steps)
+    return 0
+
+
+def _cmd_traverse(args: argparse.Namespace) -> int:
+    from .io import load
+    from .latent import traverse
+    model = load(args.run)
+    ds = _input(args) if args.input is not None else None
+    x = _rows(ds, [args.row], "--row")[0] if ds is not None else None
+    dims = _int_list(args.dims, "--dims") if args.dims else None
+    images, dims, _ = traverse(model, x, dims=dims, steps=args.steps, limit=args.limit,
+                               data=ds.x if ds is not None else None)
+    _write_images(args.output, images, _image_shape(model),
+                  f"latent traversals ({len(dims)} dimension(s) x {args.steps} values in +-{args.limit:g})",
+                  cols=args.steps, row_labels=[f"z{d}" for d in dims])
+    return 0
+
+
+def _run_args(p: argparse.ArgumentParser, input_help: str | None, output_help: str,
+              optional_input: bool = False) -> None:
+    """The positional DIR [INPUT] and the required -o OUTPUT shared by the data commands."""
+    p.add_argument("run", type=Path, metavar="DIR", help="run directory")
+    if input_help is not None:
+        p.add_argument("input", metavar="INPUT", help=input_help,
+                       **({"nargs": "?", "default": None} if optional_input else {}))
+        p.add_argument("--label-column", default=None, help="label column of a CSV / Parquet input (dropped)")
+    p.add_argument("-o", "--output", type=Path, required=True, help=output_help)
+
+
+def _add_latent(sub: Any) -> None:
+    out_help = "output: .png (a grid, for image data), .npy or .csv"
+    p = sub.add_parser("generate", help="sample from a VAE's prior and decode",
+                       description="Draw codes from the prior N(0, I) of a VAE-family run and write the decoded "
+                                   "means (pixel probabilities for a Bernoulli decoder).")
+    _run_args(p, None, out_help)
+    p.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draw (default: 0)")
+    p.add_argument("--temperature", type=float, default=1.0, help="scale of the prior's std (default: 1)")
+    p.set_defaults(func=_cmd_generate)
+    p = sub.add_parser("interpolate", help="decode paths between the codes of pairs of inputs",
+                       description="Encode pairs of rows of INPUT (posterior means for VAEs), walk the straight "
+                                   "line or the great circle between their codes and decode each point.")
+    _run_args(p, "data holding the rows (file, folder or built-in set)", out_help)
+    p.add_argument("--rows", default="0,1", help="pairs of row indices I,J[,I,J...] (default: 0,1)")
+    p.add_argument("--steps", type=int, default=10, help="points per path, ends included (default: 10)")
+    p.add_argument("--method", default="linear", choices=("linear", "spherical"), help="path (default: linear)")
+    p.set_defaults(func=_cmd_interpolate)
+    p = sub.add_parser("traverse", help="vary one code dimension at a time and decode",
+                       description="Latent traversals: starting from the code of one row of INPUT (or the prior "
+                                   "mean 0 without INPUT), set one dimension to values in [-limit, limit] prior "
+                                   "standard deviations (for models without a prior: standard deviations of the "
+                                   "codes of INPUT) and decode; one grid row per dimension.")
+    _run_args(p, "data holding the base row", out_help, optional_input=True)
+    p.add_argument("--row", type=int, default=0, help="row of INPUT whose code is varied (default: 0)")
+    p.add_argument("--dims", default=None, help="comma-separated dimensions (default: all)")
+    p.add_argument("--steps", type=int, default=9, help="values per dimension (default: 9)")
+    p.add_argument("--limit", type=float, default=3.0, help="half-width of the range (default: 3)")
+    p.set_defaults(func=_cmd_traverse)
+
+
 NOISE_FLAGS = ("sigma", "nu", "noise_seed")
 
 
@@ -156,7 +271,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         flags = ", ".join("--" + k.replace("_", "-") for k in noise_kwargs)
         raise ConfigError(f"{flags}: used only with --noise {{{','.join(NOISE_KINDS)}}}")
     result = evaluate(args.run, data=args.data, split=args.split, pca=not args.no_pca, noise=args.noise,
-                      **noise_kwargs)
+                      iw_samples=args.iw_samples, **noise_kwargs)
     text = json.dumps(result, indent=2)
     if args.output:
         with atomic_path(args.output) as tmp:
@@ -215,11 +330,7 @@ def build_parser() -> Parser:
                            f"(a file, folder or built-in set name) as .npy or .csv{formats}."
                            + (" INPUT holds noisy data in the units of the training data; the run is "
                               "best a denoising one (aekit train denoising)." if name == "denoise" else ""))
-        p.add_argument("run", type=Path, metavar="DIR", help="run directory")
-        p.add_argument("input", metavar="INPUT", help="data to process")
-        p.add_argument("-o", "--output", type=Path, required=True,
-                       help=f"output file (.npy or .csv{formats and ' or .png'})")
-        p.add_argument("--label-column", default=None, help="label column of a CSV / Parquet input (dropped)")
+        _run_args(p, "data to process", f"output file (.npy or .csv{formats and ' or .png'})")
         p.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
         p.set_defaults(func=func)
     p = sub.add_parser("evaluate", help="reconstruction error against the PCA baseline, as JSON",
@@ -240,8 +351,12 @@ def build_parser() -> Parser:
     noise.add_argument("--nu", type=float, default=None,
                        help=f"fraction of the entries corrupted by mask and salt_pepper (default: {DEFAULT_NU})")
     noise.add_argument("--noise-seed", type=int, default=None, help="seed of the corruption (default: 0)")
+    p.add_argument("--iw-samples", type=int, default=100,
+                   help="VAE family: importance samples per example for the -log p(x) estimate reported with "
+                        "the negative ELBO (Burda et al. 2016; default: 100, 0 to skip)")
     p.add_argument("-o", "--output", type=Path, default=None, help="also write the JSON here")
     p.set_defaults(func=_cmd_evaluate)
+    _add_latent(sub)
     p = sub.add_parser("info", help="describe a run directory")
     p.add_argument("run", type=Path, metavar="DIR", help="run directory")
     p.add_argument("--json", action="store_true", help="print JSON")

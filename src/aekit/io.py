@@ -19,6 +19,7 @@ from .errors import AekitError, RunError
 CONFIG = "config.json"
 MODEL = "model.safetensors"
 HISTORY = "history.json"
+PRETRAIN = "pretrain.json"
 FORMAT = "aekit-run"
 FORMAT_VERSION = 1
 

@@ -8,6 +8,8 @@ comparable across variants (a reconstruction term and a KL term are both per exa
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -45,6 +47,50 @@ def bernoulli_cross_entropy(logits: torch.Tensor, target: torch.Tensor, reductio
 
 
 RECONSTRUCTION_LOSSES = {"mse": squared_error, "bce": bernoulli_cross_entropy}
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def gaussian_nll(mean: torch.Tensor, target: torch.Tensor, log_scale: torch.Tensor | float = 0.0,
+                 reduction: str = "mean") -> torch.Tensor:
+    r"""Negative log-density of a diagonal Gaussian, summed over features:
+
+    .. math:: -\log \mathcal N(x; \mu, \sigma^2 I)
+              = \sum_i \frac{(x_i - \mu_i)^2}{2 \sigma_i^2} + \log \sigma_i + \tfrac12 \log 2\pi,
+
+    the Gaussian decoder of Kingma & Welling (2014, appendix C.2). ``log_scale`` is
+    :math:`\log \sigma`: a number (fixed variance) or a tensor broadcastable to ``mean``
+    (e.g. one learned value per feature).
+    """
+    log_scale = torch.as_tensor(log_scale, dtype=mean.dtype, device=mean.device)
+    per = (0.5 * ((target - mean) * torch.exp(-log_scale)).pow(2) + log_scale + 0.5 * LOG_2PI)
+    return _reduce(per.expand_as(mean).flatten(1).sum(1), reduction)
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    r"""KL divergence of a diagonal Gaussian posterior from the standard normal prior, in closed form
+    (Kingma & Welling 2014, appendix B), summed over latent dimensions:
+
+    .. math:: \mathrm{KL}\big(\mathcal N(\mu, \mathrm{diag}\,\sigma^2) \,\|\, \mathcal N(0, I)\big)
+              = \tfrac12 \sum_j \big(\mu_j^2 + \sigma_j^2 - 1 - \log \sigma_j^2\big).
+
+    ``logvar`` is :math:`\log \sigma^2`. :func:`gaussian_kl_per_dim` keeps the dimensions apart.
+    """
+    return _reduce(gaussian_kl_per_dim(mu, logvar).sum(1), reduction)
+
+
+def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """The terms of :func:`gaussian_kl` for each example and latent dimension, shape ``(N, latent)``."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)
+
+
+def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor | float = 0.0,
+                         logvar: torch.Tensor | float = 0.0) -> torch.Tensor:
+    r""":math:`\log \mathcal N(z; \mu, \mathrm{diag}\, e^{\text{logvar}})` summed over the last
+    dimension (the standard normal by default); shape ``z.shape[:-1]``."""
+    mu = torch.as_tensor(mu, dtype=z.dtype, device=z.device)
+    logvar = torch.as_tensor(logvar, dtype=z.dtype, device=z.device)
+    return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
 
 
 def kl_sparsity(code: torch.Tensor, rho: float, eps: float = 1e-6) -> torch.Tensor:

@@ -134,6 +134,11 @@ class Autoencoder(nn.Module):
             self.decoder = ConvDecoder(c.image_shape, c.hidden, c.latent, c.activation)
         self._loss = RECONSTRUCTION_LOSSES[c.loss]
 
+    def training_callbacks(self) -> list[Any]:
+        """The trainer callbacks the variant needs (schedules, per-epoch statistics); the
+        :class:`~aekit.train.Trainer` adds them itself."""
+        return self.variant.callbacks()
+
     # -- shapes -----------------------------------------------------------------------------
     def _to_encoder(self, x: torch.Tensor) -> torch.Tensor:
         if self.config.architecture == "conv":
@@ -161,18 +166,34 @@ class Autoencoder(nn.Module):
         """``decode(encode(x))``: the deterministic reconstruction in model space, flat ``(N, D)``."""
         return self.decode(self.encode(x))
 
+    def reconstruction_nll(self, logits: torch.Tensor, target: torch.Tensor,
+                           reduction: str = "mean") -> torch.Tensor:
+        """The reconstruction term of decoder ``logits`` against ``target``, per example summed over
+        features: the variant's own likelihood where it has one, else the model's ``loss``."""
+        own = self.variant.reconstruction_nll(logits, target, reduction)
+        if own is not None:
+            return own
+        return self._loss(logits if self.config.loss == "bce" else self._activate(logits), target, reduction)
+
     def forward(self, x: torch.Tensor) -> Output:
-        """Reconstruct ``x`` and compute the named loss terms against the clean ``x``."""
+        """Reconstruct ``x`` and compute the named loss terms against the clean ``x``.
+
+        A bottleneck may return several codes per example (``L * N`` rows, sample-major, e.g. the
+        Monte Carlo samples of a VAE); the reconstruction term is then averaged over all of them
+        and ``reconstruction`` / ``code`` hold the first sample.
+        """
+        if self.training:
+            x = self.variant.resample(x)
         x_in = self.variant.corrupt(x) if self.training else x
         h = self.encoder(self._to_encoder(x_in))
         z, terms = self.variant.bottleneck(h)
-        logits = self.decoder(z).reshape(x.shape)
-        target = x
-        recon = self._loss(logits if self.config.loss == "bce" else self._activate(logits), target)
-        losses = {"recon": recon, **terms, **self.variant.penalty(x, h, z, self)}
+        n = x.shape[0]
+        target = x if z.shape[0] == n else x.repeat(z.shape[0] // n, *([1] * (x.ndim - 1)))
+        logits = self.decoder(z).reshape(target.shape)
+        losses = {"recon": self.reconstruction_nll(logits, target), **terms, **self.variant.penalty(x, h, z, self)}
         with torch.no_grad():
             metrics = self.variant.metrics(x, h, z)
-        return Output(self._activate(logits), z, losses, logits, metrics)
+        return Output(self._activate(logits[:n]), z[:n], losses, logits[:n], metrics)
 
     # -- NumPy helpers ----------------------------------------------------------------------
     def _prepare(self, X: Any, where: str = "input") -> np.ndarray:

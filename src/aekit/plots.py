@@ -80,6 +80,31 @@ def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray, imag
     return _save(fig, Path(path))
 
 
+def image_grid(images: np.ndarray, image_shape: Sequence[int], path: str | Path, cols: int = 8,
+               title: str | None = None, row_labels: Sequence[str] | None = None) -> Path:
+    """Images in a grid of ``cols`` columns, filled row by row (samples, interpolations, traversals)."""
+    plt = _pyplot()
+    n = len(images)
+    cols = max(1, min(cols, n))
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(0.9 * cols + (0.6 if row_labels else 0), 0.9 * rows + 0.3),
+                             squeeze=False)
+    lo, hi = float(np.min(images)), float(np.max(images))
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side in ax.spines.values():
+            side.set_visible(False)
+        if i < n:
+            ax.imshow(_as_image(images[i], image_shape), cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+    for r, label in enumerate(row_labels or []):
+        axes[r, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
 def _as_image(row: np.ndarray, image_shape: Sequence[int]) -> np.ndarray:
     c, h, w = image_shape
     img = np.asarray(row).reshape(c, h, w)
@@ -96,4 +121,26 @@ def run_figures(run_dir: str | Path, model: Any, history: Sequence[dict[str, Any
         written.append(reconstruction_grid(x, model.reconstruct_array(x), ds.image_shape,
                                            fig_dir / "reconstructions.png",
                                            title=f"{ds.source}: originals and reconstructions"))
+        if model.variant.generative:
+            written += generative_figures(fig_dir, model, ds)
+    return written
+
+
+def generative_figures(fig_dir: str | Path, model: Any, ds: Any, seed: int = 0) -> list[Path]:
+    """Samples from the prior, interpolations between pairs of ``ds``'s images, and latent traversals
+    of its first image, for a model of the VAE family on image data."""
+    from .latent import interpolate, sample, traverse
+    fig_dir = Path(fig_dir)
+    shape = ds.image_shape
+    written = [image_grid(sample(model, 64, seed=seed), shape, fig_dir / "samples.png",
+                          title=f"{model.config.variant}: 64 samples from the prior")]
+    pairs = [(2 * i, 2 * i + 1) for i in range(min(4, len(ds) // 2))]
+    if pairs:
+        rows = np.concatenate([interpolate(model, ds.x[a], ds.x[b], 10) for a, b in pairs])
+        written.append(image_grid(rows, shape, fig_dir / "interpolations.png", cols=10,
+                                  title="linear interpolation between the codes of two test images"))
+    images, dims, _ = traverse(model, ds.x[0], dims=range(min(model.config.latent, 16)), steps=9)
+    written.append(image_grid(images, shape, fig_dir / "traversals.png", cols=9,
+                              row_labels=[f"z{d}" for d in dims],
+                              title="latent traversals: one dimension from -3 to 3, the others fixed"))
     return written

@@ -37,7 +37,7 @@ CHECKPOINT = "checkpoint.safetensors"
 class TrainConfig:
     """Optimisation settings (saved as ``config.json["train"]``)."""
 
-    epochs: int = option(20, "number of passes over the training data")
+    epochs: int = option(20, "number of passes over the training data (0: none, e.g. pretraining only)")
     batch_size: int = option(128, "examples per step")
     lr: float = option(1e-3, "learning rate (the peak rate for onecycle)")
     optimizer: str = option("adam", "optimizer", choices=("adam", "adamw", "sgd"))
@@ -54,9 +54,10 @@ class TrainConfig:
     device: str = option("cpu", "torch device: cpu, cuda, cuda:1, or auto")
 
     def validate(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
+        if self.epochs < 0:
+            raise ConfigError(f"train.epochs must be >= 0 (0: no gradient training), got {self.epochs}")
+        if self.batch_size <= 0:
+            raise ConfigError(f"train.batch_size must be positive, got {self.batch_size}")
         if not self.lr > 0 or not math.isfinite(self.lr):
             raise ConfigError(f"train.lr must be a positive number, got {self.lr}")
         if self.patience is not None and self.patience <= 0:
@@ -144,7 +145,9 @@ class Trainer:
     Parameters
     ----------
     model : nn.Module
-        Returns an object with a ``losses`` dict of scalar tensors from ``model(x)``.
+        Returns an object with a ``losses`` dict of scalar tensors from ``model(x)``. A model with a
+        ``training_callbacks()`` method (an :class:`~aekit.model.Autoencoder` whose variant follows a
+        schedule) contributes the callbacks it returns, ahead of ``callbacks``.
     config : TrainConfig
     run_dir : path, optional
         Where ``checkpoint.safetensors`` and ``history.json`` are written.
@@ -158,7 +161,8 @@ class Trainer:
         self.model = model
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.callbacks = list(callbacks)
+        own = getattr(model, "training_callbacks", None)
+        self.callbacks = [*(own() if callable(own) else ()), *callbacks]
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.device = config.resolve_device()
         self.history: list[dict[str, Any]] = []
