@@ -291,3 +291,15 @@ def test_cli_generate_interpolate_traverse_and_figures(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("aekit: error:") and message in err and "Traceback" not in err
         assert not (tmp_path / "x.png").exists()
+
+
+def test_evaluate_scores_the_mig_of_a_dsprites_run(tmp_path, monkeypatch):
+    from aekit import api
+    from aekit.data import builtin
+    monkeypatch.setattr(builtin, "DSPRITES_BUILTIN_SIZE", 300)
+    monkeypatch.setattr(api, "DSPRITES_MIG_N", 500)
+    aekit.fit("beta-vae", "dsprites", hidden=(32,), latent=4, epochs=1, out=tmp_path / "run", progress=False,
+              figures=False)
+    result = aekit.evaluate(tmp_path / "run", pca=False, iw_samples=5)
+    assert 0 <= result["mig"]["mig"] <= 1 and len(result["mig"]["gaps"]) == 5
+    assert result["likelihood"]["iw_samples"] == 5

@@ -1,0 +1,83 @@
+"""dSprites: Mutual Information Gap of the VAE, beta-VAE (beta=4) and capacity-annealed beta-VAE.
+
+The three models share everything but the KL term: the same seeded subset of generated dSprites
+(:mod:`aekit.data.dsprites`), the MLP of Higgins et al. (2017) for dSprites
+(4096-1200-1200-10, decoder mirrored; ReLU), a Bernoulli decoder, Adam, the same batch size,
+epochs and seed. MIG (Chen et al. 2018) is computed as disentanglement_lib does
+(:func:`aekit.metrics.dsprites_mig`: posterior means of 10,000 freshly drawn factor
+combinations, 20-bin discretisation, mutual information normalised by each factor's entropy).
+Target: beta-VAE or capacity-annealed beta-VAE reaches MIG >= 0.2, above the plain VAE.
+
+    python -m benchmarks.disentanglement [--train 100000] [--epochs 5] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import aekit
+from aekit.data.dsprites import FACTOR_NAMES, dsprites
+from aekit.metrics import dsprites_mig
+
+from .common import publish, table
+
+MODELS = (
+    ("vae", "VAE (beta = 1)", {}),
+    ("beta-vae", "beta-VAE (beta = 4)", {}),
+    ("capacity-vae", "capacity-annealed beta-VAE (gamma = 1000, C: 0 -> 25 nats)", {}),
+)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--train", type=int, default=100_000, help="training images (a seeded subset)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--latent", type=int, default=10)
+    p.add_argument("--hidden", default="1200,1200")
+    p.add_argument("--mig-n", type=int, default=10_000, help="factor combinations scored")
+    p.add_argument("--only", default=None, help="comma-separated variants to run (default: all three)")
+    p.add_argument("--quick", action="store_true", help="5,000 images, 1 epoch (smoke run, not recorded)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.train, args.epochs, args.mig_n = 5000, 1, 2000
+    hidden = tuple(int(h) for h in args.hidden.split(","))
+    data = dsprites(n=args.train, seed=0)
+    only = set(args.only.split(",")) if args.only else None
+    rows, migs = [], {}
+    for variant, label, extra in MODELS:
+        if only and variant not in only:
+            continue
+        t0 = time.perf_counter()
+        model = aekit.fit(variant, data, hidden=hidden, latent=args.latent, activation="relu", loss="bce",
+                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, scale="none",
+                          val_fraction=0.02, test_fraction=0.0, seed=0, progress=False, figures=False, **extra)
+        secs = time.perf_counter() - t0
+        res = dsprites_mig(model.encode_array, n=args.mig_n, seed=1)
+        migs[variant] = res["mig"]
+        last = model.history[-1]
+        gaps = " / ".join(f"{g:.2f}" if g is not None else "-" for g in res["gaps"])
+        rows.append([label, res["mig"], gaps, last.get("active_units"), last["val_recon"], last["val_kl_nats"],
+                     f"{secs:.0f} s"])
+        print(rows[-1], flush=True)
+    best = max(migs.get("beta-vae", -1.0), migs.get("capacity-vae", -1.0))
+    met = best >= 0.2 and best > migs.get("vae", float("inf"))
+    body = (table(["model", "MIG", "gap per factor (" + ", ".join(FACTOR_NAMES) + ")", "active units",
+                   "val recon (nats)", "val KL (nats)", "training"], rows)
+            + f"\n\nBest of beta-VAE / capacity-annealed: **MIG {best:.3f}** vs VAE {migs.get('vae', float('nan')):.3f} "
+            f"(target >= 0.2 and above the VAE: " + ("met" if met else "MISSED") + f"). Budget per model: "
+            f"{args.train} generated dSprites images (seed 0; 2% held out for validation), {args.epochs} epochs, "
+            f"batch {args.batch_size}, Adam lr {args.lr}, latent {args.latent}, MLP 4096-{args.hidden.replace(',', '-')}"
+            f"-{args.latent} with a mirrored Bernoulli decoder, seed 0. MIG on {args.mig_n} freshly drawn factor "
+            "combinations (seed 1), mean codes, 20 bins; the orientation factor of the generated set spans "
+            "[0, 2 pi) and shape symmetries make it hard for every model, as in the literature.")
+    publish("disentanglement", "dSprites: Mutual Information Gap of the VAE family", body, save=not args.quick)
+    return migs
+
+
+if __name__ == "__main__":
+    main()
