@@ -16,15 +16,6 @@ from aekit.losses import contractive_sigmoid_penalty, jacobian_frobenius_sq
 from aekit.variants.linear import affine_maps
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one thread is faster, and immune to other processes' load."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _pca(x, k):
     pca = PCA(k).fit(x)
     error = ((pca.inverse_transform(pca.transform(x)) - x) ** 2).sum(1).mean()

@@ -1,0 +1,585 @@
+r"""scikit-learn estimators on aekit's autoencoders.
+
+- :class:`AutoencoderTransformer`: ``fit`` trains any registered variant (:func:`aekit.fit`);
+  ``transform`` gives the codes (the posterior mean for the VAE family), ``inverse_transform``
+  decodes codes back to the input units, ``score_samples`` scores each row (below).
+- :class:`AutoencoderOutlierDetector`: the same model as an outlier detector in scikit-learn's
+  conventions (those of :class:`~sklearn.ensemble.IsolationForest`): ``score_samples`` (high is
+  normal), ``decision_function = score_samples - offset_`` with ``offset_`` the ``contamination``
+  quantile of the training scores, and ``predict`` +1 (inlier) / -1 (outlier).
+
+Scores
+------
+For a plain autoencoder (every variant outside the VAE family) the score of a row :math:`x` is
+minus its summed squared reconstruction error in the input units,
+:math:`-\sum_i (x_i - \hat x_i)^2`, with :math:`\hat x` the deterministic reconstruction (no
+corruption; the posterior mean or the top-k code where relevant). For the VAE family
+(``model_.variant.generative``) it is the evidence lower bound of the row in nats, in model space
+(after the scaling ``scale``):
+
+.. math:: \mathcal L(x) = \frac1K \sum_{k=1}^K \log p(x \mid z_k)
+          - \mathrm{KL}\big(q(z|x) \,\|\, \mathcal N(0, I)\big), \qquad
+          z_k = \mu(x) + \sigma(x) \odot \epsilon_k,
+
+with the closed-form KL and :math:`K` = ``elbo_samples`` draws :math:`\epsilon_k` that are fixed
+(seeded) and shared by all rows, so that a row's score is a deterministic function of that row
+alone, whatever else is scored with it. The KL weight is 1 whatever the training objective
+(``beta``, ``capacity``): the score is the ELBO, whose mean over rows is
+``-aekit.likelihood_bounds(model_, X)["nelbo"]`` up to Monte Carlo noise.
+
+Precision
+---------
+The network is trained in float32. ``transform`` and ``inverse_transform`` run it in the precision
+of their input, float32 for float32 and float64 (a float64 copy of the network, made per call)
+for anything else, and return that dtype; the scores are always computed in float64. A row's
+result then does not depend on the other rows it comes with: float32 results can differ in the
+last bit with the batch size or a row's position in the batch (vectorised kernels and their
+tails), float64 results only far below float32's resolution.
+
+Pickling
+--------
+The estimators pickle (``pickle``, ``joblib``, ``GridSearchCV(n_jobs=...)``): the fitted model is
+stored in the pickle as its safetensors bytes and JSON configuration, as in a run directory, so
+the pickle holds no torch objects and unpickling rebuilds the model from tensors and JSON. A
+pickle is the user's own object; aekit's run directories (:func:`aekit.load`) never use pickle.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import warnings
+from numbers import Integral, Real
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from sklearn.base import (BaseEstimator, ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin,
+                          _fit_context)
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from . import variants
+from .api import fit as _aekit_fit
+from .config import from_dict, to_dict
+from .data import TRANSFORM_KINDS, Transform
+from .errors import ConfigError
+from .losses import RECONSTRUCTION_LOSSES, gaussian_kl
+from .model import Autoencoder, ModelConfig
+from .nn import ACTIVATIONS
+
+__all__ = ["AutoencoderOutlierDetector", "AutoencoderTransformer", "elbo_per_example"]
+
+#: Rows encoded or decoded at once by transform, inverse_transform and the scores.
+INFERENCE_BATCH = 4096
+#: The ELBO decodes at most this many (row, draw) pairs at once.
+ELBO_MAX_ROWS = 65536
+#: Seed of the draws of the ELBO (the same draws for every call and every row).
+ELBO_SEED = 0
+#: Marks the packed model inside a pickled estimator.
+PACKED_FORMAT = "aekit-model"
+
+
+# -- helpers shared by the estimators ------------------------------------------------------------
+def _seed(random_state: Any) -> int:
+    """An int seed for :func:`aekit.fit` from a scikit-learn ``random_state`` (equal states, equal seeds)."""
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def _hidden_sizes(hidden: Any) -> tuple[int, ...]:
+    """``hidden`` (an int or a sequence of ints) as a tuple of positive ints; ValueError otherwise."""
+    sizes = (hidden,) if isinstance(hidden, Integral) else tuple(hidden)
+    if not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in sizes):
+        raise ValueError(f"hidden must be positive integers (the widths of the hidden layers), got {hidden!r}")
+    return tuple(int(s) for s in sizes)
+
+
+def _variant_options(variant: str, options: dict | None) -> dict[str, Any]:
+    """``options`` checked to be options of ``variant`` (not model or training settings)."""
+    options = dict(options or {})
+    known = [f.name for f in dataclasses.fields(variants.get(variant).options)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"options {', '.join(map(repr, unknown))} are not options of the {variant!r} variant "
+                         f"(its options: {', '.join(known) or 'none'})")
+    return options
+
+
+def _model_space(model: Autoencoder, X: np.ndarray) -> np.ndarray:
+    """Raw rows ``X`` after the model's scaling, in ``X``'s precision (float64 for the scores)."""
+    t = model.transform
+    if t is None:
+        return X
+    return (X - t.shift.astype(X.dtype)) / t.scale.astype(X.dtype)
+
+
+def _input_space(model: Autoencoder, X: np.ndarray) -> np.ndarray:
+    """Model-space rows ``X`` back in the input units, in ``X``'s precision."""
+    t = model.transform
+    if t is None:
+        return X
+    return X * t.scale.astype(X.dtype) + t.shift.astype(X.dtype)
+
+
+def elbo_per_example(model: Autoencoder, X: np.ndarray, samples: int = 32, *, seed: int = ELBO_SEED,
+                     max_rows: int = ELBO_MAX_ROWS) -> np.ndarray:
+    r"""The evidence lower bound of each row of ``X``, in nats (VAE family).
+
+    .. math:: \mathcal L(x) = \frac1K \sum_{k=1}^K \log p(x \mid \mu + \sigma \odot \epsilon_k)
+              - \mathrm{KL}\big(\mathcal N(\mu, \sigma^2) \,\|\, \mathcal N(0, I)\big)
+
+    (Kingma & Welling 2014, eq. 7), with :math:`K` = ``samples`` draws :math:`\epsilon_k \sim
+    \mathcal N(0, I)` from a generator seeded with ``seed`` and shared by every row (common random
+    numbers: a row's value does not depend on the other rows). The mean over rows estimates
+    ``-likelihood_bounds(model, X)["nelbo"]``.
+
+    Parameters
+    ----------
+    model : Autoencoder
+        A model of the VAE family, in any floating precision (the computation follows it).
+    X : ndarray of shape (n_samples, n_features)
+        Rows in model space (after the run's scaling), of the model's dtype.
+    samples : int
+        Draws :math:`K` per row.
+    max_rows : int
+        Bound on the (row, draw) pairs decoded at once.
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+    """
+    if not model.variant.generative:
+        raise ConfigError(f"the ELBO needs a model of the VAE family, not {model.config.variant!r}")
+    param = next(model.parameters())
+    gen = torch.Generator(device=param.device).manual_seed(int(seed))
+    eps = torch.randn((samples, model.config.latent), generator=gen, dtype=param.dtype, device=param.device)
+
+    def elbo(x: torch.Tensor) -> torch.Tensor:
+        mu, logvar = model.variant.posterior(model.encoder(model._to_encoder(x)))
+        z = (mu + torch.exp(0.5 * logvar) * eps[:, None, :]).reshape(-1, mu.shape[1])  # sample-major
+        target = x.reshape(len(x), -1).repeat(samples, 1)
+        logits = model.decoder(z).reshape(target.shape)
+        log_px = -model.reconstruction_nll(logits, target, "none").reshape(samples, len(x)).mean(0)
+        return log_px - gaussian_kl(mu, logvar, "none")
+
+    return model._batched(X, elbo, max(1, max_rows // samples))
+
+
+def _pack_model(model: Autoencoder) -> dict[str, Any]:
+    """The model as plain data: its weights as safetensors bytes and its configuration as JSON
+    (model config, data transform, run configuration, history), what a run directory holds."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"model": to_dict(model.config),
+            "transform": model.transform.to_dict() if model.transform is not None else None,
+            "device": str(next(model.parameters()).device)}
+    for key in ("run_config", "history", "pretrain_record"):
+        if getattr(model, key, None) is not None:
+            meta[key] = getattr(model, key)
+    return {"format": PACKED_FORMAT, "config": json.dumps(meta), "weights": save(state)}
+
+
+def _unpack_model(packed: dict[str, Any]) -> Autoencoder:
+    """Rebuild the model that :func:`_pack_model` packed, in eval mode, on its device (on the CPU,
+    with a warning, where that device is not available)."""
+    from safetensors.torch import load
+
+    meta = json.loads(packed["config"])
+    transform = Transform.from_dict(meta["transform"]) if meta["transform"] is not None else None
+    model = Autoencoder(from_dict(ModelConfig, meta["model"]), transform)
+    model.load_state_dict(load(packed["weights"]))
+    for key in ("run_config", "history", "pretrain_record"):
+        if key in meta:
+            setattr(model, key, meta[key])
+    device = torch.device(meta["device"])
+    if device.type == "cuda" and not torch.cuda.is_available():
+        warnings.warn(f"the model was pickled on {device}, which is not available here; it is loaded on the CPU",
+                      RuntimeWarning, stacklevel=3)
+        device = torch.device("cpu")
+    return model.to(device).eval()
+
+
+class _AutoencoderEstimator(BaseEstimator):
+    """The parameters, training and pickling shared by the autoencoder estimators (abstract).
+
+    A subclass may name further fitted torch modules in ``_packed`` (attribute -> (pack, unpack)):
+    they are pickled as plain data like ``model_``.
+    """
+
+    _parameter_constraints: dict = {
+        "variant": [StrOptions(set(variants.names()))],
+        "latent": [Interval(Integral, 1, None, closed="left")],
+        "hidden": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS)), None],
+        "code_activation": [StrOptions(set(ACTIVATIONS)), None],
+        "loss": [StrOptions(set(RECONSTRUCTION_LOSSES))],
+        "scale": [StrOptions(set(TRANSFORM_KINDS))],
+        "epochs": [Interval(Integral, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "options": [dict, None],
+        "elbo_samples": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+        "device": [str],
+        "verbose": ["verbose"],
+    }
+    _packed: dict[str, tuple[Callable[[Any], dict], Callable[[dict], Any]]] = {"model_": (_pack_model, _unpack_model)}
+
+    def __init__(self, variant="ae", *, latent=16, hidden=(256, 128), activation=None, code_activation=None,
+                 loss="mse", scale="standard", epochs=20, batch_size=128, lr=1e-3, options=None, elbo_samples=32,
+                 random_state=None, device="cpu", verbose=False):
+        self.variant = variant
+        self.latent = latent
+        self.hidden = hidden
+        self.activation = activation
+        self.code_activation = code_activation
+        self.loss = loss
+        self.scale = scale
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.options = options
+        self.elbo_samples = elbo_samples
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    # -- training --------------------------------------------------------------------------------
+    def _aekit_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`aekit.fit` for these parameters: the whole sample is the
+        training set (no validation or test split) and nothing is written."""
+        kwargs: dict[str, Any] = {
+            "latent": self.latent, "hidden": _hidden_sizes(self.hidden), "loss": self.loss, "scale": self.scale,
+            "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "device": self.device,
+            "seed": _seed(self.random_state), "val_fraction": 0.0, "test_fraction": 0.0,
+            "out": None, "figures": False, "progress": bool(self.verbose),
+        }
+        for key in ("activation", "code_activation"):  # None: the variant's own default
+            if getattr(self, key) is not None:
+                kwargs[key] = getattr(self, key)
+        return {**kwargs, **_variant_options(self.variant, self.options)}
+
+    def _fit_model(self, X: Any) -> np.ndarray:
+        """Validate ``X``, train ``model_`` on it and set the fitted attributes; return ``X`` as validated."""
+        X = validate_data(self, X, dtype=np.float32)
+        model = _aekit_fit(self.variant, X, **self._aekit_kwargs())
+        self.model_ = model
+        self.n_components_ = model.config.latent
+        self.history_ = model.history
+        self.n_iter_ = len(model.history)
+        return X
+
+    # -- using the model -------------------------------------------------------------------------
+    def _check(self, X: Any) -> np.ndarray:
+        """Fitted, and ``X`` valid for the fitted model: float64 or float32 (other types become float64)."""
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+
+    def _network(self, dtype: Any) -> Autoencoder:
+        """``model_`` in precision ``dtype``: itself for float32, else a float64 copy."""
+        return self.model_ if dtype == np.float32 else copy.deepcopy(self.model_).double()
+
+    def _scores(self, X: np.ndarray) -> np.ndarray:
+        """Scores of validated rows ``X``, in float64 (see the module docstring)."""
+        model = self._network(np.float64)
+        X = _model_space(model, np.asarray(X, dtype=np.float64))
+        if model.variant.generative:
+            return elbo_per_example(model, X, self.elbo_samples)
+        recon = _input_space(model, model._batched(X, model.reconstruct, INFERENCE_BATCH))
+        return -((_input_space(model, X) - recon) ** 2).sum(1)
+
+    def score_samples(self, X):
+        """The score of each row: minus its summed squared reconstruction error in the input units,
+        or its evidence lower bound in nats for the VAE family (see :mod:`aekit.sklearn`). Higher is
+        more typical of the training data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            float64.
+        """
+        return self._scores(self._check(X))
+
+    # -- pickling ----------------------------------------------------------------------------------
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # (a copy: object.__getstate__ returns __dict__ itself)
+        for name, (pack, _) in self._packed.items():
+            if name in state:
+                state[name] = pack(state[name])
+        return state
+
+    def __setstate__(self, state):
+        for name, (_, unpack) in self._packed.items():
+            if isinstance(state.get(name), dict) and state[name].get("format") == PACKED_FORMAT:
+                state[name] = unpack(state[name])
+        super().__setstate__(state)
+
+
+_PARAMETERS_DOC = """    variant : str, default="ae"
+        A registered variant (``aekit.variants.names()``), e.g. ae, denoising, sparse, contractive,
+        ksparse, vae, beta-vae.
+    latent : int, default=16
+        Code size (``n_components_``).
+    hidden : tuple of int, default=(256, 128)
+        Widths of the encoder's hidden layers; the decoder mirrors them. ``()``: none.
+    activation, code_activation : str, default=None
+        Activation of the hidden layers and of the code layer (relu, sigmoid, tanh, elu, gelu, silu,
+        leaky_relu, linear); None: the variant's default (e.g. a sigmoid code for ``sparse``).
+    loss : {"mse", "bce"}, default="mse"
+        Reconstruction loss: squared error (for the VAE family, a Gaussian decoder with standard
+        deviation ``options["sigma"]``, 1 by default), right for any real-valued data; or the
+        Bernoulli cross-entropy, which needs training data in [0, 1] after scaling: use it with
+        ``scale="unit"``.
+    scale : {"standard", "unit", "none"}, default="standard"
+        Scaling fitted on the training data and applied before the network: per-feature mean 0 and
+        standard deviation 1 (suits any tabular data), the global min / max to [0, 1], or none.
+    epochs : int, default=20
+        Passes over the training data; the optimizer takes ``epochs * ceil(n_samples / batch_size)``
+        steps, so small data sets want more epochs.
+    batch_size : int, default=128
+    lr : float, default=1e-3
+        Adam's learning rate.
+    options : dict, default=None
+        Options of the variant, e.g. ``{"beta": 4.0}`` (vae), ``{"noise": "mask", "nu": 0.3}``
+        (denoising), ``{"k": 5}`` (ksparse); ``aekit train VARIANT --help`` lists them.
+    elbo_samples : int, default=32
+        Monte Carlo draws per row of the ELBO that scores a model of the VAE family.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, data order and noise (an int seed for :func:`aekit.fit` is drawn from
+        it): the same ``random_state`` gives the same model on the CPU.
+    device : str, default="cpu"
+        Torch device of training and inference: cpu, cuda, cuda:1 or auto.
+    verbose : bool or int, default=False
+        Show a progress bar while training.
+"""
+
+_ATTRIBUTES_DOC = """    model_ : Autoencoder
+        The trained model (in eval mode, with its data scaling in ``model_.transform``).
+    n_components_ : int
+        The code size.
+    history_ : list of dict
+        One record per epoch (loss terms, learning rate, samples per second).
+    n_iter_ : int
+        Epochs run.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features seen during fit, when they all are strings.
+"""
+
+
+class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _AutoencoderEstimator):
+    __doc__ = f"""An autoencoder of any registered variant as a scikit-learn transformer.
+
+    ``transform`` maps rows to their codes (for the VAE family, the posterior mean),
+    ``inverse_transform`` decodes codes back to rows in the input units, and ``score_samples``
+    gives each row's negative reconstruction error (the ELBO for the VAE family; see
+    :mod:`aekit.sklearn`).
+
+    Parameters
+    ----------
+{_PARAMETERS_DOC}
+    Attributes
+    ----------
+{_ATTRIBUTES_DOC}
+    See Also
+    --------
+    AutoencoderOutlierDetector : the same model as an outlier detector.
+    aekit.fit : the training function behind ``fit``.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from aekit.sklearn import AutoencoderTransformer
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> ae = AutoencoderTransformer("ae", latent=8, hidden=(64,), epochs=5, random_state=0)
+    >>> ae.fit_transform(X).shape
+    (1797, 8)
+    >>> ae.inverse_transform(ae.transform(X[:3])).shape
+    (3, 64)
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the autoencoder on ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training rows (all of them: there is no validation split).
+        y : Ignored
+
+        Returns
+        -------
+        self
+        """
+        self._fit_model(X)
+        return self
+
+    def transform(self, X):
+        """The codes of ``X``: the deterministic code of the variant (no corruption; the posterior
+        mean for the VAE family; the top-k code for ksparse).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components_)
+            float32 for float32 input, else float64.
+        """
+        X = self._check(X)
+        model = self._network(X.dtype)
+        return model._batched(_model_space(model, X), model.encode, INFERENCE_BATCH)
+
+    def inverse_transform(self, X):
+        """Decode codes back to rows in the input units (the decoder's mean output).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components_)
+            Codes, e.g. from :meth:`transform`.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features_in_)
+            float32 for float32 codes, else float64.
+        """
+        check_is_fitted(self)
+        Z = check_array(X, dtype=(np.float64, np.float32))
+        if Z.shape[1] != self.n_components_:
+            raise ValueError(f"X has {Z.shape[1]} features, but {type(self).__name__}.inverse_transform is "
+                             f"expecting codes of {self.n_components_} features")
+        model = self._network(Z.dtype)
+        return _input_space(model, model._batched(Z, model.decode, INFERENCE_BATCH))
+
+    def score(self, X, y=None):
+        """The mean of :meth:`score_samples` over the rows of ``X`` (higher is better, e.g. for
+        model selection with GridSearchCV).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        float
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    @property
+    def _n_features_out(self):
+        """Number of output features, for ``get_feature_names_out``."""
+        return self.n_components_
+
+
+class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
+    __doc__ = f"""Outlier detection by the reconstruction error of an autoencoder (the ELBO for the
+    VAE family).
+
+    ``score_samples`` is minus the summed squared reconstruction error of each row in the input
+    units, or its evidence lower bound in nats for the VAE family (see :mod:`aekit.sklearn`): the
+    lower, the more abnormal. As for :class:`~sklearn.ensemble.IsolationForest`, ``offset_`` is the
+    ``contamination`` quantile of the training scores, ``decision_function(X) = score_samples(X) -
+    offset_`` is negative for outliers, and ``predict`` returns -1 for them and +1 for inliers,
+    so that a fraction ``contamination`` of the training rows is flagged.
+
+    Parameters
+    ----------
+    contamination : float in (0, 0.5], default=0.1
+        The expected proportion of outliers in the training data; it sets ``offset_``.
+{_PARAMETERS_DOC}
+    Attributes
+    ----------
+    offset_ : float
+        The ``contamination`` quantile of the training scores: ``decision_function`` is
+        ``score_samples - offset_``.
+{_ATTRIBUTES_DOC}
+    See Also
+    --------
+    AutoencoderTransformer : the same model as a transformer (codes, decoding).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from aekit.sklearn import AutoencoderOutlierDetector
+    >>> X, y = load_digits(return_X_y=True)
+    >>> detector = AutoencoderOutlierDetector("ae", latent=4, hidden=(32,), epochs=30,
+    ...                                       random_state=0).fit(X[y == 0])
+    >>> (detector.predict(X[y == 1]) == -1).mean() > 0.5   # ones are outliers among zeros
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **_AutoencoderEstimator._parameter_constraints,
+        "contamination": [Interval(Real, 0, 0.5, closed="right")],
+    }
+
+    def __init__(self, variant="ae", *, contamination=0.1, latent=16, hidden=(256, 128), activation=None,
+                 code_activation=None, loss="mse", scale="standard", epochs=20, batch_size=128, lr=1e-3,
+                 options=None, elbo_samples=32, random_state=None, device="cpu", verbose=False):
+        super().__init__(variant, latent=latent, hidden=hidden, activation=activation,
+                         code_activation=code_activation, loss=loss, scale=scale, epochs=epochs,
+                         batch_size=batch_size, lr=lr, options=options, elbo_samples=elbo_samples,
+                         random_state=random_state, device=device, verbose=verbose)
+        self.contamination = contamination
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the autoencoder on ``X`` and set ``offset_`` from its training scores.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        self
+        """
+        X = self._fit_model(X)
+        self.offset_ = float(np.percentile(self._scores(X), 100.0 * self.contamination))
+        return self
+
+    def decision_function(self, X):
+        """``score_samples(X) - offset_``: negative for outliers, non-negative for inliers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to score.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            float64; about a fraction ``contamination`` of the training rows are negative.
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X):
+        """Label the rows: +1 for inliers (``decision_function >= 0``), -1 for outliers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to label.
+
+        Returns
+        -------
+        ndarray of int of shape (n_samples,)
+        """
+        return np.where(self.decision_function(X) >= 0, 1, -1)
