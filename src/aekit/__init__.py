@@ -7,8 +7,9 @@
 
 __version__ = "0.1.0"
 
-from . import variants
+from . import pretrain, variants
 from .api import DataConfig, denoise, evaluate, fit
+from .classifier import Classifier, finetune, load_classifier
 from .data import Dataset, Transform, load_data, load_splits
 from .errors import AekitError, ConfigError, DataError, RunError, TrainingError
 from .io import load
@@ -18,8 +19,8 @@ from .train import Callback, Trainer, TrainConfig
 from .variants.vae import likelihood_bounds
 
 __all__ = [
-    "AekitError", "Autoencoder", "Callback", "ConfigError", "DataConfig", "DataError", "Dataset",
+    "AekitError", "Autoencoder", "Callback", "Classifier", "ConfigError", "DataConfig", "DataError", "Dataset",
     "ModelConfig", "Output", "RunError", "TrainConfig", "Trainer", "TrainingError", "Transform",
-    "denoise", "evaluate", "fit", "interpolate", "likelihood_bounds", "load", "load_data", "load_splits",
-    "sample", "traverse", "variants", "__version__",
+    "denoise", "evaluate", "finetune", "fit", "interpolate", "likelihood_bounds", "load", "load_classifier",
+    "load_data", "load_splits", "pretrain", "sample", "traverse", "variants", "__version__",
 ]

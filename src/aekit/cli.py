@@ -315,12 +315,144 @@ def _cmd_variants(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- layer-wise pretraining and supervised fine-tuning (aekit.pretrain, aekit.classifier) -------
+def _new_run_flags(p: Any, default: str) -> None:
+    p.add_argument("--out", type=Path, default=None, help=f"run directory (default: runs/{default}-TIMESTAMP)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_pretraining(sub: Any) -> None:
+    """``aekit pretrain rbm|dae``, ``aekit finetune`` and ``aekit classify``."""
+    from .api import DataConfig
+    from .train import TrainConfig
+    from .variants.deep import DAE_OPTIONS, RBM_OPTIONS, DeepOptions
+
+    p = sub.add_parser("pretrain", help="greedy layer-wise pretraining: a stack of RBMs or denoising autoencoders",
+                       description="Train a stack layer by layer and write it, unrolled into a deep autoencoder "
+                                   "(the deep variant: encoder = the stack, decoder = its transposes), as a run "
+                                   "directory with pretrain.json; `aekit finetune`, `encode`, `evaluate` take it.")
+    msub = p.add_subparsers(dest="method", metavar="METHOD", parser_class=Parser, required=True)
+    for method, summary, own in (
+            ("rbm", "restricted Boltzmann machines trained by CD-k or persistent CD, stacked into a deep belief net "
+                    "(Hinton & Salakhutdinov 2006)", RBM_OPTIONS),
+            ("dae", "one-hidden-layer denoising autoencoders, each trained on the clean codes of the layer below "
+                    "(Vincent et al. 2010)", DAE_OPTIONS)):
+        m = msub.add_parser(method, help=summary, description=summary[0].upper() + summary[1:] + ".")
+        m.add_argument("--hidden", required=True, metavar="N,N,...",
+                       help="layer widths, bottom to top (500: one layer 784-500 on Fashion-MNIST)")
+        m.add_argument("--top", choices=("sigmoid", "linear"), default="sigmoid",
+                       help="units of the top layer: sigmoid (binary) or linear (H&S's code layer) (default: sigmoid)")
+        m.add_argument("--visible", choices=("bernoulli", "gaussian"), default="bernoulli",
+                       help="units of the data: bernoulli for values in [0, 1], gaussian for standardised real "
+                            "values (use --scale standard) (default: bernoulli)")
+        m.add_argument("--epochs", dest="opt.pretrain_epochs", type=int, default=argparse.SUPPRESS, metavar="N",
+                       help="passes over the data, per layer (default: 10)")
+        m.add_argument("--batch-size", dest="opt.pretrain_batch_size", type=int, default=argparse.SUPPRESS,
+                       metavar="N", help="examples per update (default: 100)")
+        m.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and sampling (default: 0)")
+        _new_run_flags(m, f"pretrain-{method}")
+        add_arguments(m, DataConfig, group_title="data", dest_prefix="data.")
+        skip = ("pretrain", "pretrain_epochs", "pretrain_batch_size", *(f for f in RBM_OPTIONS + DAE_OPTIONS
+                                                                         if f not in own))
+        add_arguments(m, DeepOptions, exclude=skip, group_title=f"{method} options", dest_prefix="opt.")
+        m.set_defaults(func=_cmd_pretrain)
+
+    p = sub.add_parser("finetune", help="supervised fine-tuning: a softmax head on a run's encoder, trained on labels",
+                       description="Put a softmax (logistic regression) layer on the code of the autoencoder in DIR "
+                                   "and fine-tune encoder and head on the cross-entropy of the labels (Vincent et al. "
+                                   "2010); write a classifier run directory and print the test accuracy.")
+    p.add_argument("run", type=Path, metavar="DIR", help="run directory of an autoencoder (e.g. aekit pretrain dae)")
+    p.add_argument("--data", default=None, help="labelled data (default: the run's own data, split as the run was)")
+    p.add_argument("--labels", default=None, help="a labels file (.npy, or text with one label per row) aligned "
+                                                  "with the data rows, or the label column of CSV / Parquet data "
+                                                  "(default: the data's own labels, e.g. digits, fashion-mnist)")
+    _new_run_flags(p, "finetune")
+    add_arguments(p, DataConfig, exclude=("data", "label_column", "scale"), group_title="data", dest_prefix="data.")
+    add_arguments(p, TrainConfig, group_title="training", dest_prefix="train.")
+    p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser("classify", help="predict classes with a fine-tuned classifier",
+                       description="Predict the class of every row of INPUT with the classifier in DIR (written by "
+                                   "aekit finetune); print the accuracy when INPUT carries labels.")
+    p.add_argument("run", type=Path, metavar="DIR", help="classifier run directory")
+    p.add_argument("input", metavar="INPUT", help="data to classify (a file, folder or built-in set name)")
+    p.add_argument("-o", "--output", type=Path, default=None, help="write the predicted labels (.npy or .csv)")
+    p.add_argument("--label-column", default=None, help="label column of a CSV / Parquet input")
+    p.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
+    p.set_defaults(func=_cmd_classify)
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from .api import DataConfig, fit
+    from .config import coerce
+    from .model import ModelConfig
+    from .variants.deep import DeepOptions
+
+    widths = coerce(ModelConfig, {"hidden": args.hidden}, where="--hidden")["hidden"]
+    if not widths:
+        raise ConfigError("--hidden needs at least one layer width")
+    kwargs = {**given(args, DataConfig, "data."), **given(args, DeepOptions, "opt.")}
+    data = kwargs.pop("data", "digits")
+    out = args.out or Path("runs") / f"pretrain-{args.method}-{time.strftime('%Y%m%d-%H%M%S')}"
+    model = fit("deep", data, out=out, overwrite=args.overwrite, progress=False if args.quiet else None,
+                figures=False, pretrain=args.method, epochs=0, seed=args.seed, hidden=widths[:-1], latent=widths[-1],
+                code_activation=args.top, loss="bce" if args.visible == "bernoulli" else "mse", **kwargs)
+    record = model.pretrain_record
+    what = "RBM" if args.method == "rbm" else "denoising layer"
+    sizes = "-".join(map(str, [model.config.input_dim, *widths]))
+    print(f"pretrained {len(widths)} {what}(s), {sizes}, in {record['seconds']:.1f} s")
+    for layer in record["layers"]:
+        last = layer["history"][-1] if layer["history"] else {}
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in last.items()
+                          if k in ("reconstruction_error", "pseudo_log_likelihood", "train_loss") and v is not None)
+        print(f"  layer {layer['layer']} ({layer['n_visible']}-{layer['n_hidden']}), epoch {last.get('epoch', 0)}: "
+              f"{shown}")
+    print(f"run directory: {out}")
+    return 0
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from .api import DataConfig
+    from .classifier import finetune
+    from .train import TrainConfig
+
+    kwargs = {**given(args, DataConfig, "data."), **given(args, TrainConfig, "train.")}
+    out = args.out or Path("runs") / f"finetune-{time.strftime('%Y%m%d-%H%M%S')}"
+    clf = finetune(args.run, args.data, args.labels, out=out, overwrite=args.overwrite,
+                   progress=False if args.quiet else None, **kwargs)
+    s = clf.scores
+    split = next(name for name in ("test", "val", "train") if f"{name}_accuracy" in s)
+    print(f"fine-tuned a softmax classifier on the encoder of {args.run} for {len(clf.history)} epoch(s): "
+          f"{split} accuracy {s[f'{split}_accuracy']:.4f} (n={s[f'n_{split}']}, {len(clf.classes)} classes)")
+    print(f"run directory: {out}")
+    return 0
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    from .classifier import load_classifier
+
+    clf = load_classifier(args.run)
+    ds = _input(args)
+    predicted = clf.predict_array(ds.x, batch_size=args.batch_size, where=ds.source)
+    if args.output is not None:
+        numeric = predicted.dtype.kind in "biuf"
+        _write_array(args.output, predicted if numeric else np.searchsorted(clf.classes, predicted))
+        print(f"wrote {len(predicted)} predicted {'labels' if numeric else 'class indices'} to {args.output}")
+    if ds.y is not None:
+        print(f"accuracy on {ds.source}: {float((predicted == ds.y).mean()):.4f} (n={len(predicted)})")
+    elif args.output is None:
+        raise ConfigError(f"{ds.source} has no labels to score against; pass -o FILE to write the predictions")
+    return 0
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="aekit", description="The classical autoencoder family: train, encode, reconstruct, "
                                                "evaluate.")
     parser.add_argument("--version", action="version", version=f"aekit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser, required=True)
     _add_train(sub)
+    _add_pretraining(sub)
     grid = f"; for image data also .png, a grid of the first {GRID_IMAGES} inputs and their {{}}"
     for name, func, what, formats in (
             ("encode", _cmd_encode, "codes", ""),

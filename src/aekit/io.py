@@ -108,6 +108,9 @@ def load(path: str | Path, device: str = "cpu") -> Any:
 
     run_dir = Path(path)
     cfg = read_config(run_dir)
+    if cfg.get("kind") == "classifier":
+        raise RunError(f"{run_dir} holds a fine-tuned classifier (aekit finetune); load it with "
+                       f"aekit.load_classifier or use `aekit classify`")
     try:
         model_cfg = from_dict(ModelConfig, cfg.get("model"), where=f"{run_dir / CONFIG}: model")
         transform = Transform.from_dict(cfg["transform"]) if cfg.get("transform") else None
