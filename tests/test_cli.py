@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
 import pytest
 
 from aekit.cli import main
@@ -136,7 +137,8 @@ def test_sigint_checkpoints_and_resume_matches_uninterrupted_run(tmp_path):
 
     args = ["train", "ae", "--hidden", "32", "--latent", "4", "--batch-size", "32", "--epochs", "15",
             "--checkpoint-every", "20", "--quiet"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # the same thread count as this process (conftest: one), so both runs sum in the same order
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen([sys.executable, "-m", "aekit", *args, "--out", str(tmp_path / "b")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 60

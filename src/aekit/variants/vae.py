@@ -113,7 +113,7 @@ _FAMILY = "(Kingma & Welling 2014): Gaussian posterior, reparameterization, clos
 
 
 @register("vae", f"variational autoencoder {_FAMILY}", options=VAEOptions, defaults={"loss": "bce"})
-@register("beta-vae", f"beta-VAE (Higgins et al. 2017): the VAE with beta = 4 on the KL term",
+@register("beta-vae", "beta-VAE (Higgins et al. 2017): the VAE with beta = 4 on the KL term",
           options=VAEOptions, defaults={"loss": "bce"}, option_defaults={"beta": 4.0})
 @register("capacity-vae", "capacity-annealed beta-VAE (Burgess et al. 2017): gamma*|KL - C|, C raised "
                           "linearly from 0 to C_max = 25 nats", options=VAEOptions, defaults={"loss": "bce"},
