@@ -20,10 +20,9 @@ Target: aekit's estimate lower (better) than Pythae's default VAE's.
 from __future__ import annotations
 
 import argparse
-import math
 import tempfile
 import time
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,40 +30,18 @@ import torch.nn.functional as F
 
 import aekit
 from aekit.data import load_splits
-from aekit.losses import gaussian_log_density
+from aekit.variants.vae import (LikelihoodFn, PosteriorFn, importance_weighted_bounds,
+                               model_log_likelihood, model_posterior)
 
 from .common import publish, table
 
-PosteriorFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-LikelihoodFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-
-def iw_nll(posterior: PosteriorFn, log_lik: LikelihoodFn, X: np.ndarray, k: int, seed: int = 0,
-           batch: int = 20, chunk: int = 1000) -> tuple[float, float]:
-    """Mean importance-weighted -log p(x) with ``k`` samples and the negative ELBO (analytic KL).
-
-    ``posterior(x) -> (mu, logvar)``; ``log_lik(z, x) -> log p(x|z)`` per row for ``z`` of
-    ``(rows, latent)`` and ``x`` repeated to match."""
-    gen = torch.Generator().manual_seed(seed)
-    nll = nelbo = 0.0
-    with torch.inference_mode():
-        for i in range(0, len(X), batch):
-            x = torch.from_numpy(X[i:i + batch])
-            mu, logvar = posterior(x)
-            n = len(x)
-            log_w, log_px = [], []
-            for start in range(0, k, chunk):
-                kk = min(chunk, k - start)
-                eps = torch.randn((kk, *mu.shape), generator=gen)
-                z = mu + torch.exp(0.5 * logvar) * eps
-                lp = log_lik(z.reshape(kk * n, -1), x.repeat(kk, 1)).reshape(kk, n)
-                log_px.append(lp)
-                log_w.append(lp + gaussian_log_density(z) - gaussian_log_density(z, mu, logvar))
-            log_w = torch.cat(log_w).double()
-            nll -= float((torch.logsumexp(log_w, 0) - math.log(k)).sum())
-            kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
-            nelbo += float((-torch.cat(log_px).double().mean(0) + kl.double()).sum())
-    return nll / len(X), nelbo / len(X)
+def iw_nll(posterior: PosteriorFn, log_lik: LikelihoodFn, X: np.ndarray, k: int,
+           seed: int = 0) -> tuple[float, float]:
+    """Mean importance-weighted -log p(x) with ``k`` samples and the negative ELBO, by aekit's estimator
+    (:func:`aekit.variants.vae.importance_weighted_bounds`) for any library's model."""
+    out = importance_weighted_bounds(posterior, log_lik, X, k, seed=seed, batch_size=20, max_rows=20_000)
+    return out["nll_iw"], out["recon"] + out["kl"]
 
 
 def _aekit(train: np.ndarray, epochs: int, out: str) -> tuple[Any, float]:
@@ -76,12 +53,7 @@ def _aekit(train: np.ndarray, epochs: int, out: str) -> tuple[Any, float]:
 
 
 def _aekit_scorers(model: Any) -> tuple[PosteriorFn, LikelihoodFn]:
-    def posterior(x):
-        return model.variant.posterior(model.encoder(x))
-
-    def log_lik(z, x):
-        return -F.binary_cross_entropy_with_logits(model.decoder(z), x, reduction="none").sum(1)
-    return posterior, log_lik
+    return model_posterior(model), model_log_likelihood(model)  # Bernoulli on the decoder's logits
 
 
 class _DynamicBinarization(torch.utils.data.Dataset):

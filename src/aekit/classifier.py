@@ -31,7 +31,7 @@ from . import io
 from .config import from_dict, jsonable, to_dict
 from .errors import AekitError, ConfigError, DataError, RunError
 
-KIND = "classifier"
+KIND = io.CLASSIFIER_KIND
 PREDICTIONS_BATCH = 4096
 
 
@@ -263,26 +263,15 @@ def _accuracy(clf: Classifier, xy: torch.Tensor, batch_size: int = PREDICTIONS_B
 
 def load_classifier(path: str | Path, device: str = "cpu") -> Classifier:
     """Rebuild a :class:`Classifier` from a run directory written by :func:`finetune` (safetensors + JSON)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from .data import Transform
-    from .model import Autoencoder, ModelConfig
-
     run_dir = Path(path)
     cfg = io.read_config(run_dir)
     if cfg.get("kind") != KIND:
         raise RunError(f"{run_dir}: not a classifier run (write one with `aekit finetune`)")
+    ae = io.build_autoencoder(run_dir, cfg)
     try:
-        ae = Autoencoder(from_dict(ModelConfig, cfg["model"], where=f"{run_dir / io.CONFIG}: model"),
-                         Transform.from_dict(cfg["transform"]) if cfg.get("transform") else None)
         clf = Classifier(ae, cfg["classes"])
     except (AekitError, KeyError, TypeError) as e:
         raise RunError(f"{run_dir / io.CONFIG}: not a valid classifier configuration ({e})") from None
-    weights = run_dir / io.MODEL
-    try:
-        clf.load_state_dict(load_file(str(weights), device=device))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise RunError(f"{weights}: cannot load the classifier weights ({str(e).splitlines()[0]})") from None
+    clf = io.load_weights(clf, run_dir, device)
     clf.run_config = cfg
-    return clf.to(device).eval()
+    return clf

@@ -20,6 +20,8 @@ CONFIG = "config.json"
 MODEL = "model.safetensors"
 HISTORY = "history.json"
 PRETRAIN = "pretrain.json"
+#: ``config.json["kind"]`` of a run directory that holds a fine-tuned classifier (aekit.classifier)
+CLASSIFIER_KIND = "classifier"
 FORMAT = "aekit-run"
 FORMAT_VERSION = 1
 
@@ -92,31 +94,27 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
     return cfg
 
 
-def load(path: str | Path, device: str = "cpu") -> Any:
-    """Rebuild a trained model from a run directory.
-
-    Returns an :class:`~aekit.model.Autoencoder` in eval mode with its data transform
-    attached (``model.transform``) and the whole run configuration in ``model.run_config``.
-    Only safetensors and JSON are read: nothing is unpickled.
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+def build_autoencoder(run_dir: Path, cfg: dict[str, Any]) -> Any:
+    """The untrained :class:`~aekit.model.Autoencoder` that the run configuration ``cfg`` of
+    ``run_dir`` describes, with its data transform (RunError for a bad configuration)."""
     from .config import from_dict
     from .data import Transform
     from .model import Autoencoder, ModelConfig
 
-    run_dir = Path(path)
-    cfg = read_config(run_dir)
-    if cfg.get("kind") == "classifier":
-        raise RunError(f"{run_dir} holds a fine-tuned classifier (aekit finetune); load it with "
-                       f"aekit.load_classifier or use `aekit classify`")
     try:
         model_cfg = from_dict(ModelConfig, cfg.get("model"), where=f"{run_dir / CONFIG}: model")
         transform = Transform.from_dict(cfg["transform"]) if cfg.get("transform") else None
     except AekitError as e:
         raise RunError(str(e)) from None
-    model = Autoencoder(model_cfg, transform)
+    return Autoencoder(model_cfg, transform)
+
+
+def load_weights(module: Any, run_dir: Path, device: str = "cpu") -> Any:
+    """Load ``run_dir``'s ``model.safetensors`` into ``module`` (RunError when missing, unreadable
+    or not matching); return it on ``device`` in eval mode."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     weights = run_dir / MODEL
     if not weights.exists():
         raise RunError(f"{weights}: no such file (the run has not finished; resume it with --resume)")
@@ -125,8 +123,24 @@ def load(path: str | Path, device: str = "cpu") -> Any:
     except (SafetensorError, OSError, ValueError) as e:
         raise RunError(f"{weights}: not a readable safetensors file ({e})") from None
     try:
-        model.load_state_dict(state)
+        module.load_state_dict(state)
     except RuntimeError as e:
         raise RunError(f"{weights}: weights do not match config.json ({str(e).splitlines()[0]})") from None
+    return module.to(device).eval()
+
+
+def load(path: str | Path, device: str = "cpu") -> Any:
+    """Rebuild a trained model from a run directory.
+
+    Returns an :class:`~aekit.model.Autoencoder` in eval mode with its data transform
+    attached (``model.transform``) and the whole run configuration in ``model.run_config``.
+    Only safetensors and JSON are read: nothing is unpickled.
+    """
+    run_dir = Path(path)
+    cfg = read_config(run_dir)
+    if cfg.get("kind") == CLASSIFIER_KIND:
+        raise RunError(f"{run_dir} holds a fine-tuned classifier (aekit finetune); load it with "
+                       f"aekit.load_classifier or use `aekit classify`")
+    model = load_weights(build_autoencoder(run_dir, cfg), run_dir, device)
     model.run_config = cfg
-    return model.to(device).eval()
+    return model

@@ -69,6 +69,7 @@ from .errors import ConfigError
 from .losses import RECONSTRUCTION_LOSSES, gaussian_kl
 from .model import Autoencoder, ModelConfig
 from .nn import ACTIVATIONS
+from .variants.vae import model_log_likelihood, model_posterior
 
 __all__ = ["AutoencoderOutlierDetector", "AutoencoderTransformer", "elbo_per_example"]
 
@@ -109,18 +110,12 @@ def _variant_options(variant: str, options: dict | None) -> dict[str, Any]:
 
 def _model_space(model: Autoencoder, X: np.ndarray) -> np.ndarray:
     """Raw rows ``X`` after the model's scaling, in ``X``'s precision (float64 for the scores)."""
-    t = model.transform
-    if t is None:
-        return X
-    return (X - t.shift.astype(X.dtype)) / t.scale.astype(X.dtype)
+    return model.transform.apply(X, dtype=X.dtype) if model.transform is not None else X
 
 
 def _input_space(model: Autoencoder, X: np.ndarray) -> np.ndarray:
     """Model-space rows ``X`` back in the input units, in ``X``'s precision."""
-    t = model.transform
-    if t is None:
-        return X
-    return X * t.scale.astype(X.dtype) + t.shift.astype(X.dtype)
+    return model.transform.invert(X, dtype=X.dtype) if model.transform is not None else X
 
 
 def elbo_per_example(model: Autoencoder, X: np.ndarray, samples: int = 32, *, seed: int = ELBO_SEED,
@@ -156,12 +151,12 @@ def elbo_per_example(model: Autoencoder, X: np.ndarray, samples: int = 32, *, se
     gen = torch.Generator(device=param.device).manual_seed(int(seed))
     eps = torch.randn((samples, model.config.latent), generator=gen, dtype=param.dtype, device=param.device)
 
+    posterior, log_likelihood = model_posterior(model), model_log_likelihood(model)
+
     def elbo(x: torch.Tensor) -> torch.Tensor:
-        mu, logvar = model.variant.posterior(model.encoder(model._to_encoder(x)))
+        mu, logvar = posterior(x)
         z = (mu + torch.exp(0.5 * logvar) * eps[:, None, :]).reshape(-1, mu.shape[1])  # sample-major
-        target = x.reshape(len(x), -1).repeat(samples, 1)
-        logits = model.decoder(z).reshape(target.shape)
-        log_px = -model.reconstruction_nll(logits, target, "none").reshape(samples, len(x)).mean(0)
+        log_px = log_likelihood(z, x.reshape(len(x), -1).repeat(samples, 1)).reshape(samples, len(x)).mean(0)
         return log_px - gaussian_kl(mu, logvar, "none")
 
     return model._batched(X, elbo, max(1, max_rows // samples))

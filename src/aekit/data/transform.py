@@ -171,36 +171,39 @@ class Transform:
                 f"{self.shift.shape[0]} features"
             )
 
-    def _parameters_for(self, x):
-        """Return (x as float32, shift, scale) in x's library and device."""
+    def _parameters_for(self, x, dtype=np.float32):
+        """Return (x, shift, scale) in x's library and device; numpy ones in ``dtype``, tensors in float32."""
         if _is_tensor(x):
             import torch
 
             x = x.to(torch.float32)
             return x, torch.as_tensor(self.shift, device=x.device), torch.as_tensor(self.scale, device=x.device)
-        return np.asarray(x, dtype=np.float32), self.shift, self.scale
+        return (np.asarray(x, dtype=dtype), self.shift.astype(dtype, copy=False),
+                self.scale.astype(dtype, copy=False))
 
-    def apply(self, x):
+    def apply(self, x, dtype=np.float32):
         """Scale ``x``: ``(x - shift) / scale``.
 
         Parameters
         ----------
         x : numpy.ndarray or torch.Tensor
             Rows ``(..., d)`` (any shape for unit/none).
+        dtype : numpy dtype, default float32
+            Precision of the computation and the result for numpy input (e.g. float64 where
+            scores must not round); tensors are always float32.
 
         Returns
         -------
         numpy.ndarray or torch.Tensor
-            float32, a numpy array for numpy input, a tensor on ``x``'s device
-            for tensor input.
+            A numpy array for numpy input, a tensor on ``x``'s device for tensor input.
         """
-        x, shift, scale = self._parameters_for(x)
+        x, shift, scale = self._parameters_for(x, dtype)
         self._check_features(x)
         return (x - shift) / scale
 
-    def invert(self, x):
+    def invert(self, x, dtype=np.float32):
         """Undo :meth:`apply`: ``x * scale + shift`` (numpy or torch, like :meth:`apply`)."""
-        x, shift, scale = self._parameters_for(x)
+        x, shift, scale = self._parameters_for(x, dtype)
         self._check_features(x)
         return x * scale + shift
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -266,27 +266,54 @@ class VAECallback(Callback):
 
 
 # -- likelihood bounds ---------------------------------------------------------------------------
-def _log_weights(model: Any, x: torch.Tensor, k: int, generator: torch.Generator | None,
-                 max_rows: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    r"""For a batch ``x`` (model space): importance log-weights
-    :math:`\log p(x|z_k) + \log p(z_k) - \log q(z_k|x)`, shape ``(k, N)``, the reconstruction
-    log-likelihoods :math:`\log p(x|z_k)` ``(k, N)``, and the analytic KL ``(N,)``."""
-    variant = model.variant
-    mu, logvar = variant.posterior(model.encoder(model._to_encoder(x)))
-    n = len(x)
-    chunk = max(1, max_rows // n)
-    log_w, log_px = [], []
-    for start in range(0, k, chunk):
-        kk = min(chunk, k - start)
-        z = variant.reparameterize(mu, logvar, kk, generator)
-        target = x.repeat(kk, *([1] * (x.ndim - 1)))
-        logits = model.decoder(z).reshape(target.shape)
-        lp = -model.reconstruction_nll(logits, target, "none").reshape(kk, n)
-        zs = z.reshape(kk, n, -1)
-        log_px.append(lp)
-        log_w.append(lp + gaussian_log_density(zs) - gaussian_log_density(zs, mu, logvar))
-    kl = gaussian_kl_per_dim(mu, logvar).sum(1)
-    return torch.cat(log_w), torch.cat(log_px), kl
+#: ``posterior(x) -> (mu, logvar)`` of a Gaussian encoder
+PosteriorFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+#: ``log_likelihood(z, x) -> log p(x|z)`` per row, for codes ``(rows, latent)`` and ``x`` repeated to match
+LikelihoodFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def model_posterior(model: Any) -> PosteriorFn:
+    """:math:`q(z|x)` of a VAE-family :class:`~aekit.model.Autoencoder` as a :data:`PosteriorFn`."""
+    return lambda x: model.variant.posterior(model.encoder(model._to_encoder(x)))
+
+
+def model_log_likelihood(model: Any) -> LikelihoodFn:
+    r"""The decoder's :math:`\log p(x|z)` (the model's own likelihood) as a :data:`LikelihoodFn`."""
+    def log_likelihood(z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return -model.reconstruction_nll(model.decoder(z).reshape(target.shape), target, "none")
+    return log_likelihood
+
+
+def importance_weighted_bounds(posterior: PosteriorFn, log_likelihood: LikelihoodFn, X: np.ndarray, k: int, *,
+                               seed: int = 0, batch_size: int = 100, max_rows: int = 65536,
+                               device: Any = "cpu") -> dict[str, float]:
+    r"""The estimator of :func:`likelihood_bounds` for any Gaussian encoder and decoder likelihood
+    given as functions (so that other libraries' models are scored by the same code).
+
+    Returns the means over rows of ``nll_iw`` (:math:`-\log \frac1K \sum_k w_k`), ``recon``
+    (:math:`\mathbb E_q[-\log p(x|z)]` over the same draws) and ``kl`` (closed form).
+    """
+    gen = torch.Generator(device=device).manual_seed(int(seed))
+    totals = {"nll_iw": 0.0, "recon": 0.0, "kl": 0.0}
+    with torch.inference_mode():
+        for i in range(0, len(X), batch_size):
+            x = torch.as_tensor(X[i:i + batch_size], device=device)
+            mu, logvar = posterior(x)
+            n = len(x)
+            chunk = max(1, max_rows // n)
+            log_w, log_px = [], []
+            for start in range(0, k, chunk):
+                kk = min(chunk, k - start)
+                z = VAE.reparameterize(mu, logvar, kk, gen)
+                lp = log_likelihood(z, x.repeat(kk, *([1] * (x.ndim - 1)))).reshape(kk, n)
+                zs = z.reshape(kk, n, -1)
+                log_px.append(lp)
+                log_w.append(lp + gaussian_log_density(zs) - gaussian_log_density(zs, mu, logvar))
+            log_px_iw = torch.logsumexp(torch.cat(log_w).double(), 0) - math.log(k)
+            totals["nll_iw"] -= float(log_px_iw.sum())
+            totals["recon"] -= float(torch.cat(log_px).double().mean(0).sum())
+            totals["kl"] += float(gaussian_kl_per_dim(mu, logvar).sum(1).double().sum())
+    return {key: v / len(X) for key, v in totals.items()}
 
 
 def likelihood_bounds(model: Any, X: np.ndarray, k: int = 5000, *, seed: int = 0, batch_size: int = 100,
@@ -325,23 +352,13 @@ def likelihood_bounds(model: Any, X: np.ndarray, k: int = 5000, *, seed: int = 0
         raise ConfigError(f"likelihood bounds need a model of the VAE family, not {model.config.variant!r}")
     if k < 1:
         raise ConfigError(f"the number of importance samples must be at least 1, got {k}")
-    device = next(model.parameters()).device
-    gen = torch.Generator(device=device).manual_seed(int(seed))
     was = model.training
     model.eval()
-    totals = {"nll_iw": 0.0, "recon": 0.0, "kl": 0.0}
     try:
-        with torch.inference_mode():
-            for i in range(0, len(X), batch_size):
-                xb = torch.as_tensor(X[i:i + batch_size], device=device)
-                log_w, log_px, kl = _log_weights(model, xb, k, gen, max_rows)
-                log_px_iw = torch.logsumexp(log_w.double(), 0) - math.log(k)
-                totals["nll_iw"] -= float(log_px_iw.sum())
-                totals["recon"] -= float(log_px.double().mean(0).sum())
-                totals["kl"] += float(kl.double().sum())
+        out = importance_weighted_bounds(model_posterior(model), model_log_likelihood(model), X, k, seed=seed,
+                                         batch_size=batch_size, max_rows=max_rows,
+                                         device=next(model.parameters()).device)
     finally:
         model.train(was)
-    n = len(X)
-    out = {key: v / n for key, v in totals.items()}
     return {"nelbo": out["recon"] + out["kl"], "nll_iw": out["nll_iw"], "iw_samples": int(k),
-            "recon": out["recon"], "kl": out["kl"], "n": int(n)}
+            "recon": out["recon"], "kl": out["kl"], "n": int(len(X))}
