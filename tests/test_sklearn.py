@@ -5,6 +5,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from joblib import parallel_config
 from sklearn.base import clone
 from sklearn.datasets import load_digits
@@ -12,12 +13,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate, train_test_split
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import aekit
+from aekit.data import Transform
 from aekit.model import ModelConfig
-from aekit.sklearn import AutoencoderOutlierDetector, AutoencoderTransformer, _model_space
+from aekit.pretrain import stack_denoising, train_dbn
+from aekit.sklearn import (AutoencoderOutlierDetector, AutoencoderTransformer, StackedAutoencoderClassifier,
+                           _model_space, _seed)
 from aekit.train import TrainConfig
 
 
@@ -41,6 +45,17 @@ def _checked_estimators():
 
 @parametrize_with_checks(list(_checked_estimators()))
 def test_scikit_learn_checks(estimator, check):
+    check(estimator)
+
+
+#: One small layer, and a fine-tuning rate high enough for check_classifiers_train's accuracy
+#: (> 0.83 on training blobs) in 10 short epochs.
+CLASSIFIER_SMALL = {"hidden": (8,), "pretrain_epochs": 2, "epochs": 10, "lr": 0.05, "batch_size": 32}
+
+
+@parametrize_with_checks([StackedAutoencoderClassifier(pretrain=method, **CLASSIFIER_SMALL)
+                          for method in ("dae", "rbm", "none")])
+def test_classifier_scikit_learn_checks(estimator, check):
     check(estimator)
 
 
@@ -187,3 +202,181 @@ def test_predict_flags_the_contamination_fraction_of_training_rows(digits, conta
     assert abs(flagged.mean() - contamination) <= 1 / len(X)
     np.testing.assert_array_equal(det.decision_function(X), det.score_samples(X) - det.offset_)
     np.testing.assert_array_equal(flagged, det.decision_function(X) < 0)
+
+
+# -- the stacked autoencoder classifier ----------------------------------------------------------
+#: Small settings that still learn digits (64 features, 10 classes).
+DIGITS_SMALL = {"hidden": (128,), "pretrain_epochs": 5, "epochs": 10}
+
+
+@pytest.fixture(scope="module")
+def digits_split(digits):
+    return train_test_split(*digits, random_state=0)  # X_train, X_test, y_train, y_test
+
+
+@pytest.mark.parametrize("method", ["dae", "rbm", "none"])
+def test_classifier_learns_digits(digits_split, method):
+    X_train, X_test, y_train, y_test = digits_split
+    clf = StackedAutoencoderClassifier(pretrain=method, random_state=0, **DIGITS_SMALL).fit(X_train, y_train)
+    assert clf.score(X_test, y_test) > 0.9  # chance: 0.1
+    assert clf.n_features_in_ == 64 and list(clf.classes_) == list(range(10))
+    assert clf.n_iter_ == len(clf.history_) == 10
+    assert (clf.pretrain_record_ is None) == (method == "none")
+
+
+def test_classifier_probabilities_logits_and_predictions_agree(digits_split):
+    X_train, X_test, y_train, _ = digits_split
+    clf = StackedAutoencoderClassifier(random_state=0, **DIGITS_SMALL).fit(X_train, y_train)
+    proba, logits = clf.predict_proba(X_test), clf.decision_function(X_test)
+    assert proba.shape == logits.shape == (len(X_test), 10) and proba.dtype == np.float64
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=0, atol=1e-12)
+    assert (proba >= 0).all()
+    np.testing.assert_allclose(proba, np.exp(logits) / np.exp(logits).sum(1, keepdims=True), rtol=1e-12)
+    np.testing.assert_allclose(clf.predict_log_proba(X_test), np.log(proba), rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(clf.predict(X_test), clf.classes_[proba.argmax(1)])
+    # the float64 predictions are the float32 network's, up to float32 resolution
+    np.testing.assert_allclose(proba, clf.classifier_.predict_proba_array(X_test), atol=1e-5)
+
+
+def test_classifier_takes_string_labels_and_two_classes(digits):
+    """Any label type; with two classes decision_function is the log-odds of classes_[1]."""
+    X, y = digits
+    keep = (y == 3) | (y == 8)
+    names = np.where(y[keep] == 3, "three", "eight")
+    clf = StackedAutoencoderClassifier(hidden=(32,), pretrain_epochs=3, epochs=10, random_state=0)
+    clf.fit(X[keep], names)
+    assert list(clf.classes_) == ["eight", "three"]
+    pred = clf.predict(X[keep])
+    assert pred.dtype.kind == "U" and set(pred) <= {"eight", "three"}
+    assert clf.score(X[keep], names) > 0.9
+    decision, proba = clf.decision_function(X[keep]), clf.predict_proba(X[keep])
+    assert decision.shape == (keep.sum(),)
+    np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-decision)), rtol=1e-10)
+    np.testing.assert_array_equal(pred, np.where(decision > 0, "three", "eight"))
+
+
+def test_classifier_same_random_state_same_predictions(digits):
+    X, y = digits[0][:400], digits[1][:400]
+
+    def proba(seed, method):
+        clf = StackedAutoencoderClassifier(hidden=(16, 8), pretrain=method, pretrain_epochs=2, epochs=2,
+                                           random_state=seed)
+        return clf.fit(X, y).predict_proba(X)
+
+    for method in ("dae", "rbm"):
+        assert np.array_equal(proba(3, method), proba(3, method))
+        assert not np.allclose(proba(3, method), proba(4, method))
+
+
+def test_classifier_clone_and_pickle_round_trip(digits):
+    X, y = digits[0][:300], digits[1][:300]
+    est = StackedAutoencoderClassifier(hidden=(16, 8), pretrain="rbm", pretrain_epochs=2, epochs=3,
+                                       pretrain_options={"cd_k": 2}, random_state=0)
+    copy = clone(est)
+    assert copy.get_params() == est.get_params() and copy.pretrain_options is not est.pretrain_options
+    est.fit(X, y)
+    assert not hasattr(clone(est), "classifier_")
+    data = pickle.dumps(est)
+    assert b"torch" not in data  # weights travel as safetensors bytes + JSON
+    back = pickle.loads(data)
+    assert isinstance(back.classifier_, aekit.Classifier) and back.classifier_ is not est.classifier_
+    assert np.array_equal(back.predict_proba(X), est.predict_proba(X))
+    assert np.array_equal(back.classes_, est.classes_)
+    assert back.history_ == est.history_ and back.pretrain_record_ == est.pretrain_record_
+    assert back.classifier_.history == est.classifier_.history
+    assert back.classifier_.autoencoder.pretrain_record == est.pretrain_record_
+    assert back.get_params() == est.get_params()
+
+
+def test_classifier_in_a_pipeline_with_grid_search(digits):
+    """A small two-layer logistic network fine-tuned on 300 rows for 10 epochs barely leaves chance
+    from a random start; RBM pretraining makes it learn (Erhan et al. 2010): the search picks it."""
+    X, y = digits
+    pipe = make_pipeline(MinMaxScaler(), StackedAutoencoderClassifier(hidden=(64, 32), scale="none",
+                                                                      pretrain_epochs=5, epochs=10, random_state=0))
+    search = GridSearchCV(pipe, {"stackedautoencoderclassifier__pretrain": ["none", "rbm"]}, cv=2)
+    search.fit(X[:600], y[:600])
+    assert search.best_params_ == {"stackedautoencoderclassifier__pretrain": "rbm"}
+    assert search.best_score_ > 0.4  # chance: 0.1
+    assert search.predict(X[600:610]).shape == (10,)
+
+
+def _unit(X):
+    X = X.astype(np.float32)
+    return Transform.fit("unit", X).apply(X)
+
+
+@pytest.mark.parametrize("method", ["dae", "rbm"])
+def test_pretraining_is_the_librarys_greedy_stack(digits, method):
+    """With epochs=0 (no fine-tuning) the encoder is exactly the stack that stack_denoising /
+    train_dbn train on the scaled data with the same seed: layer by layer, each on the codes of
+    the one below. The head starts at zero: uniform probabilities."""
+    X, y = digits[0][:500], digits[1][:500]
+    sizes = (24, 12)
+    clf = StackedAutoencoderClassifier(hidden=sizes, pretrain=method, pretrain_epochs=3, epochs=0, batch_size=50,
+                                       random_state=7).fit(X, y)
+    x = torch.from_numpy(_unit(X))
+    if method == "dae":
+        layers = stack_denoising(x, sizes, activation="sigmoid", top_activation="sigmoid", loss="bce", noise="mask",
+                                 nu=0.25, epochs=3, batch_size=50, lr=1e-3, seed=_seed(7))
+    else:
+        layers = train_dbn(x, sizes, visible="bernoulli", top="bernoulli", seed=_seed(7), epochs=3, batch_size=50)
+    encoder = clf.classifier_.autoencoder.encoder.linears
+    assert len(encoder) == len(layers) == 2
+    for linear, layer in zip(encoder, layers):
+        assert torch.equal(linear.weight, layer.weight) and torch.equal(linear.bias, layer.hidden_bias)
+    assert [r["layer"] for r in clf.pretrain_record_["layers"]] == [1, 2]
+    np.testing.assert_allclose(clf.predict_proba(X[:5]), 0.1)
+
+
+@pytest.mark.parametrize("method", ["dae", "rbm"])
+def test_pretraining_lowers_the_reconstruction_error(digits, method):
+    """A pretrained layer reconstructs its input through its transposed weights (the tied DAE's
+    decoder; the RBM's mean-field reconstruction) far better than the random initialisation does,
+    and its error fell epoch by epoch."""
+    X, y = digits[0][:500], digits[1][:500]
+    x = _unit(X)
+
+    def fitted(pretrain):
+        return StackedAutoencoderClassifier(hidden=(32,), pretrain=pretrain, pretrain_epochs=5, epochs=0,
+                                            random_state=0).fit(X, y)
+
+    def error(clf):
+        ae = clf.classifier_.autoencoder
+        return float(((ae._batched(x, ae.reconstruct, 4096) - x) ** 2).sum(1).mean())
+
+    pretrained = fitted(method)
+    assert error(pretrained) < 0.5 * error(fitted("none"))
+    history = pretrained.pretrain_record_["layers"][0]["history"]
+    key = "train_loss" if method == "dae" else "reconstruction_error"
+    assert len(history) == 5 and history[-1][key] < history[0][key]
+    if method == "rbm":  # the record measures the same reconstruction (on a subset of the rows)
+        assert history[-1][key] == pytest.approx(error(pretrained), rel=0.1)
+
+
+def test_fine_tuning_trains_the_whole_stack(digits):
+    """Fine-tuning moves every layer, not only the head (Vincent et al. 2010, section 3.5)."""
+    X, y = digits[0][:400], digits[1][:400]
+    settings = dict(hidden=(24, 12), pretrain_epochs=2, random_state=0)
+    pretrained = StackedAutoencoderClassifier(epochs=0, **settings).fit(X, y).classifier_.autoencoder.encoder.linears
+    tuned = StackedAutoencoderClassifier(epochs=3, **settings).fit(X, y).classifier_.autoencoder.encoder.linears
+    for before, after in zip(pretrained, tuned):
+        assert not torch.allclose(before.weight, after.weight)
+    assert tuned[0].weight.shape == (24, 64) and tuned[1].weight.shape == (12, 24)
+
+
+def test_classifier_mistakes_are_value_errors():
+    X = np.random.default_rng(0).uniform(size=(20, 3))
+    y = np.arange(20) % 2
+    with pytest.raises(ValueError, match="one class"):
+        StackedAutoencoderClassifier(hidden=(4,)).fit(X, np.zeros(20))
+    with pytest.raises(ValueError, match="at least one layer"):
+        StackedAutoencoderClassifier(hidden=()).fit(X, y)
+    with pytest.raises(ValueError, match="not options of the deep variant's pretraining"):
+        StackedAutoencoderClassifier(hidden=(4,), pretrain_options={"beta": 4.0}).fit(X, y)
+    with pytest.raises(ValueError, match="set by the parameter"):
+        StackedAutoencoderClassifier(hidden=(4,), pretrain_options={"dae_lr": 0.1}).fit(X, y)
+    with pytest.raises(aekit.ConfigError, match="rbm pretraining needs logistic hidden units"):
+        StackedAutoencoderClassifier(hidden=(4,), pretrain="rbm", activation="relu").fit(X, y)
+    with pytest.raises(aekit.ConfigError, match="bce loss needs targets in"):
+        StackedAutoencoderClassifier(hidden=(4,), scale="standard").fit(X, y)

@@ -7,6 +7,9 @@ r"""scikit-learn estimators on aekit's autoencoders.
   conventions (those of :class:`~sklearn.ensemble.IsolationForest`): ``score_samples`` (high is
   normal), ``decision_function = score_samples - offset_`` with ``offset_`` the ``contamination``
   quantile of the training scores, and ``predict`` +1 (inlier) / -1 (outlier).
+- :class:`StackedAutoencoderClassifier`: a deep network pretrained greedily layer by layer
+  (stacked denoising autoencoders or RBMs: :mod:`aekit.pretrain`), then fine-tuned whole with a
+  softmax head on the labels (:func:`aekit.finetune`).
 
 Scores
 ------
@@ -55,23 +58,28 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from sklearn.base import (BaseEstimator, ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin,
-                          _fit_context)
+from scipy.special import log_softmax, softmax
+from sklearn.base import (BaseEstimator, ClassifierMixin, ClassNamePrefixFeaturesOutMixin, OutlierMixin,
+                          TransformerMixin, _fit_context)
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import variants
 from .api import fit as _aekit_fit
-from .config import from_dict, to_dict
+from .classifier import Classifier, finetune
+from .config import from_dict, jsonable, to_dict
 from .data import TRANSFORM_KINDS, Transform
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .losses import RECONSTRUCTION_LOSSES, gaussian_kl
 from .model import Autoencoder, ModelConfig
 from .nn import ACTIVATIONS
+from .noise import DEFAULT_NU, NOISE_KINDS
+from .variants.deep import PRETRAIN_METHODS, DeepOptions
 from .variants.vae import model_log_likelihood, model_posterior
 
-__all__ = ["AutoencoderOutlierDetector", "AutoencoderTransformer", "elbo_per_example"]
+__all__ = ["AutoencoderOutlierDetector", "AutoencoderTransformer", "StackedAutoencoderClassifier", "elbo_per_example"]
 
 #: Rows encoded or decoded at once by transform, inverse_transform and the scores.
 INFERENCE_BATCH = 4096
@@ -197,7 +205,55 @@ def _unpack_model(packed: dict[str, Any]) -> Autoencoder:
     return model.to(device).eval()
 
 
-class _AutoencoderEstimator(BaseEstimator):
+def _pack_classifier(clf: Classifier) -> dict[str, Any]:
+    """The classifier as plain data: its autoencoder packed by :func:`_pack_model`, plus the softmax
+    head's weights as safetensors bytes, its classes and the fine-tuning record as JSON."""
+    from safetensors.torch import save
+
+    packed = _pack_model(clf.autoencoder)
+    head = {k: v.detach().cpu().contiguous() for k, v in clf.head.state_dict().items()}
+    record = {key: getattr(clf, key) for key in ("history", "scores", "run_config") if hasattr(clf, key)}
+    return {**packed, "head": save(head), "classes": json.dumps(jsonable(clf.classes.tolist())),
+            "record": json.dumps(record)}
+
+
+def _unpack_classifier(packed: dict[str, Any]) -> Classifier:
+    """Rebuild the classifier that :func:`_pack_classifier` packed, in eval mode, on its autoencoder's device."""
+    from safetensors.torch import load
+
+    model = _unpack_model(packed)
+    clf = Classifier(model, json.loads(packed["classes"]))
+    clf.head.load_state_dict(load(packed["head"]))
+    for key, value in json.loads(packed["record"]).items():
+        setattr(clf, key, value)
+    return clf.to(next(model.parameters()).device).eval()
+
+
+class _PackedState:
+    """Pickling of an estimator's fitted torch modules as plain data (abstract mixin, before
+    ``BaseEstimator`` in the bases).
+
+    ``_packed`` maps a fitted attribute to ``(pack, unpack)``: ``pack`` turns the module into a dict
+    of safetensors bytes and JSON marked with :data:`PACKED_FORMAT`, ``unpack`` rebuilds it.
+    """
+
+    _packed: dict[str, tuple[Callable[[Any], dict], Callable[[dict], Any]]] = {}
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # (a copy: object.__getstate__ returns __dict__ itself)
+        for name, (pack, _) in self._packed.items():
+            if name in state:
+                state[name] = pack(state[name])
+        return state
+
+    def __setstate__(self, state):
+        for name, (_, unpack) in self._packed.items():
+            if isinstance(state.get(name), dict) and state[name].get("format") == PACKED_FORMAT:
+                state[name] = unpack(state[name])
+        super().__setstate__(state)
+
+
+class _AutoencoderEstimator(_PackedState, BaseEstimator):
     """The parameters, training and pickling shared by the autoencoder estimators (abstract).
 
     A subclass may name further fitted torch modules in ``_packed`` (attribute -> (pack, unpack)):
@@ -301,20 +357,6 @@ class _AutoencoderEstimator(BaseEstimator):
             float64.
         """
         return self._scores(self._check(X))
-
-    # -- pickling ----------------------------------------------------------------------------------
-    def __getstate__(self):
-        state = dict(super().__getstate__())  # (a copy: object.__getstate__ returns __dict__ itself)
-        for name, (pack, _) in self._packed.items():
-            if name in state:
-                state[name] = pack(state[name])
-        return state
-
-    def __setstate__(self, state):
-        for name, (_, unpack) in self._packed.items():
-            if isinstance(state.get(name), dict) and state[name].get("format") == PACKED_FORMAT:
-                state[name] = unpack(state[name])
-        super().__setstate__(state)
 
 
 _PARAMETERS_DOC = """    variant : str, default="ae"
@@ -515,7 +557,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
     >>> X, y = load_digits(return_X_y=True)
     >>> detector = AutoencoderOutlierDetector("ae", latent=4, hidden=(32,), epochs=30,
     ...                                       random_state=0).fit(X[y == 0])
-    >>> (detector.predict(X[y == 1]) == -1).mean() > 0.5   # ones are outliers among zeros
+    >>> bool((detector.predict(X[y == 1]) == -1).mean() > 0.5)   # ones are outliers among zeros
     True
     """
 
@@ -578,3 +620,291 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         ndarray of int of shape (n_samples,)
         """
         return np.where(self.decision_function(X) >= 0, 1, -1)
+
+
+#: Options of the deep variant that StackedAutoencoderClassifier sets from its own parameters.
+_PRETRAIN_PARAMETERS = {"pretrain": "pretrain", "pretrain_epochs": "pretrain_epochs", "noise": "noise", "nu": "nu",
+                        "dae_lr": "pretrain_lr", "rbm_lr": "pretrain_lr"}
+
+
+class StackedAutoencoderClassifier(ClassifierMixin, _PackedState, BaseEstimator):
+    """A deep classifier pretrained greedily layer by layer, then fine-tuned whole with a softmax head.
+
+    Training has two stages (Hinton & Salakhutdinov 2006; Vincent et al. 2010, section 3.5):
+
+    1. Greedy layer-wise unsupervised pretraining of the hidden layers ``hidden`` (bottom to top),
+       each layer trained on the codes of the one below (:mod:`aekit.pretrain`):
+       ``pretrain="dae"`` trains one-hidden-layer denoising autoencoders
+       (:func:`aekit.pretrain.stack_denoising`: tied weights, a fraction ``nu`` of each layer's
+       input masked), ``"rbm"`` restricted Boltzmann machines by contrastive divergence
+       (:func:`aekit.pretrain.train_dbn`), ``"none"`` leaves the random initialisation. This is the
+       ``deep`` variant's pretraining (:func:`aekit.fit` with ``epochs=0``); the stack initialises
+       the encoder.
+    2. Supervised fine-tuning (:func:`aekit.finetune`): a multinomial logistic regression on the top
+       layer (zero-initialised) and every layer below it are trained together on the cross-entropy
+       by Adam, ``epochs`` passes over all the rows.
+
+    ``predict_proba`` is the softmax of the head's logits, ``decision_function`` the logits (their
+    difference, class 1 minus class 0, for two classes), and ``predict`` the class of the largest
+    logit. Predictions are computed in float64 from the float32 network.
+
+    Parameters
+    ----------
+    hidden : int or tuple of int, default=(256, 128)
+        Widths of the hidden layers, bottom to top; the softmax head sits on the last one.
+    pretrain : {"dae", "rbm", "none"}, default="dae"
+        Layer-wise pretraining: stacked denoising autoencoders, a deep belief net of RBMs (needs
+        ``activation="sigmoid"``), or none (random initialisation, the baseline).
+    pretrain_epochs : int, default=10
+        Pretraining passes over the data, per layer.
+    pretrain_lr : float, default=None
+        Pretraining learning rate: Adam's for ``"dae"`` (None: 1e-3), contrastive divergence's for
+        the RBMs with binary units for ``"rbm"`` (None: 0.1, Hinton & Salakhutdinov's).
+    noise : {"mask", "gaussian", "salt_pepper"}, default="mask"
+        Corruption of each denoising layer's input (``"dae"``): masking noise sets a fraction
+        ``nu`` of the entries to 0 (Vincent et al.'s).
+    nu : float in [0, 1), default=0.25
+        Fraction of the entries corrupted by masking or salt-and-pepper noise (``"dae"``).
+    activation : str, default="sigmoid"
+        Units of every hidden layer (sigmoid, relu, tanh, elu, gelu, silu, leaky_relu, linear).
+    loss : {"bce", "mse"}, default="bce"
+        Reconstruction loss of the bottom pretraining layer: Bernoulli cross-entropy (Bernoulli
+        visible units for ``"rbm"``) on data scaled to [0, 1], or squared error (Gaussian visible
+        units of unit variance for ``"rbm"``), e.g. with ``scale="standard"``.
+    scale : {"unit", "standard", "none"}, default="unit"
+        Scaling fitted on the training data and applied before the network: the global min / max
+        to [0, 1] (what ``loss="bce"`` needs), per-feature standardisation, or none.
+    epochs : int, default=20
+        Fine-tuning passes over the data (0: the pretrained stack with a zero head, uniform
+        probabilities).
+    batch_size : int, default=32
+        Rows per update, in pretraining and fine-tuning.
+    lr : float, default=3e-3
+        Adam's learning rate in fine-tuning.
+    weight_decay : float, default=0.0
+        L2 penalty on every weight in fine-tuning (Adam's ``weight_decay``).
+    pretrain_options : dict, default=None
+        Further options of the ``deep`` variant's pretraining: ``cd_k``, ``persistent``,
+        ``code_lr``, ``rbm_weight_decay``, ``sigma`` (of Gaussian noise), ``pretrain_batch_size``
+        (default ``batch_size``); ``aekit train deep --help`` describes them.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, pretraining, data order and noise (one int seed is drawn from it):
+        the same ``random_state`` gives the same classifier on the CPU.
+    device : str, default="cpu"
+        Torch device of training and inference: cpu, cuda, cuda:1 or auto.
+    verbose : bool or int, default=False
+        Show progress bars while training.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels (any type: ints, strings ...), in the order of the probabilities.
+    classifier_ : aekit.Classifier
+        The fine-tuned network: ``classifier_.autoencoder`` (its encoder is the stack, with the
+        data scaling in ``.transform``) and ``classifier_.head`` (whose class ``i`` is ``classes_[i]``).
+    pretrain_record_ : dict or None
+        The pretraining record (``pretrain.json``): method, seconds, and per layer its settings and
+        per-epoch history (``train_loss`` for ``"dae"``, ``reconstruction_error`` for ``"rbm"``);
+        None for ``pretrain="none"``.
+    history_ : list of dict
+        One record per fine-tuning epoch (``train_nll``, ``train_accuracy``, learning rate ...).
+    n_iter_ : int
+        Fine-tuning epochs run.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features seen during fit, when they all are strings.
+
+    See Also
+    --------
+    aekit.finetune : the fine-tuning behind ``fit``, for run directories.
+    AutoencoderTransformer : unsupervised codes for any classifier.
+
+    References
+    ----------
+    Hinton, G. E. & Salakhutdinov, R. R. (2006). Reducing the dimensionality of data with neural
+    networks. *Science* 313(5786), 504-507.
+    Vincent, P., Larochelle, H., Lajoie, I., Bengio, Y. & Manzagol, P.-A. (2010). Stacked denoising
+    autoencoders. *JMLR* 11, 3371-3408.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.model_selection import train_test_split
+    >>> from aekit.sklearn import StackedAutoencoderClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    >>> clf = StackedAutoencoderClassifier(hidden=(128,), pretrain_epochs=5, epochs=10,
+    ...                                    random_state=0).fit(X_train, y_train)
+    >>> clf.score(X_test, y_test) > 0.9
+    True
+    >>> clf.predict_proba(X_test[:2]).shape
+    (2, 10)
+    """
+
+    _parameter_constraints: dict = {
+        "hidden": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "pretrain": [StrOptions(set(PRETRAIN_METHODS))],
+        "pretrain_epochs": [Interval(Integral, 1, None, closed="left")],
+        "pretrain_lr": [Interval(Real, 0, None, closed="neither"), None],
+        "noise": [StrOptions(set(NOISE_KINDS))],
+        "nu": [Interval(Real, 0, 1, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "loss": [StrOptions(set(RECONSTRUCTION_LOSSES))],
+        "scale": [StrOptions(set(TRANSFORM_KINDS))],
+        "epochs": [Interval(Integral, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "pretrain_options": [dict, None],
+        "random_state": ["random_state"],
+        "device": [str],
+        "verbose": ["verbose"],
+    }
+    _packed = {"classifier_": (_pack_classifier, _unpack_classifier)}
+
+    def __init__(self, hidden=(256, 128), *, pretrain="dae", pretrain_epochs=10, pretrain_lr=None, noise="mask",
+                 nu=DEFAULT_NU, activation="sigmoid", loss="bce", scale="unit", epochs=20, batch_size=32, lr=3e-3,
+                 weight_decay=0.0, pretrain_options=None, random_state=None, device="cpu", verbose=False):
+        self.hidden = hidden
+        self.pretrain = pretrain
+        self.pretrain_epochs = pretrain_epochs
+        self.pretrain_lr = pretrain_lr
+        self.noise = noise
+        self.nu = nu
+        self.activation = activation
+        self.loss = loss
+        self.scale = scale
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.pretrain_options = pretrain_options
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    def _deep_options(self) -> dict[str, Any]:
+        """The ``deep`` variant's options for these parameters (``pretrain_options`` checked)."""
+        options = dict(self.pretrain_options or {})
+        known = {f.name for f in dataclasses.fields(DeepOptions)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            free = ", ".join(sorted(known - set(_PRETRAIN_PARAMETERS)))
+            raise ValueError(f"pretrain_options {', '.join(map(repr, unknown))} are not options of the deep "
+                             f"variant's pretraining (its options: {free})")
+        taken = sorted(set(options) & set(_PRETRAIN_PARAMETERS))
+        if taken:
+            raise ValueError(f"pretrain_options {', '.join(map(repr, taken))} are set by the parameter(s) "
+                             f"{', '.join(sorted({_PRETRAIN_PARAMETERS[k] for k in taken}))}, not in pretrain_options")
+        options = {"pretrain_batch_size": self.batch_size, **options, "pretrain": self.pretrain,
+                   "pretrain_epochs": self.pretrain_epochs, "noise": self.noise, "nu": self.nu}
+        if self.pretrain_lr is not None and self.pretrain != "none":
+            options["dae_lr" if self.pretrain == "dae" else "rbm_lr"] = self.pretrain_lr
+        return options
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Pretrain the stack on ``X`` layer by layer, then fine-tune it with a softmax head on ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training rows (all of them: there is no validation split).
+        y : array-like of shape (n_samples,)
+            Class labels of any type (at least two classes).
+
+        Returns
+        -------
+        self
+        """
+        X, y = validate_data(self, X, y, dtype=np.float32)
+        check_classification_targets(y)
+        classes, y_index = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise DataError(f"{type(self).__name__} needs at least two classes, but y holds one class "
+                            f"({classes.tolist()[0]!r})")
+        sizes = _hidden_sizes(self.hidden)
+        if not sizes:
+            raise ValueError("hidden must name at least one layer width (the layer under the softmax head)")
+        seed, progress = _seed(self.random_state), bool(self.verbose)
+        model = _aekit_fit("deep", X, hidden=sizes[:-1], latent=sizes[-1], activation=self.activation,
+                           code_activation=self.activation, loss=self.loss, scale=self.scale, epochs=0,
+                           device=self.device, seed=seed, val_fraction=0.0, test_fraction=0.0, out=None,
+                           figures=False, progress=progress, **self._deep_options())
+        clf = finetune(model, X, y_index, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                       weight_decay=self.weight_decay, seed=seed, device=self.device, val_fraction=0.0,
+                       test_fraction=0.0, progress=progress)
+        self.classes_ = classes
+        self.classifier_ = clf
+        self.pretrain_record_ = getattr(model, "pretrain_record", None)
+        self.history_ = clf.history
+        self.n_iter_ = len(clf.history)
+        return self
+
+    def _logits(self, X) -> np.ndarray:
+        """The head's logits of ``X``, float64 (a float64 copy of the network, made per call)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        clf = copy.deepcopy(self.classifier_).double()
+        model = clf.autoencoder
+        return model._batched(_model_space(model, X), clf.logits, INFERENCE_BATCH)
+
+    def decision_function(self, X):
+        """The logits of the softmax head: shape (n_samples, n_classes), or for two classes the
+        log-odds of ``classes_[1]`` against ``classes_[0]`` (positive: ``classes_[1]``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_classes)
+            float64.
+        """
+        logits = self._logits(X)
+        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
+
+    def predict_log_proba(self, X):
+        """Log-probabilities of the classes: the log-softmax of the logits.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            float64, columns in the order of ``classes_``.
+        """
+        return log_softmax(self._logits(X), axis=1)
+
+    def predict_proba(self, X):
+        """Probabilities of the classes: the softmax of the logits (rows sum to 1).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            float64, columns in the order of ``classes_``.
+        """
+        return softmax(self._logits(X), axis=1)
+
+    def predict(self, X):
+        """The class of the largest logit (the most probable class) of each row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        best = self._logits(X).argmax(1)  # (checks that the estimator is fitted before classes_ is read)
+        return self.classes_[best]
