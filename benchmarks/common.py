@@ -14,6 +14,9 @@ from typing import Any, Sequence
 import torch
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+#: Where the reduced (``--quick``) runs record their tables, so that smoke figures never replace
+#: the full ones (``make bench-quick``; not committed).
+QUICK_RESULTS = Path(__file__).with_name("RESULTS-quick.md")
 HEADER = ("# aekit benchmark results\n\n"
           "Each section is rewritten by the script named in it; rerun its command to reproduce it. "
           "Only the throughput tables compare speed (measured alternately in one process); the times in the "
@@ -58,22 +61,25 @@ def _module() -> str:
     return spec.name if spec is not None else Path(sys.argv[0]).stem
 
 
-def record(name: str, title: str, body: str, cmd: str | None = None) -> None:
-    """Replace section ``name`` of RESULTS.md (between HTML comment markers) with ``body``."""
+def record(name: str, title: str, body: str, cmd: str | None = None, results: Path = RESULTS) -> None:
+    """Replace section ``name`` of ``results`` (RESULTS.md; between HTML comment markers) with ``body``."""
     stamp = datetime.date.today().isoformat()
     section = (f"<!-- {name}:start -->\n## {title}\n\n"
                f"Measured {stamp} on {machine()}.  \nReproduce: `{cmd or command()}`\n\n{body.strip()}\n"
                f"<!-- {name}:end -->")
-    text = RESULTS.read_text() if RESULTS.exists() else HEADER
+    text = results.read_text() if results.exists() else HEADER
     pattern = re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
-    tmp = RESULTS.with_suffix(".tmp")
+    tmp = results.with_suffix(".tmp")
     tmp.write_text(text)
-    tmp.replace(RESULTS)
+    tmp.replace(results)
 
 
 def publish(name: str, title: str, body: str, save: bool = True) -> None:
-    """Print a benchmark's table and, unless it was a smoke run, record it in RESULTS.md."""
+    """Print a benchmark's table and record it: in RESULTS.md, or for a reduced (``--quick``,
+    ``save=False``) run in RESULTS-quick.md."""
     print(body)
     if save:
         record(name, title, body)
+    else:
+        record(name, title + " (reduced run)", body, results=QUICK_RESULTS)

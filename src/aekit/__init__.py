@@ -7,8 +7,8 @@
 
 __version__ = "0.1.0"
 
-from . import pretrain, variants
-from .api import DataConfig, denoise, evaluate, fit
+from . import compress, pretrain, search, variants
+from .api import DataConfig, anomaly_scores, denoise, evaluate, fit
 from .classifier import Classifier, finetune, load_classifier
 from .data import Dataset, Transform, load_data, load_splits
 from .errors import AekitError, ConfigError, DataError, RunError, TrainingError
@@ -21,6 +21,7 @@ from .variants.vae import likelihood_bounds
 __all__ = [
     "AekitError", "Autoencoder", "Callback", "Classifier", "ConfigError", "DataConfig", "DataError", "Dataset",
     "ModelConfig", "Output", "RunError", "TrainConfig", "Trainer", "TrainingError", "Transform",
-    "denoise", "evaluate", "finetune", "fit", "interpolate", "likelihood_bounds", "load", "load_classifier",
+    "anomaly_scores", "denoise", "evaluate", "finetune", "fit", "interpolate", "likelihood_bounds", "load", "load_classifier",
     "load_data", "load_splits", "pretrain", "sample", "traverse", "variants", "__version__",
+    "compress", "search",
 ]

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from . import io, variants
+from . import distributed, io, variants
 from .config import coerce, from_dict, jsonable, option, to_dict
 from .data import TRANSFORM_KINDS, Dataset, Splits, Transform, load_data, load_splits
 from .errors import ConfigError, RunError
@@ -41,6 +41,14 @@ class DataConfig:
     split_seed: int = option(0, "seed of the train / validation / test split")
     scale: str = option("unit", "scaling fitted on the training split: unit = [0,1] by global min/max, "
                                 "standard = per-feature mean 0 / std 1, none", choices=TRANSFORM_KINDS)
+    stream: bool = option(False, "read the data from disk a window at a time instead of loading it: a .npy file "
+                                 "or a folder of .npy / Parquet shards, shuffled by shard and within windows")
+    buffer_mb: float = option(256.0, "with --stream: memory for the training rows held (two windows and the next "
+                                     "one read ahead; validation takes a quarter more)")
+
+    def validate(self) -> None:
+        if not self.buffer_mb > 0:
+            raise ConfigError(f"data.buffer_mb must be positive, got {self.buffer_mb}")
 
 
 def _split_kwargs(kwargs: dict[str, Any], variant: str) -> dict[str, dict[str, Any]]:
@@ -94,6 +102,31 @@ def _load_data(data: Any, cfg: DataConfig, model_cfg: dict[str, Any]) -> Splits:
         return load_splits(ds, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.split_seed)
     return load_splits(cfg.data, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
                        seed=cfg.split_seed, label_column=cfg.label_column, data_dir=cfg.data_dir)
+
+
+def _training_data(data: Any, cfg: DataConfig, model_dict: dict[str, Any]) -> tuple:
+    """``(splits, sizes, transform, train, val, (low, high))``: the splits (for figures; for streamed
+    data the first rows of each), their sizes, the transform fitted on the training rows, the
+    training and validation rows in model space (tensors, or :class:`~aekit.data.stream.StreamingRows`
+    read from disk a window at a time; no validation rows: None) and their range."""
+    if cfg.stream:
+        from .data.stream import StreamingRows, StreamSplits, fit_transform
+        if cfg.data == IN_MEMORY:
+            raise ConfigError("stream reads a .npy file or a folder of .npy / Parquet shards; in-memory data "
+                              "is trained without it")
+        st = StreamSplits.open(cfg.data, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+                               seed=cfg.split_seed, label_column=cfg.label_column)
+        transform, low, high = fit_transform(cfg.scale, st.shards, st.train)  # one pass over the training rows
+        train = StreamingRows.with_buffer(st.shards, st.train, transform, cfg.buffer_mb)
+        val = StreamingRows.with_buffer(st.shards, st.val, transform, cfg.buffer_mb / 4) if len(st.val) else None
+        return st.preview(), st.sizes(), transform, train, val, (low, high)
+    splits = _load_data(data, cfg, model_dict)
+    transform = Transform.fit(cfg.scale, splits.train.x)
+    train_x = transform.apply(splits.train.x)
+    val = torch.from_numpy(transform.apply(splits.val.x)) if len(splits.val) else None
+    sizes = {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test),
+             "source": splits.train.source}
+    return splits, sizes, transform, torch.from_numpy(train_x), val, (float(train_x.min()), float(train_x.max()))
 
 
 def fit(variant: str = "ae", data: Any = "digits", *, out: str | Path | None = None, resume: bool = False,
@@ -153,13 +186,14 @@ def fit(variant: str = "ae", data: Any = "digits", *, out: str | Path | None = N
                       "options": groups["options"]}
     if data_cfg.data == IN_MEMORY and isinstance(data, (str, Path)):
         raise ConfigError("this run was trained on in-memory data; pass the same array to resume it")
-    splits = _load_data(data, data_cfg, model_dict)
-    transform = Transform.fit(data_cfg.scale, splits.train.x)
-    train_x = transform.apply(splits.train.x)
+    if data_cfg.stream and not resume and getattr(from_dict(variants.get(variant).options, model_dict["options"],
+                                                            where=f"{variant} options"), "pretrain", "none") != "none":
+        raise ConfigError("layer-wise pretraining needs the data in memory; use --pretrain none with --stream")
+    splits, sizes, transform, train_t, val_x, (low, high) = _training_data(data, data_cfg, model_dict)
     model_dict["input_dim"] = splits.train.n_features
     model_dict["image_shape"] = splits.train.image_shape
     model_cfg = from_dict(ModelConfig, model_dict)
-    if model_cfg.loss == "bce" and (train_x.min() < 0 or train_x.max() > 1):
+    if model_cfg.loss == "bce" and (low < 0 or high > 1):
         raise ConfigError("the bce loss needs targets in [0, 1]; use --scale unit")
     if resume:
         stored_t = Transform.from_dict(stored["transform"])
@@ -167,40 +201,44 @@ def fit(variant: str = "ae", data: Any = "digits", *, out: str | Path | None = N
             raise RunError(f"cannot resume {out_dir}: the training data differ from the stored run's")
     torch.manual_seed(train_cfg.seed)
     model = Autoencoder(model_cfg, transform)  # every option is checked before anything is written
+    distributed.init_from_env()  # under torchrun: only rank 0 writes the run directory
     if out_dir is not None:
-        _prepare_out(out_dir, resume, overwrite)
+        distributed.on_main(_prepare_out, out_dir, resume, overwrite)
     run_config = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "aekit_version": _version(),
         "model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": to_dict(data_cfg),
         "transform": transform.to_dict(),
-        "splits": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test),
-                   "source": splits.train.source},
+        "splits": sizes,
     }
     if resume:
         run_config["created"] = stored.get("created", run_config["created"])
+    if distributed.active():
+        run_config["distributed"] = {"processes": distributed.world_size(), "backend": distributed.backend()}
     if out_dir is not None:
-        io.write_config(out_dir, run_config)
+        distributed.on_main(io.write_config, out_dir, run_config)
     trainer = Trainer(model, train_cfg, run_dir=out_dir, callbacks=callbacks,
                       progress=progress)
-    val_x = torch.from_numpy(transform.apply(splits.val.x)) if len(splits.val) else None
-    train_t = torch.from_numpy(train_x)
     if not resume:
         record = model.variant.pretrain(model, train_t, seed=train_cfg.seed, progress=progress)
         if record is not None:
             model.pretrain_record = record
-            if out_dir is not None:
+            if out_dir is not None and distributed.is_main():
                 io.atomic_write_json(out_dir / io.PRETRAIN, record)
     history = trainer.fit(train_t, val_x, resume=resume)
     model.eval()
     model.run_config = run_config
     model.history = history
     if out_dir is not None:
-        io.save_model(out_dir, model)
-        if figures:
-            from .plots import run_figures
-            run_figures(out_dir, model, history, splits)
+        distributed.on_main(_write_results, out_dir, model, history, splits, figures)
     return model
+
+
+def _write_results(out_dir: Path, model: Autoencoder, history: list, splits: Splits, figures: bool) -> None:
+    io.save_model(out_dir, model)
+    if figures:
+        from .plots import run_figures
+        run_figures(out_dir, model, history, splits)
 
 
 def _version() -> str:
@@ -210,7 +248,8 @@ def _version() -> str:
 
 def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = "test",
              pca: bool = True, noise: str | None = None, sigma: float = DEFAULT_SIGMA, nu: float = DEFAULT_NU,
-             noise_seed: int = 0, iw_samples: int = 100) -> dict[str, Any]:
+             noise_seed: int = 0, iw_samples: int = 100, bits: int | None = None,
+             ranges: str = "minmax") -> dict[str, Any]:
     """Reconstruction error of a trained model and of PCA with the same code size; with
     ``noise``, also how well the model denoises.
 
@@ -242,6 +281,12 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
         (:func:`aekit.variants.vae.likelihood_bounds`), added with the negative ELBO as
         ``likelihood``; 5000 for reported figures, 0 to skip.
 
+    bits : int, optional
+        Quantize the codes to this many bits per dimension (1 .. 16; ranges fitted on the training
+        codes by ``ranges``, "minmax" or "quantile") and add ``compression``: bits per input (fixed
+        and the symbols' empirical entropy) and the distortion of the decoded codes, for the model
+        and (with ``pca``) for PCA quantized the same way (:func:`aekit.compress.compression_scores`).
+
     A run trained on the built-in ``dsprites`` set also gets ``mig``: the Mutual Information Gap
     (:func:`aekit.metrics.dsprites_mig`) of its codes on :data:`DSPRITES_MIG_N` freshly drawn
     factor combinations.
@@ -250,6 +295,9 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
 
     if noise is not None:
         check_noise(noise, nu=nu, sigma=sigma)
+    if bits is not None:
+        from .compress import check_bits
+        check_bits(bits)
     if not isinstance(model, Autoencoder):
         model = io.load(model)
     cfg = getattr(model, "run_config", None) or {}
@@ -261,7 +309,7 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
     if own and not reloadable:
         raise ConfigError("this run was trained on in-memory data; pass the data to evaluate")
     train_x = None
-    if reloadable and (own or pca):  # the run's own split, or its training rows for the PCA baseline
+    if reloadable and (own or pca or bits is not None):  # own split, or training rows for PCA / quantizer ranges
         splits = load_splits(data_cfg.data, val_fraction=data_cfg.val_fraction, test_fraction=data_cfg.test_fraction,
                              seed=data_cfg.split_seed, label_column=data_cfg.label_column,
                              data_dir=data_cfg.data_dir)
@@ -296,6 +344,11 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
         result["likelihood"] = likelihood_bounds(model, X, iw_samples)
     if noise is not None:
         result.update(denoising_scores(model, X, noise, sigma=sigma, nu=nu, seed=noise_seed))
+    if bits is not None:  # quantizer ranges (and PCA) fitted on the training rows; else on X itself
+        from .compress import compression_scores
+        fit_x = X if train_x is None else model.transform.apply(train_x) if model.transform is not None else train_x
+        result["compression"] = compression_scores(model, X, fit_x, bits, ranges=ranges,
+                                                   pca=pca and train_x is not None)
     return result
 
 
@@ -354,6 +407,36 @@ def denoising_scores(model: Autoencoder, X: np.ndarray, kind: str, *, sigma: flo
                         ("1.0 (unit scaling)" if unit else "max - min of the clean data (the scaling is not unit)"))
     return {"noise": settings, "psnr_noisy": psnr(X, noisy, data_range),
             "psnr_denoised": psnr(X, denoised, data_range), "denoised": reconstruction_errors(X, denoised)}
+
+
+def anomaly_scores(model: Autoencoder | str | Path, X: Any, *, elbo_samples: int = 32, batch_size: int = 4096,
+                   where: str = "input") -> np.ndarray:
+    """The anomaly score of each row of raw data ``X`` (higher: less like the training data).
+
+    For every variant but the VAE family, the summed squared reconstruction error
+    ``||x - g(f(x))||^2`` in the units of ``X``; for the VAE family minus the evidence lower bound,
+    in nats, with ``elbo_samples`` Monte Carlo draws shared by every row
+    (:func:`aekit.variants.vae.elbo_per_example`). ``model`` is a model or a run directory.
+    """
+    if isinstance(elbo_samples, bool) or not isinstance(elbo_samples, int) or elbo_samples < 1:
+        raise ConfigError(f"elbo_samples must be a positive integer, got {elbo_samples!r}")
+    if not isinstance(model, Autoencoder):
+        model = io.load(model)
+    return model_space_anomaly_scores(model, model._prepare(X, where), elbo_samples=elbo_samples,
+                                      batch_size=batch_size)
+
+
+def model_space_anomaly_scores(model: Autoencoder, X: np.ndarray, *, elbo_samples: int = 32,
+                               batch_size: int = 4096) -> np.ndarray:
+    """:func:`anomaly_scores` of rows already in model space (after the run's scaling), computed in
+    their precision (float32, or float64 with a float64 copy of the model)."""
+    if model.variant.generative:
+        from .variants.vae import elbo_per_example
+        return -elbo_per_example(model, X, elbo_samples)
+    recon = model._batched(X, model.reconstruct, batch_size)
+    if model.transform is not None:  # errors in the input's units
+        X, recon = (model.transform.invert(a, dtype=X.dtype) for a in (X, recon))
+    return ((X - recon) ** 2).sum(1)
 
 
 def denoise(model: Autoencoder | str | Path, X: Any, *, batch_size: int = 4096, where: str = "input") -> np.ndarray:

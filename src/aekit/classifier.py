@@ -198,7 +198,7 @@ def finetune(model: Any, data: Any = None, labels: Any = None, *, out: str | Pat
     from .api import IN_MEMORY, DataConfig, _prepare_out, _version
     from .data import Dataset
     from .model import Autoencoder
-    from .train import CHECKPOINT, Trainer, TrainConfig
+    from .train import CHECKPOINT, PREVIOUS_CHECKPOINT, Trainer, TrainConfig
 
     source_run = None
     if not isinstance(model, Autoencoder):
@@ -250,7 +250,8 @@ def finetune(model: Any, data: Any = None, labels: Any = None, *, out: str | Pat
     if out_dir is not None:
         io.save_model(out_dir, clf)
         io.write_config(out_dir, clf.run_config)
-        (out_dir / CHECKPOINT).unlink(missing_ok=True)  # a classifier run is not resumable
+        for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):  # a classifier run is not resumable
+            (out_dir / name).unlink(missing_ok=True)
     return clf
 
 

@@ -48,6 +48,9 @@ def _add_train(sub: Any) -> None:
         p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
         p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--nproc", type=int, default=None, metavar="N",
+                       help="train data-parallel in N processes on this machine, as `torchrun --nproc-per-node N "
+                            "-m aekit train ...` would (--batch-size is the global batch)")
         add_arguments(p, DataConfig, group_title="data", dest_prefix="data.")
         add_arguments(p, ModelConfig, exclude=("variant", "input_dim", "image_shape", "options"),
                       group_title="model", dest_prefix="model.")
@@ -70,9 +73,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out DIR, the run to continue")
     out = args.out or Path("runs") / f"{args.variant}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.nproc is not None and args.nproc != 1:  # start the processes; each runs this command
+        from .distributed import launch, strip_option
+        argv = strip_option(getattr(args, "argv", None) or sys.argv[1:], "--nproc")
+        return launch(args.nproc, [*argv, *(("--out", str(out)) if args.out is None else ())])
+    from . import distributed
+    if distributed.init_from_env():
+        out = distributed.broadcast(out)  # one run directory, named by rank 0
     progress = False if args.quiet else None
     model = fit(args.variant, data, out=out, resume=args.resume, overwrite=args.overwrite,
                 progress=progress, **kwargs)
+    if distributed.active():  # leave the process group together, before the interpreter's exit
+        distributed.barrier()
+        main_process = distributed.is_main()
+        distributed.teardown()
+        if not main_process:
+            return 0
     last = model.history[-1] if model.history else {}
     summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.endswith("_loss"))
     print(f"trained {args.variant} for {len(model.history)} epoch(s): {summary}")
@@ -103,10 +119,28 @@ def _input(args: argparse.Namespace) -> Any:
 def _cmd_encode(args: argparse.Namespace) -> int:
     from .io import load
     model = load(args.run)
-    ds = _input(args)
-    codes = model.encode_array(ds.x, batch_size=args.batch_size, where=ds.source)
+    if args.stream:  # data larger than memory: only the codes are held
+        from .data.stream import encode
+        codes = encode(model, args.input, batch_size=args.batch_size, label_column=args.label_column)
+    else:
+        ds = _input(args)
+        codes = model.encode_array(ds.x, batch_size=args.batch_size, where=ds.source)
     _write_array(args.output, codes)
     print(f"wrote {codes.shape[0]} codes of size {codes.shape[1]} to {args.output}")
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from .api import anomaly_scores
+    from .io import load
+    model = load(args.run)
+    ds = _input(args)
+    scores = anomaly_scores(model, ds.x, elbo_samples=args.elbo_samples, batch_size=args.batch_size, where=ds.source)
+    _write_array(args.output, scores[:, None])
+    what = "minus the ELBO (nats)" if model.variant.generative else "squared reconstruction error"
+    q = np.quantile(scores, [0.5, 0.9, 0.99]) if len(scores) else [float("nan")] * 3
+    print(f"wrote {len(scores)} anomaly scores ({what}) to {args.output}; median {q[0]:.4g}, "
+          f"90% {q[1]:.4g}, 99% {q[2]:.4g}")
     return 0
 
 
@@ -270,8 +304,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if noise_kwargs and args.noise is None:
         flags = ", ".join("--" + k.replace("_", "-") for k in noise_kwargs)
         raise ConfigError(f"{flags}: used only with --noise {{{','.join(NOISE_KINDS)}}}")
+    if args.ranges is not None and args.bits is None:
+        raise ConfigError("--ranges: used only with --bits B")
     result = evaluate(args.run, data=args.data, split=args.split, pca=not args.no_pca, noise=args.noise,
-                      iw_samples=args.iw_samples, **noise_kwargs)
+                      iw_samples=args.iw_samples, bits=args.bits, ranges=args.ranges or "minmax", **noise_kwargs)
     text = json.dumps(result, indent=2)
     if args.output:
         with atomic_path(args.output) as tmp:
@@ -368,7 +404,8 @@ def _add_pretraining(sub: Any) -> None:
                                                   "with the data rows, or the label column of CSV / Parquet data "
                                                   "(default: the data's own labels, e.g. digits, fashion-mnist)")
     _new_run_flags(p, "finetune")
-    add_arguments(p, DataConfig, exclude=("data", "label_column", "scale"), group_title="data", dest_prefix="data.")
+    add_arguments(p, DataConfig, exclude=("data", "label_column", "scale", "stream", "buffer_mb"), group_title="data",
+                  dest_prefix="data.")
     add_arguments(p, TrainConfig, group_title="training", dest_prefix="train.")
     p.set_defaults(func=_cmd_finetune)
 
@@ -446,6 +483,223 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- nearest-neighbour search and compression over the codes (aekit.search, aekit.compress) -----
+def _add_search(sub: Any) -> None:
+    """``aekit index``, ``aekit search``, ``aekit compress`` and ``aekit decompress``."""
+    from .compress import DEFAULT_QUANTILE, MAX_BITS, RANGES
+    from .search import METRICS
+
+    p = sub.add_parser("index", help="index the codes of DATA for nearest-neighbour search (FAISS)",
+                       description="Encode every row of DATA with the run in DIR (posterior means for VAEs) and "
+                                   "write an exact FAISS index of the codes (IndexFlatL2, or IndexFlatIP over "
+                                   "normalised codes for --metric cosine) as the directory INDEX: index.faiss + "
+                                   "index.json. Row ids are the rows' positions in DATA.")
+    p.add_argument("run", type=Path, metavar="DIR", help="run directory")
+    p.add_argument("input", metavar="DATA", help="data to index (a file, folder or built-in set name)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="INDEX", help="index directory to write")
+    p.add_argument("--metric", choices=METRICS, default="l2",
+                   help="l2: squared Euclidean distance; cosine: 1 - cosine similarity (default: l2)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing index directory")
+    p.add_argument("--label-column", default=None, help="label column of a CSV / Parquet input (dropped)")
+    p.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
+    p.set_defaults(func=_cmd_index)
+
+    p = sub.add_parser("search", help="the k nearest indexed rows of each QUERY row, in code space",
+                       description="Encode the rows of QUERY with the run that built INDEX and print (or write) the "
+                                   "ids and distances of their k nearest indexed rows, nearest first.")
+    p.add_argument("index", type=Path, metavar="INDEX", help="index directory (aekit index)")
+    p.add_argument("input", metavar="QUERY", help="query data (a file, folder or built-in set name)")
+    p.add_argument("-k", type=int, default=10, help="neighbours per query (default: 10)")
+    p.add_argument("--rows", default=None, help="comma-separated rows of QUERY to search for (default: all)")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="write the neighbours: .json (ids and distances), .csv (query,rank,id,distance), "
+                        ".npz (ids, distances, queries) or .npy (ids only)")
+    p.add_argument("--run", type=Path, default=None, help="the run directory that built the index, if it moved")
+    p.add_argument("--recall", action="store_true",
+                   help="also report recall@k against the exact nearest neighbours of the raw rows (e.g. pixels), "
+                        "found by brute force among the indexed data")
+    p.add_argument("--label-column", default=None, help="label column of a CSV / Parquet input (dropped)")
+    p.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
+    p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser("compress", help="quantize the codes of DATA to a few bits per dimension (.npz)",
+                       description="Encode DATA with the run in DIR and quantize each code dimension uniformly to "
+                                   "--bits bits over a range fitted on the codes of the run's training split; write "
+                                   "the symbols (uint8 / uint16) and the ranges as an .npz without pickling, and "
+                                   "print the bits per input and the distortion on DATA.")
+    _run_args(p, "data to compress (a file, folder or built-in set name)", "compressed codes (.npz)")
+    p.add_argument("--bits", type=int, default=8, help=f"bits per code dimension, 1 to {MAX_BITS} (default: 8)")
+    p.add_argument("--ranges", choices=RANGES, default="minmax",
+                   help="per-dimension range: min and max of the training codes, or their [q, 1-q] quantiles "
+                        "(default: minmax)")
+    p.add_argument("--quantile", type=float, default=DEFAULT_QUANTILE,
+                   help=f"q of --ranges quantile (default: {DEFAULT_QUANTILE})")
+    p.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
+    p.set_defaults(func=_cmd_compress)
+
+    p = sub.add_parser("decompress", help="decode compressed codes (aekit compress) with their run",
+                       description="Dequantize the codes in CODES (written by aekit compress with the run in DIR) "
+                                   "and decode them, in the units of the training data.")
+    p.add_argument("run", type=Path, metavar="DIR", help="run directory")
+    p.add_argument("codes", type=Path, metavar="CODES", help="compressed codes (.npz)")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help=f"output: .npy, .csv, or for image data .png (a grid of the first {GRID_IMAGES})")
+    p.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
+    p.set_defaults(func=_cmd_decompress)
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    import time as _time
+
+    from .io import load
+    from .search import build_index, save_index
+
+    if args.output.exists() and not args.overwrite:  # before the (possibly long) encoding
+        raise ConfigError(f"{args.output} already exists; pass --overwrite to replace it")
+    model = load(args.run)
+    ds = _input(args)
+    t0 = _time.perf_counter()
+    index = build_index(model, ds, args.metric, data=args.input, run=args.run, batch_size=args.batch_size)
+    seconds = _time.perf_counter() - t0
+    save_index(index, args.output, overwrite=args.overwrite)
+    print(f"indexed {index.rows} codes of size {index.dim} ({args.metric}, {index.meta['faiss_index']}) "
+          f"in {seconds:.2f} s: {args.output}")
+    return 0
+
+
+def _search_output(path: Path, payload: dict[str, Any]) -> None:
+    suffix = path.suffix.lower()
+    ids, dist, queries = payload["ids"], payload["distances"], payload["queries"]
+    if suffix not in (".json", ".csv", ".npy", ".npz"):
+        raise ConfigError(f"{path}: output must end in .json, .csv, .npz or .npy")
+    with atomic_path(path) as tmp:
+        if suffix == ".json":  # one line per key: the id and distance lists stay compact
+            items = {**payload, "ids": ids.tolist(), "distances": dist.tolist(), "queries": queries.tolist()}
+            tmp.write_text("{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in items.items())
+                           + "\n}\n")
+        elif suffix == ".csv":
+            rank = np.tile(np.arange(ids.shape[1]), len(ids))
+            table = np.column_stack([np.repeat(queries, ids.shape[1]), rank, ids.ravel()])
+            lines = ["query,rank,id,distance"] + [f"{q},{r},{i},{d:.8g}" for (q, r, i), d in zip(table, dist.ravel())]
+            tmp.write_text("\n".join(lines) + "\n")
+        else:
+            with open(tmp, "wb") as f:
+                if suffix == ".npy":
+                    np.save(f, ids, allow_pickle=False)
+                else:
+                    np.savez(f, allow_pickle=False, ids=ids, distances=dist, queries=queries)
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from .search import exact_neighbours, indexed_rows, load_index, load_run, recall_at_k, search
+
+    index = load_index(args.index)
+    if not 1 <= args.k <= index.rows:
+        raise ConfigError(f"-k must be between 1 and the {index.rows} indexed rows, got {args.k}")
+    model = load_run(index, args.run)
+    ds = _input(args)
+    if args.rows is not None:
+        queries = np.array([i % len(ds) for i in _int_list(args.rows, "--rows")], dtype=np.int64)
+        if not len(queries):
+            raise ConfigError("--rows names no row")
+        _rows(ds, _int_list(args.rows, "--rows"), "--rows")
+    else:
+        queries = np.arange(len(ds), dtype=np.int64)
+    x = ds.x[queries]
+    ids, dist = search(index, model, x, args.k, batch_size=args.batch_size, where=ds.source)
+    payload: dict[str, Any] = {"index": str(args.index), "query": ds.source, "k": args.k, "metric": index.metric,
+                               "distance": "squared Euclidean distance between codes" if index.metric == "l2"
+                               else "1 - cosine similarity of codes", "queries": queries, "ids": ids,
+                               "distances": dist}
+    if args.recall:
+        exact, _ = exact_neighbours(indexed_rows(index), x, args.k)
+        payload["recall_at_k"] = recall_at_k(ids, exact)
+    if args.output is not None:
+        _search_output(args.output, payload)
+        print(f"wrote the {args.k} nearest neighbours of {len(ids)} queries to {args.output}")
+    else:
+        for q, row_ids, row_d in zip(queries, ids, dist):
+            print(f"{q}: " + " ".join(f"{i}:{d:.4g}" for i, d in zip(row_ids, row_d)))
+    if args.recall:
+        print(f"recall@{args.k} of the code-space neighbours against the exact neighbours of the raw rows: "
+              f"{payload['recall_at_k']:.4f} ({len(ids)} queries)")
+    return 0
+
+
+def _cmd_compress(args: argparse.Namespace) -> int:
+    from .compress import (Quantizer, check_bits, compress, entropy_bits, model_coder, psnr_range, save_codes,
+                           training_rows)
+    from .io import MODEL, load
+    from .metrics import psnr, reconstruction_errors
+    from .search import sha256_file
+
+    if args.output.suffix.lower() != ".npz":
+        raise ConfigError(f"{args.output}: compressed codes are written as .npz")
+    check_bits(args.bits)
+    model = load(args.run)
+    ds = _input(args)
+    fit_rows = training_rows(model)
+    fitted_on = "the run's training split"
+    if fit_rows is None:
+        fit_rows, fitted_on = ds.x, f"{ds.source} itself (the run was trained on in-memory data)"
+    fit_codes = model.encode_array(fit_rows, batch_size=args.batch_size, where="training data")
+    quantizer = Quantizer.fit(fit_codes, args.bits, args.ranges, args.quantile)
+    packed = compress(model, ds.x, quantizer, batch_size=args.batch_size, where=ds.source)
+    packed.meta = {"source": ds.source, "ranges": args.ranges, "model_sha256": sha256_file(args.run / MODEL),
+                   "image_shape": ds.image_shape}
+    X = model._prepare(ds.x, ds.source)
+    recon = model_coder(model, args.batch_size)[1](quantizer.dequantize(packed.symbols))
+    err = reconstruction_errors(X, recon)["per_example_squared_error"]
+    save_codes(args.output, packed)
+    print(f"wrote {len(packed.symbols)} codes of size {quantizer.dim} at {quantizer.bits} bits to {args.output}: "
+          f"{packed.bits_per_input} bits per input (entropy {entropy_bits(packed.symbols):.1f}); ranges "
+          f"({args.ranges}) fitted on {fitted_on}")
+    print(f"distortion on {ds.source} (model space): per-example squared error {err:.4g}, "
+          f"PSNR {psnr(X, recon, psnr_range(model, X)):.2f} dB")
+    return 0
+
+
+def _cmd_decompress(args: argparse.Namespace) -> int:
+    from .compress import decompress, load_codes
+    from .io import MODEL, load
+    from .search import sha256_file
+
+    model = load(args.run)
+    packed = load_codes(args.codes)
+    recorded = packed.meta.get("model_sha256")
+    if recorded and (args.run / MODEL).exists() and sha256_file(args.run / MODEL) != recorded:
+        raise ConfigError(f"{args.codes} was compressed with other weights than those of {args.run}")
+    png = args.output.suffix.lower() == ".png"
+    rows = decompress(model, packed, batch_size=args.batch_size)
+    _write_images(args.output, rows[:GRID_IMAGES] if png else rows, _image_shape(model),
+                  f"decompressed rows ({packed.quantizer.bits}-bit codes)", cols=8)
+    return 0
+
+
+# -- one self-contained HTML report of a run (aekit.report) ---------------------------------------
+def _add_report(sub: Any) -> None:
+    p = sub.add_parser("report", help="write one self-contained HTML report of a run",
+                       description="Write one HTML file with everything embedded (no network needed to view it): "
+                                   "the configuration, the evaluation metrics (evaluation.json, else computed), the "
+                                   "loss curves per term, reconstructions, a 2-D view of the test codes coloured by "
+                                   "label, samples, interpolations and traversals for the VAE family, the first-"
+                                   "layer filters, code activations and the pretraining record.")
+    p.add_argument("run", type=Path, metavar="DIR", help="run directory")
+    p.add_argument("-o", "--output", type=Path, default=None, help="HTML file to write (default: DIR/report.html)")
+    p.add_argument("--data", default=None, help="data to draw reconstructions and codes from, split as the run "
+                                                "split its own (default: the run's own data)")
+    p.add_argument("--no-evaluate", action="store_true",
+                   help="without evaluation.json in DIR, leave the metrics out instead of computing them")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import report
+    out = report(args.run, args.output, data=args.data, evaluate=not args.no_evaluate)
+    print(f"wrote the report of {args.run} to {out}")
+    return 0
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="aekit", description="The classical autoencoder family: train, encode, reconstruct, "
                                                "evaluate.")
@@ -464,7 +718,19 @@ def build_parser() -> Parser:
                               "best a denoising one (aekit train denoising)." if name == "denoise" else ""))
         _run_args(p, "data to process", f"output file (.npy or .csv{formats and ' or .png'})")
         p.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
+        if name == "encode":
+            p.add_argument("--stream", action="store_true", help="read INPUT (a .npy file or a folder of .npy / "
+                                                                 "Parquet shards) a piece at a time, not whole")
         p.set_defaults(func=func)
+    p = sub.add_parser("score", help="write the anomaly score of each row of INPUT",
+                       description="Write one anomaly score per row of INPUT (higher: less like the training "
+                                   "data): the summed squared reconstruction error in the data's units, or minus "
+                                   "the evidence lower bound in nats for the VAE family.")
+    _run_args(p, "data to score", "output file (.npy or .csv, one score per row)")
+    p.add_argument("--elbo-samples", type=int, default=32, help="VAE family: Monte Carlo draws of the ELBO per "
+                                                                  "row (default: 32)")
+    p.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
+    p.set_defaults(func=_cmd_score)
     p = sub.add_parser("evaluate", help="reconstruction error against the PCA baseline, as JSON",
                        description="Per-example summed squared error (as Hinton & Salakhutdinov 2006 report it), "
                                    "MSE per value, and PCA with the same code size fitted on the same training split.")
@@ -486,9 +752,17 @@ def build_parser() -> Parser:
     p.add_argument("--iw-samples", type=int, default=100,
                    help="VAE family: importance samples per example for the -log p(x) estimate reported with "
                         "the negative ELBO (Burda et al. 2016; default: 100, 0 to skip)")
+    comp = p.add_argument_group("compression", "quantize the codes (and PCA's) uniformly to --bits bits per dimension "
+                                "over ranges fitted on the training codes; add `compression`: bits per input "
+                                "(fixed and the symbols' empirical entropy), per-example squared error and PSNR")
+    comp.add_argument("--bits", type=int, default=None, help="bits per code dimension, 1 to 16")
+    comp.add_argument("--ranges", choices=("minmax", "quantile"), default=None,
+                      help="per-dimension range of the quantizer (default: minmax)")
     p.add_argument("-o", "--output", type=Path, default=None, help="also write the JSON here")
     p.set_defaults(func=_cmd_evaluate)
     _add_latent(sub)
+    _add_search(sub)
+    _add_report(sub)
     p = sub.add_parser("info", help="describe a run directory")
     p.add_argument("run", type=Path, metavar="DIR", help="run directory")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -501,13 +775,17 @@ def build_parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # for `aekit train --nproc N`, which runs the same command in N processes
     try:
         return args.func(args)
     except AekitError as e:
         from .train import Interrupted
         if isinstance(e, Interrupted):
-            sys.stderr.write(f"aekit: {e}\n")
+            from .distributed import is_main
+            if is_main():  # every process of a distributed run stopped at the same step
+                sys.stderr.write(f"aekit: {e}\n")
             return EXIT_INTERRUPTED
         sys.stderr.write(f"aekit: error: {e}\n")
         return EXIT_USAGE
@@ -515,4 +793,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("aekit: interrupted\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
+        return 1
+    except RuntimeError as e:  # a distributed run: another process stopped
+        from .distributed import peer_failure
+        message = peer_failure(e)
+        if message is None:
+            raise
+        sys.stderr.write(f"aekit: error: {message}\n")
         return 1

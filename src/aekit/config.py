@@ -49,8 +49,15 @@ def _coerce(cls_name: str, name: str, tp: Any, value: Any, choices: tuple | None
             value = [v for v in value.replace(" ", "").split(",") if v]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where} must be a list of integers, got {value!r}")
+        def integer(v: Any) -> int:  # 3, "3", 3.0; not True, 2.5, "2.5", [3] or inf
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            if isinstance(v, bool) or not isinstance(v, (int, str)):
+                raise TypeError(v)
+            return int(v)
+
         try:
-            out = tuple(int(v) for v in value)
+            out = tuple(integer(v) for v in value)
         except (TypeError, ValueError):
             raise ConfigError(f"{where} must be a comma-separated list of integers, got {value!r}") from None
         return out

@@ -8,8 +8,11 @@ crash never leaves a half-written file behind.
 from __future__ import annotations
 
 import contextlib
+import glob
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,12 +29,33 @@ FORMAT = "aekit-run"
 FORMAT_VERSION = 1
 
 
+#: Suffix of the temporary files of :func:`atomic_path` (``.NAME.RANDOM.tmp`` next to ``NAME``).
+TMP_SUFFIX = ".tmp"
+#: safetensors metadata key holding the SHA-256 of a file's tensors and other metadata.
+CHECKSUM_KEY = "aekit_sha256"
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (where the platform can open folders)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it is renamed onto ``path``."""
+    """Yield a temporary path next to ``path``; on success it is fsynced and renamed onto
+    ``path`` (and the folder fsynced), so ``path`` is always either the old or the whole new file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -42,6 +66,128 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
+
+
+def previous_path(path: str | Path) -> Path:
+    """Where :func:`write_safetensors` keeps the previous version of ``path``
+    (``checkpoint.safetensors`` -> ``checkpoint.prev.safetensors``)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def _keep_previous(path: Path) -> None:
+    """Atomically make ``previous_path(path)`` a copy of ``path`` (a hard link where the file
+    system has them), so that ``path`` itself never goes missing. The caller renames a new file
+    onto ``path`` next, in the same folder, and fsyncs the folder."""
+    prev = previous_path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{prev.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+        try:
+            os.link(path, tmp)  # the data of ``path`` are already on disk
+        except OSError:
+            shutil.copyfile(path, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, prev)
+        # already the same file (a run killed between this and the rename of the new file):
+        # rename() then does nothing and leaves the temporary link
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def remove_stale_temporaries(run_dir: str | Path, names: tuple[str, ...] = (CONFIG, MODEL, HISTORY, PRETRAIN)
+                             ) -> list[Path]:
+    """Delete the temporary files (``.NAME.*.tmp``) of ``names`` and their previous versions that a
+    killed process left in ``run_dir``; return them. The files themselves are always whole."""
+    run_dir = Path(run_dir)
+    removed = []
+    for name in names:
+        for own in {name, previous_path(name).name}:
+            for p in run_dir.glob(f".{glob.escape(own)}.*{TMP_SUFFIX}"):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    removed.append(p)
+    return removed
+
+
+# -- safetensors with a checksum, never a pickle --------------------------------------------
+def tensors_digest(tensors: dict[str, Any], metadata: dict[str, str]) -> str:
+    """SHA-256 (hex) of the tensors (names, dtypes, shapes and bytes, in name order) and of the
+    metadata other than :data:`CHECKSUM_KEY`: a flipped byte anywhere changes it."""
+    import torch
+
+    h = hashlib.sha256()
+    meta = {k: v for k, v in metadata.items() if k != CHECKSUM_KEY}
+    h.update(json.dumps(meta, sort_keys=True).encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach()
+        h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        if t.numel():
+            h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def write_safetensors(path: str | Path, tensors: dict[str, Any], metadata: dict[str, str], *,
+                      keep_previous: bool = False) -> Path:
+    """Write ``tensors`` with ``metadata`` and their checksum (:data:`CHECKSUM_KEY`) to
+    ``path`` atomically. With ``keep_previous`` the file it replaces stays as
+    :func:`previous_path`, so that a bad newest file can fall back on it."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    metadata = {**metadata, CHECKSUM_KEY: tensors_digest(tensors, metadata)}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+        if keep_previous and path.exists():
+            _keep_previous(path)
+    return path
+
+
+def _pickle_like(raw: bytes) -> bool:
+    """True for a pickle of protocol 2 to 5 (0x80, then the protocol) or torch.save's zip archive."""
+    pickled = len(raw) > 1 and raw[0] == 0x80 and 2 <= raw[1] <= 5
+    return pickled or raw[:4] == b"PK\x03\x04"
+
+
+def read_safetensors(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """Read a safetensors file as ``(tensors on the CPU, metadata)``, verifying its checksum
+    when it has one. Nothing is unpickled: a file that is not safetensors (a pickle, a
+    ``torch.save`` archive, truncated or corrupted bytes) is a RunError naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise RunError(f"{path}: no such file") from None
+    except OSError as e:
+        raise RunError(f"{path}: cannot read the file ({e})") from None
+    n = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else -1
+    if not 2 <= n <= len(raw) - 8 or raw[8:9] != b"{":
+        if _pickle_like(raw):
+            raise RunError(f"{path}: not a readable safetensors file: it holds a Python pickle (e.g. written by "
+                           f"torch.save), which aekit refuses to load")
+        raise RunError(f"{path}: not a readable safetensors file (truncated or corrupted header)")
+    try:
+        header = json.loads(raw[8:8 + n])
+        tensors = load(raw)
+    except (SafetensorError, ValueError, TypeError, RuntimeError, OverflowError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: not a readable safetensors file ({' '.join(str(e).split())})") from None
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    metadata = metadata if isinstance(metadata, dict) else {}
+    expected = metadata.get(CHECKSUM_KEY)
+    if expected is not None and tensors_digest(tensors, metadata) != expected:
+        raise RunError(f"{path}: corrupted (its checksum does not match its contents)")
+    return tensors, metadata
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -65,12 +211,7 @@ def read_json(path: str | Path) -> Any:
 
 def save_model(run_dir: str | Path, model: Any) -> Path:
     """Write the model's weights as ``model.safetensors`` (atomically)."""
-    from safetensors.torch import save_file
-    path = Path(run_dir) / MODEL
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": FORMAT})
-    return path
+    return write_safetensors(Path(run_dir) / MODEL, model.state_dict(), {"format": FORMAT})
 
 
 def write_config(run_dir: str | Path, config: dict[str, Any]) -> Path:
@@ -106,22 +247,19 @@ def build_autoencoder(run_dir: Path, cfg: dict[str, Any]) -> Any:
         transform = Transform.from_dict(cfg["transform"]) if cfg.get("transform") else None
     except AekitError as e:
         raise RunError(str(e)) from None
+    if transform is not None and transform.shift.ndim and transform.shift.shape[0] != model_cfg.input_dim:
+        raise RunError(f"{run_dir / CONFIG}: the transform has {transform.shift.shape[0]} features, "
+                       f"the model {model_cfg.input_dim}")
     return Autoencoder(model_cfg, transform)
 
 
 def load_weights(module: Any, run_dir: Path, device: str = "cpu") -> Any:
-    """Load ``run_dir``'s ``model.safetensors`` into ``module`` (RunError when missing, unreadable
-    or not matching); return it on ``device`` in eval mode."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+    """Load ``run_dir``'s ``model.safetensors`` into ``module`` (RunError when missing, unreadable,
+    corrupted (checksum), a pickle, or not matching); return it on ``device`` in eval mode."""
     weights = run_dir / MODEL
     if not weights.exists():
         raise RunError(f"{weights}: no such file (the run has not finished; resume it with --resume)")
-    try:
-        state = load_file(str(weights), device=device)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise RunError(f"{weights}: not a readable safetensors file ({e})") from None
+    state, _ = read_safetensors(weights)
     try:
         module.load_state_dict(state)
     except RuntimeError as e:

@@ -16,9 +16,29 @@ from .errors import ConfigError, DataError
 from .losses import RECONSTRUCTION_LOSSES
 from .nn import ACTIVATIONS, MLP, ConvDecoder, ConvEncoder, TiedMLP
 
-#: Sizes beyond this are refused before anything is allocated.
+#: Sizes beyond these are refused before anything is allocated.
 MAX_UNITS = 1 << 20
 MAX_PARAMETERS = 1 << 31
+MAX_LAYERS = 128
+
+
+def parameter_count(config: "ModelConfig", outputs_per_code: int = 1) -> int:
+    """The number of parameters of the encoder and decoder that ``config`` describes, computed
+    arithmetically (nothing is allocated); ``outputs_per_code`` encoder outputs per code unit
+    (2 for a Gaussian posterior's mean and log-variance). Tied weights are counted untied."""
+    latent, hidden = config.latent, tuple(config.hidden)
+    if config.architecture != "conv":
+        sizes = [config.input_dim, *hidden]
+        enc = [*zip(sizes, [*hidden, latent * outputs_per_code])]
+        dec = [*zip([latent, *reversed(hidden)], reversed(sizes))]
+        return sum(a * b + b for a, b in enc + dec)
+    c, h, w = config.image_shape
+    for _ in hidden:
+        h, w = -(-h // 2), -(-w // 2)
+    chans = [*zip([c, *hidden[:-1]], hidden)]
+    convs = sum(2 * 9 * a * b + b + a for a, b in chans)  # encoder conv + transposed decoder conv
+    flat = hidden[-1] * h * w
+    return convs + flat * latent * outputs_per_code + latent * outputs_per_code + latent * flat + flat
 
 
 @dataclass
@@ -42,8 +62,21 @@ class ModelConfig:
     options: dict = option({}, "options of the variant (see `aekit train VARIANT --help`)")
 
     def validate(self) -> None:
+        """Check every field, and the size of the model, arithmetically: a config that asks for an
+        unknown variant, ill-typed or absurd sizes is a ConfigError before anything is allocated."""
         # options arrive as JSON or CLI strings: store them typed and checked
+        spec = variants.get(self.variant) if isinstance(self.variant, str) else None
+        if spec is None:
+            raise ConfigError(f"model.variant must be a variant name, got {self.variant!r}")
         self.options = to_dict(self.variant_options())
+        if not isinstance(self.hidden, (tuple, list)) or len(self.hidden) > MAX_LAYERS:
+            raise ConfigError(f"model.hidden must be a list of at most {MAX_LAYERS} layer sizes, got "
+                              f"{self.hidden if not isinstance(self.hidden, (tuple, list)) else len(self.hidden)}")
+        self.hidden = tuple(self.hidden)
+        named = [("input_dim", self.input_dim), *(("hidden", h) for h in self.hidden), ("latent", self.latent)]
+        for name, value in named:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ConfigError(f"model.{name} must hold integers, got {value!r}")
         if self.input_dim <= 0:
             raise ConfigError(f"model.input_dim must be positive, got {self.input_dim}")
         sizes = [self.input_dim, *self.hidden, self.latent]
@@ -51,17 +84,25 @@ class ModelConfig:
             raise ConfigError(f"layer sizes must be positive, got {sizes}")
         if max(sizes) > MAX_UNITS:
             raise ConfigError(f"layer size {max(sizes)} is absurdly large (limit {MAX_UNITS})")
-        if self.architecture == "mlp":
-            n_params = sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) * 2
-            if n_params > MAX_PARAMETERS:
-                raise ConfigError(f"the model would have about {n_params:.3g} parameters (limit {MAX_PARAMETERS:.3g})")
-        else:
+        shape = self.image_shape
+        if shape is not None:
+            if not isinstance(shape, (tuple, list)) or len(shape) != 3 or any(
+                    isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0 for d in shape):
+                raise ConfigError(f"image_shape must be three positive integers (C,H,W), got {shape!r}")
+            if math.prod(shape) != self.input_dim:
+                raise ConfigError(f"image_shape {self.image_shape} does not match input_dim {self.input_dim}")
+        if self.architecture == "conv":
             if self.tied:
                 raise ConfigError("tied weights are available for the mlp architecture only")
-            if self.image_shape is None or len(self.image_shape) != 3:
+            if shape is None:
                 raise ConfigError("the conv architecture needs image data (C,H,W); this data has flat rows")
-            if math.prod(self.image_shape) != self.input_dim:
-                raise ConfigError(f"image_shape {self.image_shape} does not match input_dim {self.input_dim}")
+            if not self.hidden:
+                raise ConfigError("a convolutional encoder needs at least one channel count in --hidden")
+        per_code = getattr(spec.cls, "encoder_outputs_per_code", 1)
+        n_params = parameter_count(self, per_code if isinstance(per_code, int) else 2)
+        if n_params > MAX_PARAMETERS:
+            raise ConfigError(f"the model would have about {n_params:.3g} parameters, which is absurdly large "
+                              f"(limit {MAX_PARAMETERS:.3g})")
 
     def variant_options(self) -> Any:
         spec = variants.get(self.variant)
@@ -143,7 +184,7 @@ class Autoencoder(nn.Module):
     def _to_encoder(self, x: torch.Tensor) -> torch.Tensor:
         if self.config.architecture == "conv":
             return x.reshape(-1, *self.config.image_shape)
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], self.config.input_dim)
 
     def _activate(self, logits: torch.Tensor) -> torch.Tensor:
         if self.config.loss == "bce" or self.config.output_activation == "sigmoid":
@@ -160,7 +201,7 @@ class Autoencoder(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Reconstruction in model space from codes ``z`` (flat ``(N, D)``)."""
-        return self._activate(self.decoder(z)).reshape(z.shape[0], -1)
+        return self._activate(self.decoder(z)).reshape(z.shape[0], self.config.input_dim)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """``decode(encode(x))``: the deterministic reconstruction in model space, flat ``(N, D)``."""
@@ -197,13 +238,21 @@ class Autoencoder(nn.Module):
 
     # -- NumPy helpers ----------------------------------------------------------------------
     def _prepare(self, X: Any, where: str = "input") -> np.ndarray:
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 2:
-            X = X.reshape(X.shape[0], -1) if X.ndim > 2 else X
+        """Raw rows (or images) as float32 model-space rows; DataError for anything else."""
+        try:
+            X = np.asarray(X)
+        except (ValueError, TypeError) as e:  # ragged nested lists, objects numpy cannot hold
+            raise DataError(f"{where}: not an array of numbers ({str(e).splitlines()[0]})") from None
+        if X.dtype.kind not in "biuf":
+            raise DataError(f"{where}: holds values of type {X.dtype}; expected numbers (bool, integer or float)")
+        if X.ndim > 2:
+            X = X.reshape(X.shape[0], math.prod(X.shape[1:]))
         if X.ndim != 2 or X.shape[1] != self.config.input_dim:
             raise DataError(f"{where}: expected rows of {self.config.input_dim} features, got shape {X.shape}")
+        with np.errstate(over="ignore"):
+            X = X.astype(np.float32, copy=False)
         if not np.isfinite(X).all():
-            raise DataError(f"{where}: holds NaN or infinite values")
+            raise DataError(f"{where}: holds NaN, infinite values or values beyond the float32 range")
         return self.transform.apply(X) if self.transform is not None else X
 
     def _batched(self, X: np.ndarray, fn: Any, batch_size: int) -> np.ndarray:
@@ -213,20 +262,41 @@ class Autoencoder(nn.Module):
         try:
             outs = []
             with torch.inference_mode():
-                for i in range(0, len(X), batch_size):
+                for i in range(0, max(len(X), 1), batch_size):  # no rows: one empty batch gives the shape
                     xb = torch.from_numpy(X[i:i + batch_size]).to(device)
                     outs.append(fn(xb).cpu().numpy())
         finally:
             self.train(was_training)
-        if not outs:
-            return np.zeros((0, 0), np.float32)
         return np.concatenate(outs)
+
+    #: Rows of a NumPy input that encode_array / reconstruct_array check, convert and transform at a
+    #: time (rounded to whole batches), so that their memory beyond the output does not grow with the rows.
+    PREPARE_ROWS = 4096
+
+    def _map_rows(self, X: Any, fn: Any, batch_size: int, where: str, invert: bool = False) -> np.ndarray:
+        """``fn`` over the model-space rows of raw ``X`` in batches of ``batch_size`` (the results inverted
+        to the original units with ``invert``). A large NumPy array (a memory map too) is prepared a block
+        of whole batches at a time and the results are written into one preallocated output: the same
+        batches as in one go, so the same numbers, with no full-size float32 copy of the input."""
+        block = batch_size * max(1, self.PREPARE_ROWS // batch_size) if batch_size > 0 else 0
+        rows_ok = isinstance(X, np.ndarray) and X.ndim >= 2 and math.prod(X.shape[1:]) == self.config.input_dim
+        if not rows_ok or block == 0 or len(X) <= block:
+            out = self._batched(self._prepare(X, where), fn, batch_size)
+            return self.transform.invert(out) if invert and self.transform is not None else out
+        out = None
+        for i in range(0, len(X), block):
+            part = self._batched(self._prepare(X[i:i + block], where), fn, batch_size)
+            if invert and self.transform is not None:
+                part = self.transform.invert(part)
+            if out is None:
+                out = np.empty((len(X), *part.shape[1:]), part.dtype)
+            out[i:i + len(part)] = part
+        return out
 
     def encode_array(self, X: Any, batch_size: int = 4096, where: str = "input") -> np.ndarray:
         """Codes of raw data ``X`` (the run's transform is applied first), shape ``(N, latent)``."""
-        return self._batched(self._prepare(X, where), self.encode, batch_size)
+        return self._map_rows(X, self.encode, batch_size, where)
 
     def reconstruct_array(self, X: Any, batch_size: int = 4096, where: str = "input") -> np.ndarray:
         """Reconstructions of raw data ``X`` in the original units, shape ``(N, D)``."""
-        out = self._batched(self._prepare(X, where), self.reconstruct, batch_size)
-        return self.transform.invert(out) if self.transform is not None else out
+        return self._map_rows(X, self.reconstruct, batch_size, where, invert=True)

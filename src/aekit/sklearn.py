@@ -68,25 +68,22 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import variants
 from .api import fit as _aekit_fit
+from .api import model_space_anomaly_scores
 from .classifier import Classifier, finetune
 from .config import from_dict, jsonable, to_dict
 from .data import TRANSFORM_KINDS, Transform
-from .errors import ConfigError, DataError
-from .losses import RECONSTRUCTION_LOSSES, gaussian_kl
+from .errors import DataError
+from .losses import RECONSTRUCTION_LOSSES
 from .model import Autoencoder, ModelConfig
 from .nn import ACTIVATIONS
 from .noise import DEFAULT_NU, NOISE_KINDS
 from .variants.deep import PRETRAIN_METHODS, DeepOptions
-from .variants.vae import model_log_likelihood, model_posterior
+from .variants.vae import elbo_per_example
 
 __all__ = ["AutoencoderOutlierDetector", "AutoencoderTransformer", "StackedAutoencoderClassifier", "elbo_per_example"]
 
 #: Rows encoded or decoded at once by transform, inverse_transform and the scores.
 INFERENCE_BATCH = 4096
-#: The ELBO decodes at most this many (row, draw) pairs at once.
-ELBO_MAX_ROWS = 65536
-#: Seed of the draws of the ELBO (the same draws for every call and every row).
-ELBO_SEED = 0
 #: Marks the packed model inside a pickled estimator.
 PACKED_FORMAT = "aekit-model"
 
@@ -124,50 +121,6 @@ def _model_space(model: Autoencoder, X: np.ndarray) -> np.ndarray:
 def _input_space(model: Autoencoder, X: np.ndarray) -> np.ndarray:
     """Model-space rows ``X`` back in the input units, in ``X``'s precision."""
     return model.transform.invert(X, dtype=X.dtype) if model.transform is not None else X
-
-
-def elbo_per_example(model: Autoencoder, X: np.ndarray, samples: int = 32, *, seed: int = ELBO_SEED,
-                     max_rows: int = ELBO_MAX_ROWS) -> np.ndarray:
-    r"""The evidence lower bound of each row of ``X``, in nats (VAE family).
-
-    .. math:: \mathcal L(x) = \frac1K \sum_{k=1}^K \log p(x \mid \mu + \sigma \odot \epsilon_k)
-              - \mathrm{KL}\big(\mathcal N(\mu, \sigma^2) \,\|\, \mathcal N(0, I)\big)
-
-    (Kingma & Welling 2014, eq. 7), with :math:`K` = ``samples`` draws :math:`\epsilon_k \sim
-    \mathcal N(0, I)` from a generator seeded with ``seed`` and shared by every row (common random
-    numbers: a row's value does not depend on the other rows). The mean over rows estimates
-    ``-likelihood_bounds(model, X)["nelbo"]``.
-
-    Parameters
-    ----------
-    model : Autoencoder
-        A model of the VAE family, in any floating precision (the computation follows it).
-    X : ndarray of shape (n_samples, n_features)
-        Rows in model space (after the run's scaling), of the model's dtype.
-    samples : int
-        Draws :math:`K` per row.
-    max_rows : int
-        Bound on the (row, draw) pairs decoded at once.
-
-    Returns
-    -------
-    ndarray of shape (n_samples,)
-    """
-    if not model.variant.generative:
-        raise ConfigError(f"the ELBO needs a model of the VAE family, not {model.config.variant!r}")
-    param = next(model.parameters())
-    gen = torch.Generator(device=param.device).manual_seed(int(seed))
-    eps = torch.randn((samples, model.config.latent), generator=gen, dtype=param.dtype, device=param.device)
-
-    posterior, log_likelihood = model_posterior(model), model_log_likelihood(model)
-
-    def elbo(x: torch.Tensor) -> torch.Tensor:
-        mu, logvar = posterior(x)
-        z = (mu + torch.exp(0.5 * logvar) * eps[:, None, :]).reshape(-1, mu.shape[1])  # sample-major
-        log_px = log_likelihood(z, x.reshape(len(x), -1).repeat(samples, 1)).reshape(samples, len(x)).mean(0)
-        return log_px - gaussian_kl(mu, logvar, "none")
-
-    return model._batched(X, elbo, max(1, max_rows // samples))
 
 
 def _pack_model(model: Autoencoder) -> dict[str, Any]:
@@ -337,10 +290,7 @@ class _AutoencoderEstimator(_PackedState, BaseEstimator):
         """Scores of validated rows ``X``, in float64 (see the module docstring)."""
         model = self._network(np.float64)
         X = _model_space(model, np.asarray(X, dtype=np.float64))
-        if model.variant.generative:
-            return elbo_per_example(model, X, self.elbo_samples)
-        recon = _input_space(model, model._batched(X, model.reconstruct, INFERENCE_BATCH))
-        return -((_input_space(model, X) - recon) ** 2).sum(1)
+        return -model_space_anomaly_scores(model, X, elbo_samples=self.elbo_samples, batch_size=INFERENCE_BATCH)
 
     def score_samples(self, X):
         """The score of each row: minus its summed squared reconstruction error in the input units,

@@ -3,14 +3,17 @@ named scalar terms whose sum is minimised. It never branches on the variant.
 
 Checkpoints are one safetensors file holding the model, the optimizer state, the best
 weights so far, the RNG states and the data order of the current epoch, with the rest of
-the state (epoch, step, schedule, early-stopping counters, history) as JSON metadata. They
-are written atomically, so a run killed at any moment resumes from the last one and ends
-with the same weights as an uninterrupted run (CPU, same seed).
+the state (epoch, step, schedule, early-stopping counters, history) as JSON metadata, and a
+SHA-256 checksum of it all. They are written atomically (fsynced, then renamed into place; the
+one replaced stays as ``checkpoint.prev.safetensors``), so a run killed at any moment resumes
+from the last one, or from the previous one if the last is corrupted, and ends with the same
+weights as an uninterrupted run (CPU, same seed).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import signal
 import sys
@@ -21,15 +24,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from . import distributed
 from .config import option
 from .errors import ConfigError, RunError, TrainingError
-from .io import HISTORY, atomic_path, atomic_write_json
+from .io import (HISTORY, atomic_write_json, previous_path, read_safetensors, remove_stale_temporaries,
+                 write_safetensors)
 
 CHECKPOINT = "checkpoint.safetensors"
+#: the checkpoint before the newest, kept so that a corrupted newest one can fall back on it
+PREVIOUS_CHECKPOINT = previous_path(CHECKPOINT).name
+_log = logging.getLogger(__name__)
 
 
 
@@ -114,6 +120,30 @@ def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int
     return None
 
 
+# -- checkpoint files ------------------------------------------------------------------------
+_META_KEY = "aekit_trainer"
+_META_FIELDS = ("epoch", "step_in_epoch", "global_step", "total_steps", "optimizer", "schedule", "best",
+                "bad_epochs", "stopped", "history", "epoch_sums", "epoch_count")
+_STATE_TENSORS = ("rng.torch", "rng.shuffle", "order")
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and the JSON state of a checkpoint written by :meth:`Trainer.save_checkpoint`,
+    its checksum verified; RunError for a missing, truncated, corrupted or foreign file (a pickle is
+    refused unread)."""
+    tensors, metadata = read_safetensors(path)
+    try:
+        meta = json.loads(metadata[_META_KEY])
+    except (KeyError, TypeError, ValueError):
+        meta = None
+    if not isinstance(meta, dict):
+        raise RunError(f"{path}: not an aekit checkpoint (no training state in its metadata)")
+    missing = [k for k in _META_FIELDS if k not in meta] + [k for k in _STATE_TENSORS if k not in tensors]
+    if missing:
+        raise RunError(f"{path}: not a complete aekit checkpoint (missing {', '.join(missing)})")
+    return tensors, meta
+
+
 # -- optimizer state <-> (tensors, JSON) ---------------------------------------------------
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors: dict[str, torch.Tensor] = {}
@@ -164,7 +194,8 @@ class Trainer:
         own = getattr(model, "training_callbacks", None)
         self.callbacks = [*(own() if callable(own) else ()), *callbacks]
         self.progress = sys.stderr.isatty() if progress is None else progress
-        self.device = config.resolve_device()
+        distributed.init_from_env()  # under torchrun: join the process group (once per process)
+        self.device = distributed.local_device(config.resolve_device())
         self.history: list[dict[str, Any]] = []
         self._stop = False
         self._interrupt = False
@@ -216,21 +247,39 @@ class Trainer:
             "best": self._best, "bad_epochs": self._bad_epochs, "stopped": self._stop,
             "history": self.history, "epoch_sums": self._sums, "epoch_count": self._count,
         }
-        path = self.run_dir / CHECKPOINT
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata={"aekit_trainer": json.dumps(meta)})
-        return path
+        # checksummed, fsynced, renamed into place; the one it replaces stays as PREVIOUS_CHECKPOINT
+        return write_safetensors(self.run_dir / CHECKPOINT, tensors, {_META_KEY: json.dumps(meta)},
+                                 keep_previous=True)
 
     def load_checkpoint(self, path: str | Path) -> None:
-        """Restore everything :meth:`save_checkpoint` wrote."""
+        """Restore everything :meth:`save_checkpoint` wrote (RunError for a missing, truncated,
+        corrupted or foreign file, before any state is changed)."""
         path = Path(path)
-        try:
-            tensors = load_file(str(path))
-            from safetensors import safe_open
-            with safe_open(str(path), "pt") as f:
-                meta = json.loads((f.metadata() or {})["aekit_trainer"])
-        except (SafetensorError, OSError, KeyError, ValueError) as e:
-            raise RunError(f"{path}: not a readable aekit checkpoint ({e})") from None
+        self._apply_checkpoint(path, *read_checkpoint(path))
+
+    def _resume(self) -> Path:
+        """Restore the newest good checkpoint of ``run_dir``: ``checkpoint.safetensors``, else (with a
+        warning) the previous one; RunError when there is none or none is good."""
+        if self.run_dir is None:
+            raise RunError(f"nothing to resume: no run directory to read {CHECKPOINT} from")
+        remove_stale_temporaries(self.run_dir, (CHECKPOINT, HISTORY))
+        found = [p for p in (self.run_dir / CHECKPOINT, self.run_dir / PREVIOUS_CHECKPOINT) if p.exists()]
+        if not found:
+            raise RunError(f"nothing to resume: no {CHECKPOINT} in {self.run_dir}")
+        problems = []
+        for path in found:
+            try:
+                state = read_checkpoint(path)
+            except RunError as e:
+                problems.append(str(e))
+                continue
+            if problems:
+                _log.warning("aekit: warning: %s; resuming from the previous checkpoint %s", problems[-1], path)
+            self._apply_checkpoint(path, *state)
+            return path
+        raise RunError(f"cannot resume {self.run_dir}: no good checkpoint ({'; '.join(problems)})")
+
+    def _apply_checkpoint(self, path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         try:
             self.model.load_state_dict(model_state)
@@ -260,7 +309,8 @@ class Trainer:
     def fit(self, train: torch.Tensor, val: torch.Tensor | None = None, *, resume: bool = False) -> list[dict]:
         """Train on the rows of ``train`` (validating on ``val`` each epoch); return the history.
 
-        With ``resume=True`` the state is restored from ``run_dir/checkpoint.safetensors``
+        ``train`` and ``val`` are tensors, or :class:`aekit.data.stream.StreamingRows` for data read
+        from disk a window at a time. With ``resume=True`` the state is restored from ``run_dir/checkpoint.safetensors``
         and training continues exactly where it stopped.
         """
         cfg = self.config
@@ -271,11 +321,14 @@ class Trainer:
         n, b = len(train), cfg.batch_size
         steps_per_epoch = math.ceil(n / b)
         self.model.to(self.device)
+        self._dp = distributed.DataParallel(self.device)  # several processes: each its part of every batch
+        self._forward = self._dp.wrap(self.model)
+        self.progress = self.progress and self._dp.is_main
         self.optimizer = make_optimizer(self.model.parameters(), cfg)
         self._total_steps = cfg.epochs * steps_per_epoch
         self._sched = make_schedule(self.optimizer, cfg, self._total_steps)
         self._gen = torch.Generator().manual_seed(cfg.seed)
-        self._order = torch.randperm(n, generator=self._gen).to(self.device)
+        self._order = _shuffled(train, self._gen).to(self.device)
         self._epoch = self._pos = self._global_step = 0
         self._best: float | None = None
         self._best_state: dict[str, torch.Tensor] | None = None
@@ -284,13 +337,14 @@ class Trainer:
         self._count = 0
         self.history = []
         if resume:
-            ckpt = self.run_dir / CHECKPOINT if self.run_dir else None
-            if ckpt is None or not ckpt.exists():
-                raise RunError(f"nothing to resume: no {CHECKPOINT} in {self.run_dir}")
-            self.load_checkpoint(ckpt)
+            self._resume()
             if len(self._order) != n:
                 raise RunError(f"cannot resume: the checkpoint was made on {len(self._order)} training rows, "
                                f"this data has {n}")
+            if not self._dp.is_main:  # the checkpoint's partial sums of the epoch are all processes'
+                self._sums, self._count = {k: 0.0 for k in self._sums}, 0
+            if callable(getattr(train, "follow", None)):  # streamed data reads ahead in the restored order
+                train.follow(self._order)
         for cb in self.callbacks:
             cb.on_train_begin(self)
         with _SignalGuard(self):
@@ -303,7 +357,7 @@ class Trainer:
         return self.history
 
     def _run_epoch(self, train: torch.Tensor, val: torch.Tensor | None, steps: int) -> None:
-        cfg, model = self.config, self.model
+        cfg, model, dp = self.config, self.model, self._dp
         b = cfg.batch_size
         if self._pos == 0:
             self._sums, self._count = {}, 0
@@ -315,20 +369,22 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         try:
             for step in range(self._pos, steps):
-                xb = train[self._order[step * b:(step + 1) * b]]
-                out = model(xb)
+                batch = self._order[step * b:(step + 1) * b]
+                rows, nb = dp.shard(batch)  # all of it, or this process's part of the global batch
+                xb = train[rows]
+                dp.seed_step(cfg.seed, self._global_step)
+                out = self._forward(xb)
                 loss = sum(out.losses.values())
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * dp.loss_weight(nb, len(batch)) if dp.active else loss).backward()
                 value = loss.item()
-                if not math.isfinite(value):
+                if not dp.active and not math.isfinite(value):
                     self._diverged(out.losses, step)
                 if cfg.clip_grad is not None:
                     nn.utils.clip_grad_norm_(params, cfg.clip_grad, foreach=True)
                 self.optimizer.step()
                 if self._sched is not None:
                     self._sched.step()
-                nb = len(xb)
                 for k, v in _named_values(out):
                     d = v.detach().double() * nb
                     sums[k] = sums[k] + d if k in sums else d
@@ -344,25 +400,36 @@ class Trainer:
                     terms = {k: float(v.detach()) for k, v in out.losses.items()}
                     for cb in self.callbacks:
                         cb.on_step_end(self, self._global_step, terms)
-                if self._interrupt or (cfg.checkpoint_every and self._global_step % cfg.checkpoint_every == 0
-                                       and self._pos < steps):
+                interrupt = self._interrupt
+                if dp.active:  # every process stops (or diverges) at the same step
+                    value, interrupt = dp.sync_step(value, nb, len(batch), interrupt)
+                    if not math.isfinite(value):
+                        self._diverged(out.losses, step)
+                if interrupt or (cfg.checkpoint_every and self._global_step % cfg.checkpoint_every == 0
+                                 and self._pos < steps):
+                    if dp.active:
+                        sums, self._count = dp.collect(sums, self._count)
                     self._sums = {k: float(v) for k, v in sums.items()}
-                    if self.run_dir is not None:
+                    if self.run_dir is not None and dp.is_main:
                         self.save_checkpoint()
-                    if self._interrupt:
+                    if interrupt:
+                        distributed.barrier()  # no process exits before rank 0 has saved
                         raise Interrupted(f"training interrupted at epoch {self._epoch + 1}, step {self._pos}; "
                                           f"resume with --resume")
         finally:
             if bar is not None:
                 bar.close()
         elapsed = time.perf_counter() - t0
+        if dp.active:  # the epoch's sums over all processes
+            sums, (self._count, done_before) = dp.total(sums, self._count, done_before)
         record: dict[str, Any] = {"epoch": self._epoch + 1, "step": self._global_step,
                                   "lr": self.optimizer.param_groups[0]["lr"]}
         record.update(_summary("train", {k: float(v) / self._count for k, v in sums.items()}))
-        if val is not None:
+        if val is not None and dp.is_main:
             record.update(_summary("val", evaluate_terms(model, val, batch_size=max(1024, b), metrics=True)))
         record["seconds"] = elapsed
         record["samples_per_second"] = (self._count - done_before) / elapsed if elapsed > 0 else None
+        record = dp.broadcast(record)  # rank 0's validation and timing, the same record everywhere
         monitored = record.get("val_loss", record["train_loss"])
         if self._best is None or monitored < self._best - cfg.min_delta:
             self._best, self._bad_epochs = monitored, 0
@@ -376,14 +443,16 @@ class Trainer:
         self.history.append(record)
         self._epoch += 1
         self._pos = 0
-        self._order = torch.randperm(len(train), generator=self._gen).to(self.device)
+        self._order = _shuffled(train, self._gen).to(self.device)
         for cb in self.callbacks:
             cb.on_epoch_end(self, record)
         self._sums, self._count = {}, 0
-        if self.run_dir is not None:
+        self._stop, interrupt = dp.any(self._stop, self._interrupt)  # the same decision in every process
+        if self.run_dir is not None and dp.is_main:
             self.save_checkpoint()
             atomic_write_json(self.run_dir / HISTORY, self.history)
-        if self._interrupt:
+        if interrupt:
+            distributed.barrier()
             raise Interrupted(f"training interrupted after epoch {self._epoch}; resume with --resume")
 
     def _diverged(self, losses: dict[str, torch.Tensor], step: int) -> None:
@@ -396,6 +465,13 @@ class Trainer:
 
 
 METRIC = "metric:"
+
+
+def _shuffled(train: Any, generator: torch.Generator) -> torch.Tensor:
+    """An epoch's order of the training rows: a uniform permutation, or the data's own
+    (:class:`aekit.data.stream.StreamingRows` shuffles by shard and within windows)."""
+    own = getattr(train, "permutation", None)
+    return own(generator) if callable(own) else torch.randperm(len(train), generator=generator)
 
 
 def _named_values(out: Any) -> list[tuple[str, torch.Tensor]]:
@@ -447,7 +523,11 @@ class _SignalGuard:
 
     def _handler(self, signum: int, frame: Any) -> None:
         if self.trainer._interrupt:
+            # under torchrun Ctrl-C arrives twice at once (from the terminal, then from torchrun's agent)
+            if distributed.active() and time.monotonic() - getattr(self, "_first", 0.0) < 2.0:
+                return
             raise KeyboardInterrupt
+        self._first = time.monotonic()
         self.trainer._interrupt = True
 
     def __enter__(self) -> "_SignalGuard":

@@ -15,9 +15,11 @@ from __future__ import annotations
 import csv
 import functools
 import gzip
+import io
 import math
 import os
 import re
+import tokenize
 import warnings
 import zipfile
 import zlib
@@ -44,12 +46,17 @@ __all__ = [
     "read_table",
 ]
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOAT32_MAX = np.float64(np.finfo(np.float32).max)  # a float64 scalar: float16 arrays are not cast to it
 
 
 # ---------------------------------------------------------------------------
 # Validation and the Dataset container
 # ---------------------------------------------------------------------------
+
+
+def _brief(exc: BaseException) -> str:
+    """A library's exception message on one line, for a DataError's one sentence."""
+    return " ".join(str(exc).split())
 
 
 def _column_label(index: int, columns: Sequence | None) -> str:
@@ -301,21 +308,51 @@ def _reader(function: Callable) -> Callable:
         except UnicodeDecodeError:
             raise DataError(f"{source}: not a UTF-8 text file") from None
         except OSError as exc:
-            raise DataError(f"{source}: cannot read the file ({exc})") from None
+            raise DataError(f"{source}: cannot read the file ({_brief(exc)})") from None
 
     return wrapper
 
 
-def _read_bytes(source: str) -> bytes:
-    """Read a whole file, decompressing it when it starts with the gzip magic bytes."""
+#: DEFLATE cannot expand data by more than about 1032:1, so a gzip file of n bytes holds at most this much
+_GZIP_MAX_RATIO = 1032
+
+
+def _read_up_to(f, n: int) -> bytes:
+    """Read at most ``n`` bytes from ``f`` in chunks (no ``n``-byte buffer is allocated up front)."""
+    parts, left = [], n
+    while left > 0:
+        chunk = f.read(min(left, 1 << 20))
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _read_idx_bytes(source: str) -> tuple[bytes, bool]:
+    """Read an IDX file, gunzipping it when it starts with the gzip magic bytes; return the bytes
+    and whether they are the whole file. A compressed file is inflated no further than its
+    header declares (plus one byte, to notice trailing data), and a header declaring more than
+    the compressed size could hold is refused unread."""
     with open(source, "rb") as f:
         raw = f.read()
     if not raw.startswith(b"\x1f\x8b"):
-        return raw
+        return raw, True
     try:
-        return gzip.decompress(raw)
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as g:
+            head = _read_up_to(g, 4)
+            if len(head) < 4 or head[0] or head[1] or head[2] not in _IDX_TYPES:
+                return head, True  # _idx_layout names the problem
+            head += _read_up_to(g, 4 * head[3])
+            dtype, dims, header = _idx_layout(head, source)
+            size = header + math.prod(dims) * dtype.itemsize
+            if size > _GZIP_MAX_RATIO * len(raw) + 1024:
+                raise DataError(f"{source}: truncated IDX file: the header declares {size} bytes, more than "
+                                f"its {len(raw)} compressed bytes can hold")
+            raw = head + _read_up_to(g, size + 1 - len(head))
+            return raw, len(raw) <= size or not g.read(1)
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{source}: corrupt gzip data ({exc})") from None
+        raise DataError(f"{source}: corrupt gzip data ({_brief(exc)})") from None
 
 
 # ---------------------------------------------------------------------------
@@ -323,21 +360,29 @@ def _read_bytes(source: str) -> bytes:
 # ---------------------------------------------------------------------------
 
 
+def _npy_header(f, source: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Read the header of a .npy stream: (shape, dtype); DataError when it is malformed (numpy's
+    parser raises many types) or declares Python objects."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+    except (ValueError, EOFError, TypeError, SyntaxError, tokenize.TokenError, MemoryError,
+            RecursionError) as exc:
+        raise DataError(f"{source}: not a valid .npy file ({_brief(exc)})") from None
+    if dtype.hasobject:
+        raise DataError(
+            f"{source}: holds an array of Python objects, which aekit refuses to load "
+            "(it would need pickle)"
+        )
+    return shape, dtype
+
+
 def _load_npy(source: str) -> np.ndarray:
     """Load a .npy array without pickle, checking the header and size first."""
-    fmt = np.lib.format
     with open(source, "rb") as f:
-        try:
-            version = fmt.read_magic(f)
-            read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-            shape, _, dtype = read_header(f)
-        except (ValueError, EOFError, TypeError, SyntaxError) as exc:
-            raise DataError(f"{source}: not a valid .npy file ({exc})") from None
-        if dtype.hasobject:
-            raise DataError(
-                f"{source}: holds an array of Python objects, which aekit refuses to load "
-                "(it would need pickle)"
-            )
+        shape, dtype = _npy_header(f, source)
         expected = math.prod(shape) * dtype.itemsize
         found = os.fstat(f.fileno()).st_size - f.tell()
         if found < expected:
@@ -348,7 +393,7 @@ def _load_npy(source: str) -> np.ndarray:
         try:
             return np.load(f, allow_pickle=False)
         except (ValueError, EOFError) as exc:
-            raise DataError(f"{source}: not a valid .npy file ({exc})") from None
+            raise DataError(f"{source}: not a valid .npy file ({_brief(exc)})") from None
 
 
 @_reader
@@ -390,6 +435,20 @@ def _npz_keys(keys: list[str], source: str) -> tuple[str, str | None]:
     return x_key, y_key
 
 
+def _check_npz_member(archive: zipfile.ZipFile, key: str, source: str) -> None:
+    """Refuse an .npz member that is not a .npy array, or whose header declares more data than
+    the member holds (numpy would allocate all of it before reading)."""
+    name = key if key in archive.namelist() else key + ".npy"
+    info = archive.getinfo(name)
+    where = f"{source}: not a valid .npz file (member {name})"
+    with archive.open(info) as f:
+        shape, dtype = _npy_header(f, where)
+        found = info.file_size - f.tell()
+    expected = math.prod(shape) * dtype.itemsize
+    if found < expected:
+        raise DataError(f"{where}: truncated .npy data: expected {expected} data bytes, found {found}")
+
+
 @_reader
 def read_npz(path) -> Dataset:
     """Read an ``.npz`` archive (never unpickles).
@@ -418,12 +477,15 @@ def read_npz(path) -> Dataset:
     try:
         with np.load(path, allow_pickle=False) as archive:
             x_key, y_key = _npz_keys(list(archive.files), path)
+            for key in (x_key, y_key):
+                if key is not None:
+                    _check_npz_member(archive.zip, key, path)
             x = archive[x_key]
             y = None if y_key is None else archive[y_key]
     except DataError:
         raise
     except _ZIP_ERRORS as exc:
-        raise DataError(f"{path}: not a valid .npz file ({exc})") from None
+        raise DataError(f"{path}: not a valid .npz file ({_brief(exc)})") from None
     return array_dataset(x, path, y)
 
 
@@ -541,7 +603,7 @@ def _parse_table(source: str, delimiter: str | None, header_line: int | None, n_
         raise DataError(f"{source}: no data rows") from None
     except pd.errors.ParserError as exc:
         _raise_if_ragged(source, delimiter, n_fields)
-        raise DataError(f"{source}: cannot parse the file ({exc})") from None
+        raise DataError(f"{source}: cannot parse the file ({_brief(exc)})") from None
 
 
 def _check_no_missing(frame, source: str, delimiter: str | None, n_fields: int, names) -> None:
@@ -649,13 +711,18 @@ def read_parquet(path, label_column=None) -> Dataset:
     try:
         frame = pd.read_parquet(path)
     except (ValueError, OSError, pyarrow.ArrowException) as exc:
-        raise DataError(f"{path}: not a valid Parquet file ({exc})") from None
+        raise DataError(f"{path}: not a valid Parquet file ({_brief(exc)})") from None
+    except Exception as exc:  # corrupted pandas metadata fails inside pyarrow's conversion in many ways
+        raise DataError(f"{path}: not a valid Parquet file ({type(exc).__name__}: {_brief(exc)})") from None
     names = [str(c) for c in frame.columns]
     features, feature_names, labels = _split_labels(frame, names, label_column, path)
     for position, dtype in enumerate(features.dtypes):
-        if not pd.api.types.is_numeric_dtype(dtype):
+        if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_complex_dtype(dtype):
             raise DataError(f"{path}: column {feature_names[position]!r} is not numeric (dtype {dtype})")
-    x = features.to_numpy(dtype=np.float64, na_value=np.nan)
+    try:
+        x = features.to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{path}: cannot convert the columns to numbers ({_brief(exc)})") from None
     return Dataset(as_matrix(x, path, columns=feature_names), labels, None, path)
 
 
@@ -705,7 +772,7 @@ def read_idx(path) -> np.ndarray:
         Corrupt gzip data, bad magic, unknown type code, truncated header or
         data, trailing data.
     """
-    raw = _read_bytes(path)
+    raw, whole = _read_idx_bytes(path)
     dtype, dims, header = _idx_layout(raw, path)
     expected = math.prod(dims) * dtype.itemsize
     found = len(raw) - header
@@ -713,7 +780,8 @@ def read_idx(path) -> np.ndarray:
         raise DataError(f"{path}: truncated IDX file: expected {expected} data bytes, found {found}")
     if found > expected:
         raise DataError(
-            f"{path}: trailing data in IDX file: expected {expected} data bytes, found {found}"
+            f"{path}: trailing data in IDX file: expected {expected} data bytes, found "
+            f"{found if whole else 'more'}"
         )
     data = np.frombuffer(raw, dtype, math.prod(dims), offset=header)
     return data.astype(dtype.newbyteorder("=")).reshape(dims)
@@ -839,7 +907,7 @@ def _decode_image(file: Path, mode: str | None) -> np.ndarray:
                 mode = "L" if _is_grayscale(image) else "RGB"
             return np.asarray(image.convert(mode))
     except Exception as exc:  # PIL decoders raise many types on corrupt files
-        raise DataError(f"{file}: cannot read the image ({exc})") from None
+        raise DataError(f"{file}: cannot read the image ({_brief(exc)})") from None
 
 
 @_reader

@@ -48,7 +48,7 @@ from torch import nn
 
 from ..config import option
 from ..errors import ConfigError
-from ..losses import gaussian_kl_per_dim, gaussian_log_density, gaussian_nll
+from ..losses import gaussian_kl, gaussian_kl_per_dim, gaussian_log_density, gaussian_nll
 from ..train import Callback
 from . import Variant, register
 
@@ -214,8 +214,11 @@ class VAE(Variant):
         return gaussian_nll(mean, target, log_sigma, reduction)
 
     def resample(self, x: torch.Tensor) -> torch.Tensor:
-        """A Bernoulli draw of ``x`` with ``binarize`` (``x`` must lie in [0, 1]); else ``x``."""
-        return torch.bernoulli(x.clamp(0, 1)) if self.options.binarize else x
+        """A Bernoulli draw of ``x`` with ``binarize`` (``x`` must lie in [0, 1]); else ``x``.
+
+        Drawn as ``u < x`` with ``u`` uniform on [0, 1): the distribution of ``torch.bernoulli(x)``
+        (values below 0 or above 1 act as 0 or 1), but a vectorized kernel, several times faster on CPU."""
+        return (torch.rand_like(x) < x).to(x.dtype) if self.options.binarize else x
 
     # -- bookkeeping ----------------------------------------------------------------------------
     def metrics(self, x, h, z) -> dict[str, torch.Tensor]:
@@ -362,3 +365,53 @@ def likelihood_bounds(model: Any, X: np.ndarray, k: int = 5000, *, seed: int = 0
         model.train(was)
     return {"nelbo": out["recon"] + out["kl"], "nll_iw": out["nll_iw"], "iw_samples": int(k),
             "recon": out["recon"], "kl": out["kl"], "n": int(len(X))}
+
+
+#: Rows x draws decoded at once by :func:`elbo_per_example`.
+ELBO_MAX_ROWS = 65536
+#: Seed of the draws of :func:`elbo_per_example` (the same draws for every call and every row).
+ELBO_SEED = 0
+
+
+def elbo_per_example(model: Any, X: np.ndarray, samples: int = 32, *, seed: int = ELBO_SEED,
+                     max_rows: int = ELBO_MAX_ROWS) -> np.ndarray:
+    r"""The evidence lower bound of each row of ``X``, in nats (VAE family).
+
+    .. math:: \mathcal L(x) = \frac1K \sum_{k=1}^K \log p(x \mid \mu + \sigma \odot \epsilon_k)
+              - \mathrm{KL}\big(\mathcal N(\mu, \sigma^2) \,\|\, \mathcal N(0, I)\big)
+
+    (Kingma & Welling 2014, eq. 7), with :math:`K` = ``samples`` draws :math:`\epsilon_k \sim
+    \mathcal N(0, I)` from a generator seeded with ``seed`` and shared by every row (common random
+    numbers: a row's value does not depend on the other rows). The mean over rows estimates
+    ``-likelihood_bounds(model, X)["nelbo"]``.
+
+    Parameters
+    ----------
+    model : Autoencoder
+        A model of the VAE family, in any floating precision (the computation follows it).
+    X : ndarray of shape (n_samples, n_features)
+        Rows in model space (after the run's scaling), of the model's dtype.
+    samples : int
+        Draws :math:`K` per row.
+    max_rows : int
+        Bound on the (row, draw) pairs decoded at once.
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+    """
+    if not model.variant.generative:
+        raise ConfigError(f"the ELBO needs a model of the VAE family, not {model.config.variant!r}")
+    param = next(model.parameters())
+    gen = torch.Generator(device=param.device).manual_seed(int(seed))
+    eps = torch.randn((samples, model.config.latent), generator=gen, dtype=param.dtype, device=param.device)
+
+    posterior, log_likelihood = model_posterior(model), model_log_likelihood(model)
+
+    def elbo(x: torch.Tensor) -> torch.Tensor:
+        mu, logvar = posterior(x)
+        z = (mu + torch.exp(0.5 * logvar) * eps[:, None, :]).reshape(-1, mu.shape[1])  # sample-major
+        log_px = log_likelihood(z, x.reshape(len(x), -1).repeat(samples, 1)).reshape(samples, len(x)).mean(0)
+        return log_px - gaussian_kl(mu, logvar, "none")
+
+    return model._batched(X, elbo, max(1, max_rows // samples))

@@ -1,0 +1,119 @@
+"""Fashion-MNIST one-class anomaly detection: aekit vs PyOD's AutoEncoder vs IsolationForest.
+
+For each class c: fit on the 6,000 training images of c (raw pixels 0-255, no labels), score
+all 10,000 test images, and compute the AUROC with c as the normal class (the other nine
+classes are the anomalies). All methods run in one process on the same data:
+
+- aekit: :class:`aekit.sklearn.AutoencoderOutlierDetector` for each setting in ``SETTINGS``
+  (scores: summed squared reconstruction error; minus the ELBO for the VAE);
+- PyOD ``AutoEncoder()`` with its defaults (only ``verbose=0``): 784-64-32 MLP with batch
+  norm and dropout 0.2, standardized features, 10 epochs, batch 32;
+- scikit-learn ``IsolationForest(random_state=0)``, otherwise its defaults.
+
+Target (issue 6): aekit's best setting at least 3 AUROC points above both peers (mean over
+the ten classes).
+
+    python -m benchmarks.anomaly [--classes 0,1,...] [--settings ae,vae] [--threads 1] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from sklearn.ensemble import IsolationForest
+from sklearn.metrics import roc_auc_score
+from threadpoolctl import threadpool_limits
+
+from aekit.data import load_builtin
+from aekit.sklearn import AutoencoderOutlierDetector
+
+from .common import publish, table
+
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+           "Ankle boot")
+
+#: aekit settings measured side by side: name -> AutoencoderOutlierDetector parameters.
+SETTINGS: dict[str, dict] = {
+    "ae": dict(variant="ae", latent=16, hidden=(256, 128), epochs=60),
+    "vae": dict(variant="vae", latent=16, hidden=(256, 128), epochs=20, elbo_samples=8),
+}
+TARGET_POINTS = 0.03
+#: What was tried for the target, on the hard classes 0, 2, 4, 6, 8 (mean AUROC; IsolationForest
+#: 0.874 and the ae setting 0.875 there), printed with the table.
+TRIED = ("Also tried on the hard classes 0, 2, 4, 6, 8 (IsolationForest 0.874 there): code size 4 / 32 "
+         "(0.866 / 0.874), 784-512-256 (0.877), 60 instead of 20 epochs (0.879, adopted), a convolutional "
+         "autoencoder with 32-64 channels (0.866), masking denoising nu 0.5 (0.843), a Bernoulli VAE's ELBO on "
+         "grey pixels (0.559: the cross-entropy floor of grey images dominates), the RaPP hidden-activation "
+         "scores (0.88 on classes 0 and 2, no gain), k-nearest-neighbour and Mahalanobis distances in code "
+         "space (0.906 / 0.882 mean over all ten classes) and their sum with the reconstruction error (0.919).")
+
+
+def _pyod_scores(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    from pyod.models.auto_encoder import AutoEncoder
+    return AutoEncoder(verbose=0).fit(train).decision_function(test)
+
+
+def _iforest_scores(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    return -IsolationForest(random_state=0).fit(train).score_samples(test)
+
+
+def _aekit_scorer(params: dict):
+    def scores(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        return -AutoencoderOutlierDetector(random_state=0, **params).fit(train).score_samples(test)
+    return scores
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--classes", default=None, help="comma-separated class indices (default: all ten)")
+    p.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated aekit settings "
+                   f"(default: {','.join(SETTINGS)})")
+    p.add_argument("--threads", type=int, default=1, help="threads of torch and numpy's BLAS (default: 1)")
+    p.add_argument("--quick", action="store_true", help="classes 0 and 1, 2 epochs (smoke run, not recorded)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    classes = [int(c) for c in args.classes.split(",")] if args.classes else list(range(10))
+    settings = {name: dict(SETTINGS[name]) for name in args.settings.split(",")}
+    if args.quick:
+        classes = classes[:2]
+        for params in settings.values():
+            params["epochs"] = 2
+    methods = {f"aekit {name}": _aekit_scorer(params) for name, params in settings.items()}
+    methods["PyOD AutoEncoder (defaults)"] = _pyod_scores
+    methods["IsolationForest"] = _iforest_scores
+    train, test = load_builtin("fashion-mnist")
+    auroc: dict[str, list[float]] = {m: [] for m in methods}
+    seconds: dict[str, float] = {m: 0.0 for m in methods}
+    with threadpool_limits(args.threads):
+        for c in classes:
+            normal = train.x[train.y == c]
+            anomalous = (test.y != c).astype(int)
+            for name, scores in methods.items():
+                t0 = time.perf_counter()
+                auroc[name].append(float(roc_auc_score(anomalous, scores(normal, test.x))))
+                seconds[name] += time.perf_counter() - t0
+            print(f"class {c}: " + ", ".join(f"{m} {v[-1]:.4f}" for m, v in auroc.items()), flush=True)
+    names = list(methods)
+    rows = [[f"{c} {CLASSES[c]}", *(auroc[m][i] for m in names)] for i, c in enumerate(classes)]
+    means = {m: float(np.mean(auroc[m])) for m in names}
+    rows.append(["mean", *(means[m] for m in names)])
+    rows.append(["time (fit + score, s)", *(f"{seconds[m]:.0f}" for m in names)])
+    ours = [m for m in names if m.startswith("aekit")]
+    best = max(ours, key=means.get)
+    peer = max(means["PyOD AutoEncoder (defaults)"], means["IsolationForest"])
+    gain = means[best] - peer
+    body = (table(["normal class", *names], rows)
+            + f"\n\nBest aekit setting: {best}, mean AUROC {means[best]:.4f}, {100 * gain:+.2f} points over the "
+              f"better peer ({peer:.4f}): target of +{100 * TARGET_POINTS:.0f} points "
+              f"{'met' if gain >= TARGET_POINTS else 'MISSED'}. aekit settings: "
+            + "; ".join(f"{n}: {', '.join(f'{k}={v}' for k, v in settings[n].items())}" for n in settings)
+            + f" (seed 0, Adam, the estimator's other defaults). {args.threads} thread(s).\n\n" + TRIED)
+    publish("anomaly", "Fashion-MNIST one-class anomaly detection (AUROC)", body, save=not args.quick)
+    return means
+
+
+if __name__ == "__main__":
+    main()

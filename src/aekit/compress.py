@@ -1,0 +1,361 @@
+r"""Lossy compression with a run's codes: uniform scalar quantization, rates and distortions.
+
+Each code dimension :math:`j` is quantized with :math:`L = 2^b` cells of equal width over a
+range :math:`[lo_j, hi_j]` fitted on training codes (their min and max, or robust quantiles):
+
+.. math::
+
+    \Delta_j = \frac{hi_j - lo_j}{L}, \qquad
+    q_j(z) = \mathrm{clip}\big(\lfloor (z - lo_j) / \Delta_j \rfloor, 0, L - 1\big), \qquad
+    \hat z_j = lo_j + (q_j + \tfrac12) \Delta_j,
+
+so :math:`|z - \hat z_j| \le \Delta_j / 2` for every :math:`z` inside the range (values outside
+are clipped to the nearest end cell). The decoder maps :math:`\hat z` back to data.
+
+The rate is reported two ways, per input (example): the fixed :math:`d \cdot b` bits of the
+symbols, and the empirical entropy :math:`\sum_j H(q_j)` of the symbols of the evaluated data,
+which an entropy coder with per-dimension symbol frequencies reaches (not counting the cost of
+sending the frequency tables). The distortion is the per-example summed squared error and the PSNR
+in the run's model space (e.g. pixels in [0, 1] with the ``unit`` scaling), as
+:func:`aekit.evaluate` measures them; PCA with the same number of components, quantized the
+same way, is the baseline.
+
+Compressed codes are written as an ``.npz`` of plain arrays (uint8 or uint16 symbols, float64
+ranges, strings as unicode arrays) without pickling, and read with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import ConfigError, DataError
+
+#: how the per-dimension ranges are fitted on the training codes
+RANGES = ("minmax", "quantile")
+#: ``quantile`` ranges: [q, 1 - q] quantiles of each dimension
+DEFAULT_QUANTILE = 0.001
+MAX_BITS = 16
+FORMAT = "aekit-codes"
+FORMAT_VERSION = 1
+
+
+def check_bits(bits: Any) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= MAX_BITS:
+        raise ConfigError(f"bits must be an integer from 1 to {MAX_BITS}, got {bits!r}")
+    return int(bits)
+
+
+def _codes(x: Any, name: str) -> np.ndarray:
+    a = np.asarray(x)
+    if a.dtype.kind not in "biuf" or a.ndim != 2 or a.shape[0] == 0:
+        raise DataError(f"{name} must be a numeric 2-D array (N, d) with N >= 1, got shape {a.shape} "
+                        f"and dtype {a.dtype}")
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all():
+        raise DataError(f"{name} holds NaN or infinite values")
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Quantizer:
+    """A uniform scalar quantizer of ``bits`` bits per dimension over ``[low_j, high_j]``.
+
+    Attributes
+    ----------
+    bits : int
+        1 .. 16; ``2 ** bits`` cells per dimension.
+    low, high : ndarray of float64, shape (d,)
+        The range of each dimension (``low == high`` for a constant dimension, which is then
+        reproduced exactly).
+    """
+
+    bits: int
+    low: np.ndarray
+    high: np.ndarray
+
+    def __post_init__(self) -> None:
+        check_bits(self.bits)
+        low, high = np.asarray(self.low, np.float64), np.asarray(self.high, np.float64)
+        if low.ndim != 1 or low.shape != high.shape or not (np.isfinite(low).all() and np.isfinite(high).all()) \
+                or (high < low).any():
+            raise DataError(f"quantizer ranges must be finite (d,) arrays with low <= high, got shapes "
+                            f"{low.shape} and {high.shape}")
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+
+    @classmethod
+    def fit(cls, codes: Any, bits: int, ranges: str = "minmax", quantile: float = DEFAULT_QUANTILE) -> "Quantizer":
+        """Fit the per-dimension ranges on training ``codes`` (N, d): their ``minmax``, or their
+        ``[quantile, 1 - quantile]`` quantiles (``ranges="quantile"``, robust to outliers)."""
+        bits = check_bits(bits)
+        if ranges not in RANGES:
+            raise ConfigError(f"unknown ranges {ranges!r}; choose one of {', '.join(RANGES)}")
+        codes = _codes(codes, "training codes")
+        if ranges == "minmax":
+            return cls(bits, codes.min(0), codes.max(0))
+        if not 0 <= quantile < 0.5:
+            raise ConfigError(f"quantile must be in [0, 0.5), got {quantile!r}")
+        return cls(bits, np.quantile(codes, quantile, axis=0), np.quantile(codes, 1 - quantile, axis=0))
+
+    @property
+    def dim(self) -> int:
+        return int(self.low.shape[0])
+
+    @property
+    def levels(self) -> int:
+        return 1 << self.bits
+
+    @property
+    def step(self) -> np.ndarray:
+        """Cell width of each dimension, ``(high - low) / 2**bits`` (0 for a constant dimension)."""
+        return (self.high - self.low) / self.levels
+
+    @property
+    def dtype(self) -> np.dtype:
+        """uint8 up to 8 bits, else uint16."""
+        return np.dtype(np.uint8 if self.bits <= 8 else np.uint16)
+
+    def _check(self, codes: np.ndarray) -> None:
+        if codes.shape[1] != self.dim:
+            raise DataError(f"codes have size {codes.shape[1]} but the quantizer was fitted on size {self.dim}")
+
+    def quantize(self, codes: Any) -> np.ndarray:
+        """The symbols (N, d), uint8 or uint16, of ``codes``: the index of each value's cell
+        (values outside the range go to the end cells)."""
+        z = _codes(codes, "codes")
+        self._check(z)
+        step = self.step
+        safe = np.where(step > 0, step, 1.0)
+        k = np.where(step > 0, np.floor((z - self.low) / safe), 0.0)
+        return np.clip(k, 0, self.levels - 1).astype(self.dtype)
+
+    def dequantize(self, symbols: Any) -> np.ndarray:
+        """The codes (N, d), float64, that ``symbols`` stand for: the centres of their cells."""
+        s = np.asarray(symbols)
+        if s.dtype.kind not in "iu" or s.ndim != 2 or s.shape[1] != self.dim:
+            raise DataError(f"symbols must be an integer (N, {self.dim}) array, got shape {s.shape} and dtype "
+                            f"{s.dtype}")
+        if len(s) and (s.min() < 0 or s.max() >= self.levels):
+            raise DataError(f"symbols must lie in 0 .. {self.levels - 1} for {self.bits} bits")
+        return self.low + (s.astype(np.float64) + 0.5) * self.step
+
+    def clipped_fraction(self, codes: Any) -> float:
+        """Fraction of the values of ``codes`` outside their dimension's range (clipped)."""
+        z = _codes(codes, "codes")
+        self._check(z)
+        return float(((z < self.low) | (z > self.high)).mean())
+
+
+def entropy_bits(symbols: Any) -> float:
+    r"""Empirical entropy of quantized symbols, in bits per row: :math:`\sum_j H(s_{\cdot j})`
+    with :math:`H = -\sum_v p_v \log_2 p_v` over the frequencies :math:`p_v` of the values of
+    column :math:`j` (each dimension coded separately with its own frequencies)."""
+    s = np.asarray(symbols)
+    if s.dtype.kind not in "iu" or s.ndim != 2 or s.shape[0] == 0:
+        raise DataError(f"symbols must be an integer (N, d) array with N >= 1, got shape {s.shape}")
+    total = 0.0
+    for column in s.T:
+        p = np.bincount(column.astype(np.int64)).astype(np.float64)
+        p = p[p > 0] / len(column)
+        total -= float((p * np.log2(p)).sum())
+    return max(total, 0.0)
+
+
+def psnr_range(model: Any, X: np.ndarray) -> float:
+    """The data range R of the PSNR in model space: 1 for the ``unit`` scaling (pixels in [0, 1]),
+    else max - min of ``X`` (1 when ``X`` is constant)."""
+    if getattr(model, "transform", None) is not None and model.transform.kind == "unit":
+        return 1.0
+    span = float(np.max(X) - np.min(X))
+    return span if span > 0 else 1.0
+
+
+def rate_distortion(encode: Callable[[np.ndarray], np.ndarray], decode: Callable[[np.ndarray], np.ndarray],
+                    fit_x: np.ndarray, X: np.ndarray, bits: int, *, ranges: str = "minmax",
+                    quantile: float = DEFAULT_QUANTILE, data_range: float = 1.0) -> dict[str, Any]:
+    """Quantize the codes ``encode(X)`` with ranges fitted on ``encode(fit_x)``, decode them and
+    measure rate and distortion against ``X`` (both in the space ``encode`` takes).
+
+    Returns
+    -------
+    dict
+        ``code_size`` d; ``bits_per_input``: d * bits; ``entropy_bits_per_input``: :func:`entropy_bits`
+        of the symbols; ``per_example_squared_error``, ``mse``, ``psnr`` (mean per-example, dB, data
+        range ``data_range``) of the decoded quantized codes; ``unquantized``: the same two
+        errors without quantization; ``clipped_fraction`` of code values outside the ranges.
+    """
+    from .metrics import psnr, reconstruction_errors
+
+    quantizer = Quantizer.fit(encode(fit_x), bits, ranges, quantile)
+    codes = encode(X)
+    symbols = quantizer.quantize(codes)
+    recon = decode(quantizer.dequantize(symbols))
+    exact = decode(np.asarray(codes, np.float32))
+    errors = reconstruction_errors(X, recon)
+    plain = reconstruction_errors(X, exact)
+    return {"code_size": quantizer.dim, "bits_per_input": quantizer.dim * quantizer.bits,
+            "entropy_bits_per_input": entropy_bits(symbols),
+            "per_example_squared_error": errors["per_example_squared_error"], "mse": errors["mse"],
+            "psnr": psnr(X, recon, data_range),
+            "unquantized": {"per_example_squared_error": plain["per_example_squared_error"],
+                            "psnr": psnr(X, exact, data_range)},
+            "clipped_fraction": quantizer.clipped_fraction(codes)}
+
+
+def model_coder(model: Any, batch_size: int = 4096) -> tuple[Callable, Callable]:
+    """``(encode, decode)`` of a model between model-space rows and codes (NumPy, float32)."""
+    encode = lambda x: model._batched(np.ascontiguousarray(x, np.float32), model.encode, batch_size)  # noqa: E731
+    decode = lambda z: model._batched(np.ascontiguousarray(z, np.float32), model.decode, batch_size)  # noqa: E731
+    return encode, decode
+
+
+def pca_coder(fit_x: np.ndarray, n_components: int, seed: int = 0) -> tuple[Callable, Callable, int]:
+    """``(encode, decode, k)`` of PCA with ``k = min(n_components, N, D)`` components fitted on ``fit_x``."""
+    from sklearn.decomposition import PCA
+
+    k = min(n_components, fit_x.shape[0], fit_x.shape[1])
+    pca = PCA(n_components=k, random_state=seed).fit(fit_x)
+    return pca.transform, pca.inverse_transform, k
+
+
+def compression_scores(model: Any, X: np.ndarray, fit_x: np.ndarray, bits: int, *, ranges: str = "minmax",
+                       quantile: float = DEFAULT_QUANTILE, pca: bool = True, seed: int = 0) -> dict[str, Any]:
+    """:func:`rate_distortion` of a model on model-space rows ``X``, ranges (and PCA) fitted on the
+    model-space rows ``fit_x``; with ``pca``, the same for PCA with as many components."""
+    bits = check_bits(bits)
+    X = np.asarray(X, np.float32)
+    fit_x = np.asarray(fit_x, np.float32)
+    data_range = psnr_range(model, X)
+    kwargs = dict(ranges=ranges, quantile=quantile, data_range=data_range)
+    result: dict[str, Any] = {"bits": bits, "ranges": ranges, "data_range": data_range,
+                              "fit_rows": int(len(fit_x)), "features": int(X.shape[1]),
+                              "autoencoder": rate_distortion(*model_coder(model), fit_x, X, bits, **kwargs)}
+    if ranges == "quantile":
+        result["quantile"] = quantile
+    if pca:
+        encode, decode, _ = pca_coder(fit_x, model.config.latent, seed)
+        result["pca"] = rate_distortion(encode, decode, fit_x, X, bits, **kwargs)
+    result["note"] = ("bits per input: d * bits of the fixed-length symbols; entropy_bits_per_input: empirical "
+                      "entropy of the symbols of these rows, per dimension, summed (what an entropy coder reaches, "
+                      "frequency tables not counted); errors and PSNR in model space, against these rows")
+    return result
+
+
+def training_rows(model: Any) -> np.ndarray | None:
+    """The raw training split of a run (the rows its quantizer ranges are fitted on), or None for a
+    run trained on in-memory data."""
+    from .api import IN_MEMORY, DataConfig
+    from .config import from_dict
+    from .data import load_splits
+
+    cfg = getattr(model, "run_config", None) or {}
+    if not cfg.get("data"):
+        return None
+    d = from_dict(DataConfig, cfg["data"])
+    if d.data == IN_MEMORY:
+        return None
+    return load_splits(d.data, val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=d.split_seed,
+                       label_column=d.label_column, data_dir=d.data_dir).train.x
+
+
+# -- compressed codes on disk --------------------------------------------------------------------
+@dataclass(eq=False)
+class CompressedCodes:
+    """Quantized codes: the symbols, their quantizer and a description (``meta``: ``source``, the
+    run's ``model_sha256``, ``ranges``, ``image_shape``)."""
+
+    symbols: np.ndarray
+    quantizer: Quantizer
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bits_per_input(self) -> int:
+        return self.quantizer.dim * self.quantizer.bits
+
+
+def compress(model: Any, X: Any, quantizer: Quantizer, *, batch_size: int = 4096,
+             where: str = "input") -> CompressedCodes:
+    """Encode raw rows ``X`` with ``model`` (its transform applied) and quantize the codes."""
+    x = np.asarray(X, np.float32)
+    x = x.reshape(len(x), -1) if x.ndim > 2 else x
+    codes = model.encode_array(x, batch_size=batch_size, where=where)
+    return CompressedCodes(quantizer.quantize(codes), quantizer)
+
+
+def decompress(model: Any, compressed: CompressedCodes, *, batch_size: int = 4096) -> np.ndarray:
+    """Decode compressed codes with ``model``: rows (N, D) in the original units of the data."""
+    if compressed.quantizer.dim != model.config.latent:
+        raise DataError(f"the codes have size {compressed.quantizer.dim} but the model's code size is "
+                        f"{model.config.latent}")
+    _, decode = model_coder(model, batch_size)
+    out = decode(compressed.quantizer.dequantize(compressed.symbols))
+    return model.transform.invert(out) if model.transform is not None else out
+
+
+def save_codes(path: str | Path, compressed: CompressedCodes) -> Path:
+    """Write ``compressed`` as an ``.npz`` of plain arrays (no pickle), atomically."""
+    from .io import atomic_path
+
+    path = Path(path)
+    if path.suffix.lower() != ".npz":
+        raise ConfigError(f"{path}: compressed codes are written as .npz")
+    q, meta = compressed.quantizer, compressed.meta
+    shape = meta.get("image_shape")
+    arrays = {"format": np.array(FORMAT), "format_version": np.array(FORMAT_VERSION),
+              "symbols": np.asarray(compressed.symbols, q.dtype), "bits": np.array(q.bits),
+              "low": q.low, "high": q.high, "ranges": np.array(str(meta.get("ranges", ""))),
+              "source": np.array(str(meta.get("source", ""))),
+              "model_sha256": np.array(str(meta.get("model_sha256") or "")),
+              "image_shape": np.array(list(shape) if shape else [], np.int64)}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, allow_pickle=False, **arrays)
+    return path
+
+
+def load_codes(path: str | Path) -> CompressedCodes:
+    """Read an ``.npz`` written by :func:`save_codes` with ``allow_pickle=False`` (an object array,
+    which only a pickle can hold, is refused)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):  # np.load would take any other file for a pickle
+        raise DataError(f"{path}: not a readable .npz file (not a zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = {"format", "symbols", "bits", "low", "high"} - set(f.files)
+            if missing:
+                raise DataError(f"{path}: not aekit compressed codes (missing {', '.join(sorted(missing))})")
+            arrays = {k: f[k] for k in f.files}
+    except DataError:
+        raise
+    except ValueError as e:  # numpy: "Object arrays cannot be loaded when allow_pickle=False"
+        if "allow_pickle" in str(e):
+            raise DataError(f"{path} holds pickled (object) arrays, which aekit never loads") from None
+        raise DataError(f"{path}: not a readable .npz file ({e})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"{path}: not a readable .npz file ({e})") from None
+    if str(arrays["format"]) != FORMAT:
+        raise DataError(f"{path}: not aekit compressed codes")
+    if int(arrays.get("format_version", -1)) != FORMAT_VERSION:
+        raise DataError(f"{path}: compressed codes format version {arrays.get('format_version')} is not supported")
+    try:
+        quantizer = Quantizer(int(arrays["bits"]), arrays["low"], arrays["high"])
+    except (TypeError, ValueError) as e:  # ConfigError and DataError are ValueErrors
+        raise DataError(f"{path}: invalid quantizer ({e})") from None
+    symbols = arrays["symbols"]
+    if symbols.dtype != quantizer.dtype or symbols.ndim != 2 or symbols.shape[1] != quantizer.dim:
+        raise DataError(f"{path}: symbols of shape {symbols.shape} and dtype {symbols.dtype} do not match "
+                        f"{quantizer.bits}-bit codes of size {quantizer.dim}")
+    if len(symbols) and int(symbols.max()) >= quantizer.levels:
+        raise DataError(f"{path}: symbols exceed the {quantizer.levels} levels of {quantizer.bits} bits")
+    shape = arrays.get("image_shape")
+    meta = {"source": str(arrays.get("source", "")), "ranges": str(arrays.get("ranges", "")),
+            "model_sha256": str(arrays.get("model_sha256", "")) or None,
+            "image_shape": tuple(int(v) for v in shape) if shape is not None and len(shape) else None}
+    return CompressedCodes(symbols, quantizer, meta)
