@@ -5,7 +5,7 @@ Same model (784-1000-500-250-30 MLP autoencoder, ReLU, squared-error loss), same
 size, same number of epochs, measured alternately in one process (ABAB...) so that both
 see the same machine state. Target: aekit at least 1.0x the hand-written loop.
 
-    python -m benchmarks.throughput [--epochs 1] [--repeats 3] [--batch-size 128]
+    python -m benchmarks.throughput [--epochs 1] [--repeats 3] [--batch-size 128] [--quick]
 """
 
 from __future__ import annotations
@@ -62,7 +62,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rows", type=int, default=60000)
     p.add_argument("--synthetic", action="store_true", help="random data instead of Fashion-MNIST")
     p.add_argument("--no-record", action="store_true")
+    p.add_argument("--quick", action="store_true", help="10,000 rows, 2 repeats (recorded in RESULTS-quick.md)")
     args = p.parse_args(argv)
+    if args.quick:
+        args.rows, args.repeats, args.no_record = min(args.rows, 10000), 2, True
     if args.synthetic:
         x = torch.rand(args.rows, 784)
     else:
