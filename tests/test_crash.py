@@ -235,3 +235,15 @@ def test_a_kill_between_the_two_renames_leaves_nothing_behind(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [PREVIOUS_CHECKPOINT, CHECKPOINT]
     assert read_safetensors(path)[0]["w"].sum() == 3
     assert read_safetensors(tmp_path / PREVIOUS_CHECKPOINT)[0]["w"].sum() == 0
+
+
+def test_fit_resumes_from_the_previous_checkpoint_when_the_newest_is_gone(tmp_path):
+    X = aekit.load_data("digits").x[:640]
+    kw = dict(latent=3, hidden=(16,), epochs=2, batch_size=64, seed=0, checkpoint_every=1, progress=False,
+              figures=False)
+    straight = aekit.fit("ae", X, out=tmp_path / "straight", **kw).state_dict()
+    with pytest.raises(Interrupted):
+        aekit.fit("ae", X, out=tmp_path / "cut", callbacks=[InterruptAt(7)], **kw)
+    (tmp_path / "cut" / CHECKPOINT).unlink()  # only checkpoint.prev.safetensors is left
+    resumed = aekit.fit("ae", X, out=tmp_path / "cut", resume=True, **kw).state_dict()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)

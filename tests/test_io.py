@@ -131,3 +131,11 @@ def test_evaluate_other_data_uses_the_runs_training_split_for_pca(run, digits01)
     assert res["split"] == "all" and res["n"] == 100 and res["pca"]["n_components"] == 5
     with pytest.raises(aekit.DataError, match="expected rows of 64 features"):
         aekit.evaluate(out, data=np.zeros((4, 3), np.float32))
+
+
+def test_atomic_writes_get_the_permissions_a_plain_open_would_give(tmp_path):
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")  # mode 0666 less the umask
+    atomic = tmp_path / "atomic.json"
+    atomic_write_json(atomic, {})  # mkstemp alone would leave 0600
+    assert atomic.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777

@@ -21,7 +21,7 @@ from .errors import ConfigError, RunError
 from .model import Autoencoder, ModelConfig
 from .noise import DEFAULT_NU, DEFAULT_SIGMA, corrupt
 from .noise import check_parameters as check_noise
-from .train import CHECKPOINT, Callback, Trainer, TrainConfig
+from .train import CHECKPOINT, PREVIOUS_CHECKPOINT, Callback, Trainer, TrainConfig
 
 IN_MEMORY = "<in-memory>"
 #: factor combinations drawn by ``evaluate`` to score the MIG of a run trained on ``dsprites``
@@ -81,9 +81,15 @@ def _check_resume(stored: dict[str, Any], given: dict[str, dict[str, Any]]) -> N
                                   f"(stored {old!r}, given {new!r})")
 
 
+def _has_checkpoint(out: Path) -> bool:
+    """Whether ``out`` holds a checkpoint to resume from: the newest, or the previous one the
+    Trainer falls back on."""
+    return (out / CHECKPOINT).exists() or (out / PREVIOUS_CHECKPOINT).exists()
+
+
 def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
     if resume:
-        if not (out / CHECKPOINT).exists():
+        if not _has_checkpoint(out):
             raise RunError(f"{out}: nothing to resume (no {CHECKPOINT})")
         return
     if out.exists() and any(out.iterdir()):
@@ -164,7 +170,7 @@ def fit(variant: str = "ae", data: Any = "digits", *, out: str | Path | None = N
     if resume:
         if out_dir is None:
             raise ConfigError("resume needs the run directory (out)")
-        if not (out_dir / CHECKPOINT).exists():
+        if not _has_checkpoint(out_dir):
             raise RunError(f"{out_dir}: nothing to resume (no {CHECKPOINT})")
         stored = io.read_config(out_dir)
         if stored["model"]["variant"] != variant:

@@ -35,6 +35,16 @@ TMP_SUFFIX = ".tmp"
 CHECKSUM_KEY = "aekit_sha256"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: The process's umask, read once at import (os.umask can only be read by setting it).
+_UMASK = _umask()
+
+
 def _fsync_dir(folder: Path) -> None:
     """Make a rename in ``folder`` durable (where the platform can open folders)."""
     try:
@@ -61,6 +71,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 -> what open() would have given
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
