@@ -24,10 +24,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--quick", action="store_true", help="3 epochs (smoke run, not recorded)")
+    p.add_argument("--quick", action="store_true", help="1 epoch (reduced run, RESULTS-quick.md)")
     p.add_argument("--out", default=None, help="keep the run directory here")
     args = p.parse_args(argv)
-    epochs = 3 if args.quick else args.epochs
+    epochs = 1 if args.quick else args.epochs
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or f"{tmp}/run"
         t0 = time.perf_counter()

@@ -57,10 +57,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--n-test", type=int, default=300, help="test images scored by every method")
     p.add_argument("--n-tune", type=int, default=20, help="validation images for tuning the classical methods")
     p.add_argument("--sigmas", default="0.3,0.5")
-    p.add_argument("--quick", action="store_true", help="2 epochs, 50 test images (smoke run, not recorded)")
+    p.add_argument("--quick", action="store_true", help="1 epoch, 50 test images (reduced run, RESULTS-quick.md)")
     args = p.parse_args(argv)
     if args.quick:
-        args.epochs, args.n_test, args.n_tune = 2, 50, 5
+        args.epochs, args.n_test, args.n_tune = 1, 50, 5
     splits = load_splits("fashion-mnist")
     test = splits.test.x[:args.n_test].reshape(-1, 28, 28) / np.float32(255)
     val = splits.val.x[:args.n_tune].reshape(-1, 28, 28) / np.float32(255)

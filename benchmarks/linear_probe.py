@@ -50,10 +50,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--n-train", type=int, default=20000)
     p.add_argument("--variants", default=None, help="comma-separated subset of the variant names")
-    p.add_argument("--quick", action="store_true", help="1 epoch, 2000 probe rows (smoke run, not recorded)")
+    p.add_argument("--quick", action="store_true", help="1 epoch, 2000 probe rows, three variants (reduced run, RESULTS-quick.md)")
     args = p.parse_args(argv)
     if args.quick:
         args.epochs, args.n_train = 1, 2000
+        args.variants = args.variants or "ae,denoising,contractive"
     splits = load_splits("fashion-mnist")
     tr_x, tr_y = splits.train.x[:args.n_train], splits.train.y[:args.n_train]
     te_x, te_y = splits.test.x, splits.test.y

@@ -128,12 +128,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--finetune-lr", default="1e-4,1e-3",
                    help="Adam learning rate(s) of the supervised fine-tuning, comma-separated")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--quick", action="store_true", help="1 epoch of everything (smoke run, not recorded)")
+    p.add_argument("--quick", action="store_true", help="1 epoch of everything, one fine-tuning rate (1e-3) "
+                                                        "(reduced run, RESULTS-quick.md)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
-        args.pretrain_epochs, args.epochs = 1, 1
+        args.pretrain_epochs, args.epochs, args.finetune_lr = 1, 1, "1e-3"
     out = {}
     if args.part in ("deep", "all"):
         out["deep"] = deep(args)
