@@ -316,9 +316,7 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
         raise ConfigError("this run was trained on in-memory data; pass the data to evaluate")
     train_x = None
     if reloadable and (own or pca or bits is not None):  # own split, or training rows for PCA / quantizer ranges
-        splits = load_splits(data_cfg.data, val_fraction=data_cfg.val_fraction, test_fraction=data_cfg.test_fraction,
-                             seed=data_cfg.split_seed, label_column=data_cfg.label_column,
-                             data_dir=data_cfg.data_dir)
+        splits = _load_data(data_cfg.data, data_cfg, {})
         train_x = splits.train.x
     if own:
         ds = {"test": splits.test, "val": splits.val, "train": splits.train}.get(split)
@@ -371,6 +369,13 @@ def _noise_range(model: Autoencoder, X: np.ndarray) -> tuple[float, float, bool]
     return float(X.min()), float(X.max()), False
 
 
+def psnr_data_range(model: Autoencoder, X: np.ndarray) -> float:
+    """The data range R of a PSNR of model-space rows ``X``: 1 for the ``unit`` scaling, else
+    ``X``'s max - min (1 when ``X`` is constant)."""
+    lo, hi, _ = _noise_range(model, X)
+    return hi - lo if hi > lo else 1.0
+
+
 def denoising_scores(model: Autoencoder, X: np.ndarray, kind: str, *, sigma: float = DEFAULT_SIGMA,
                      nu: float = DEFAULT_NU, seed: int = 0) -> dict[str, Any]:
     """Corrupt clean model-space rows ``X``, denoise them with ``model``, and score both.
@@ -398,7 +403,7 @@ def denoising_scores(model: Autoencoder, X: np.ndarray, kind: str, *, sigma: flo
     noisy = corrupt(torch.from_numpy(X), kind, nu=nu, sigma=sigma, low=lo, high=hi, clip=clip,
                     generator=gen).numpy()
     denoised = _reconstruct(model, noisy)
-    data_range = hi - lo if hi > lo else 1.0
+    data_range = psnr_data_range(model, X)
     settings: dict[str, Any] = {"kind": kind, "seed": int(seed)}
     if kind == "gaussian":
         settings.update(sigma=sigma, clip=[lo, hi] if clip else None)

@@ -631,7 +631,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
                            training_rows)
     from .io import MODEL, load
     from .metrics import psnr, reconstruction_errors
-    from .search import sha256_file
+    from .io import sha256_file
 
     if args.output.suffix.lower() != ".npz":
         raise ConfigError(f"{args.output}: compressed codes are written as .npz")
@@ -662,7 +662,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 def _cmd_decompress(args: argparse.Namespace) -> int:
     from .compress import decompress, load_codes
     from .io import MODEL, load
-    from .search import sha256_file
+    from .io import sha256_file
 
     model = load(args.run)
     packed = load_codes(args.codes)

@@ -167,12 +167,10 @@ def entropy_bits(symbols: Any) -> float:
 
 
 def psnr_range(model: Any, X: np.ndarray) -> float:
-    """The data range R of the PSNR in model space: 1 for the ``unit`` scaling (pixels in [0, 1]),
-    else max - min of ``X`` (1 when ``X`` is constant)."""
-    if getattr(model, "transform", None) is not None and model.transform.kind == "unit":
-        return 1.0
-    span = float(np.max(X) - np.min(X))
-    return span if span > 0 else 1.0
+    """The data range R of the PSNR in model space, as the denoising scores take it: 1 for the
+    ``unit`` scaling (pixels in [0, 1]), else max - min of ``X`` (1 when ``X`` is constant)."""
+    from .api import psnr_data_range
+    return psnr_data_range(model, X)
 
 
 def rate_distortion(encode: Callable[[np.ndarray], np.ndarray], decode: Callable[[np.ndarray], np.ndarray],
@@ -249,9 +247,8 @@ def compression_scores(model: Any, X: np.ndarray, fit_x: np.ndarray, bits: int, 
 def training_rows(model: Any) -> np.ndarray | None:
     """The raw training split of a run (the rows its quantizer ranges are fitted on), or None for a
     run trained on in-memory data."""
-    from .api import IN_MEMORY, DataConfig
+    from .api import IN_MEMORY, DataConfig, _load_data
     from .config import from_dict
-    from .data import load_splits
 
     cfg = getattr(model, "run_config", None) or {}
     if not cfg.get("data"):
@@ -259,8 +256,7 @@ def training_rows(model: Any) -> np.ndarray | None:
     d = from_dict(DataConfig, cfg["data"])
     if d.data == IN_MEMORY:
         return None
-    return load_splits(d.data, val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=d.split_seed,
-                       label_column=d.label_column, data_dir=d.data_dir).train.x
+    return _load_data(d.data, d, {}).train.x
 
 
 # -- compressed codes on disk --------------------------------------------------------------------

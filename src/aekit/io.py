@@ -128,6 +128,15 @@ def remove_stale_temporaries(run_dir: str | Path, names: tuple[str, ...] = (CONF
     return removed
 
 
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes, read a megabyte at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 # -- safetensors with a checksum, never a pickle --------------------------------------------
 def tensors_digest(tensors: dict[str, Any], metadata: dict[str, str]) -> str:
     """SHA-256 (hex) of the tensors (names, dtypes, shapes and bytes, in name order) and of the

@@ -278,16 +278,17 @@ class Autoencoder(nn.Module):
         to the original units with ``invert``). A large NumPy array (a memory map too) is prepared a block
         of whole batches at a time and the results are written into one preallocated output: the same
         batches as in one go, so the same numbers, with no full-size float32 copy of the input."""
+        def run(rows: Any) -> np.ndarray:
+            out = self._batched(self._prepare(rows, where), fn, batch_size)
+            return self.transform.invert(out) if invert and self.transform is not None else out
+
         block = batch_size * max(1, self.PREPARE_ROWS // batch_size) if batch_size > 0 else 0
         rows_ok = isinstance(X, np.ndarray) and X.ndim >= 2 and math.prod(X.shape[1:]) == self.config.input_dim
         if not rows_ok or block == 0 or len(X) <= block:
-            out = self._batched(self._prepare(X, where), fn, batch_size)
-            return self.transform.invert(out) if invert and self.transform is not None else out
+            return run(X)
         out = None
         for i in range(0, len(X), block):
-            part = self._batched(self._prepare(X[i:i + block], where), fn, batch_size)
-            if invert and self.transform is not None:
-                part = self.transform.invert(part)
+            part = run(X[i:i + block])
             if out is None:
                 out = np.empty((len(X), *part.shape[1:]), part.dtype)
             out[i:i + len(part)] = part

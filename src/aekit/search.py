@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from .errors import AekitError, ConfigError, DataError
+from .io import sha256_file
 
 INDEX_FILE = "index.faiss"
 META_FILE = "index.json"
@@ -126,14 +127,6 @@ def index_codes(codes: Any, metric: str = "l2") -> CodeIndex:
     index.add(_prepare(codes, metric))
     return CodeIndex(index, metric, {"rows": int(codes.shape[0]), "dim": int(codes.shape[1]), "metric": metric,
                                      "faiss_index": type(index).__name__})
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sha256_rows(x: np.ndarray) -> str:

@@ -31,7 +31,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from aekit.data.readers import Dataset
-from aekit.data.transform import Transform
+from aekit.data.transform import Transform, _check_kind
 from aekit.errors import ConfigError, DataError
 
 __all__ = ["SHARD_SUFFIXES", "Shards", "StreamingRows", "StreamSplits", "encode", "fit_transform", "split_rows"]
@@ -258,8 +258,7 @@ def fit_transform(kind: str, shards: Shards, rows: np.ndarray) -> tuple[Transfor
     """The :class:`Transform` of ``kind`` fitted on the rows ``rows`` (one pass; two for
     ``standard``), as :meth:`Transform.fit` fits it in memory, and the smallest and largest
     value of those rows after it."""
-    if kind not in ("unit", "standard", "none"):
-        raise ConfigError(f"unknown transform {kind!r}; choose one of unit, standard, none")
+    _check_kind(kind)
     if len(rows) == 0:
         raise DataError(f"{shards.source}: cannot fit a transform on an empty training split")
     d = shards.n_features
