@@ -50,6 +50,22 @@ def test_perfectly_disentangled_code_scores_one():
     np.testing.assert_allclose(result["gaps"], 1.0, atol=1e-6)
     np.testing.assert_allclose(result["entropy"], np.log(SIZES))
     assert np.array(result["mutual_info"]).shape == (7, 4)
+    # normalized by the factors' entropies: dim k holds factor ORDER[k] whole, nothing else
+    expected = np.zeros((7, 4))
+    expected[[0, 1, 2, 3], [2, 0, 3, 1]] = 1.0
+    np.testing.assert_allclose(result["normalized_mutual_info"], expected, atol=1e-6)
+
+
+def test_normalized_mutual_info_gives_the_gaps():
+    rng = np.random.default_rng(3)
+    factors = np.column_stack([rng.integers(0, s, 5000) for s in SIZES])
+    codes = disentangled_codes(factors, rng.integers(0, 7, 5000)) + rng.normal(0, 0.7, (5000, 7))
+    result = mutual_information_gap(codes, factors)
+    m = np.array(result["normalized_mutual_info"])
+    np.testing.assert_allclose(m, np.array(result["mutual_info"]) / np.array(result["entropy"]), rtol=1e-12)
+    top = np.sort(m, axis=0)[::-1]
+    np.testing.assert_allclose(result["gaps"], top[0] - top[1], rtol=1e-12)
+    assert 0.05 < result["mig"] < 0.95  # noisy enough that the gaps are partial
 
 
 def test_codes_shuffled_across_examples_score_near_zero():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_cli
+from helpers import run_cli, tiny_dsprites_run
 
 import aekit
 from aekit import io
@@ -183,6 +183,24 @@ def test_a_broken_run_leaves_no_report(runs, tmp_path):
     with pytest.raises(aekit.RunError, match="history.json: not valid JSON"):
         report(run, evaluate=False)
     assert sorted(p.name for p in run.iterdir()) == ["config.json", "history.json", "model.safetensors"]
+
+
+def test_dsprites_run_gets_its_disentanglement(tmp_path, monkeypatch):
+    tiny_dsprites_run(tmp_path / "run", monkeypatch)
+    result = aekit.evaluate(tmp_path / "run", pca=False, iw_samples=2)
+    text = report(tmp_path / "run").read_text()
+    page = check_self_contained(text)
+    assert "disentanglement" in page.sections
+    section = text.split('<section id="disentanglement">')[1].split("</section>")[0]
+    assert f"{result['mig']['mig']:.6g}" in section and section.count("<tr>") == 1 + 5  # header + a row a factor
+    for name in ("shape", "scale", "orientation", "pos_x", "pos_y"):
+        assert f"<td>{name}</td>" in section
+    assert section.count("<img") == 1  # the heat map
+    # the matrix is not repeated in the measures table
+    assert "normalized_mutual_info" not in text.split('<section id="evaluation">')[1].split("</section>")[0]
+    # other runs have no such section
+    assert "disentanglement" not in Page(report(tmp_path / "run", evaluate=False, out=tmp_path / "r.html")
+                                         .read_text()).sections
 
 
 def test_codes_2d_is_the_principal_plane():

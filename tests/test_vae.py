@@ -14,7 +14,7 @@ from aekit.latent import interpolate, sample, slerp, traverse
 from aekit.losses import gaussian_kl, gaussian_kl_per_dim, gaussian_log_density, gaussian_nll
 from aekit.train import Interrupted
 from aekit.variants.vae import VAE, capacity_at, likelihood_bounds, warmup_weight
-from helpers import InterruptAt, run_cli
+from helpers import InterruptAt, run_cli, tiny_dsprites_run
 
 
 def _vae(variant="vae", seed=0, **kw):
@@ -294,12 +294,9 @@ def test_cli_generate_interpolate_traverse_and_figures(tmp_path, capsys):
 
 
 def test_evaluate_scores_the_mig_of_a_dsprites_run(tmp_path, monkeypatch):
-    from aekit import api
-    from aekit.data import builtin
-    monkeypatch.setattr(builtin, "DSPRITES_BUILTIN_SIZE", 300)
-    monkeypatch.setattr(api, "DSPRITES_MIG_N", 500)
-    aekit.fit("beta-vae", "dsprites", hidden=(32,), latent=4, epochs=1, out=tmp_path / "run", progress=False,
-              figures=False)
+    tiny_dsprites_run(tmp_path / "run", monkeypatch)
     result = aekit.evaluate(tmp_path / "run", pca=False, iw_samples=5)
     assert 0 <= result["mig"]["mig"] <= 1 and len(result["mig"]["gaps"]) == 5
+    matrix = np.array(result["mig"]["normalized_mutual_info"])  # code dimensions x factors, in [0, 1]
+    assert matrix.shape == (4, 5) and (matrix >= 0).all() and (matrix <= 1 + 1e-9).all()
     assert result["likelihood"]["iw_samples"] == 5

@@ -295,7 +295,8 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
 
     A run trained on the built-in ``dsprites`` set also gets ``mig``: the Mutual Information Gap
     (:func:`aekit.metrics.dsprites_mig`) of its codes on :data:`DSPRITES_MIG_N` freshly drawn
-    factor combinations.
+    factor combinations, with each factor's gap and the code-by-factor mutual information
+    normalized by the factor's entropy (``normalized_mutual_info``, one row per code dimension).
     """
     from .metrics import pca_reconstruction_errors, reconstruction_errors
 
@@ -342,7 +343,7 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
     if own and data_cfg.data == "dsprites":  # generated with its factors: disentanglement is measurable
         from .metrics import dsprites_mig
         result["mig"] = {k: v for k, v in dsprites_mig(model.encode_array, n=DSPRITES_MIG_N).items()
-                         if k in ("mig", "gaps", "factor_names")}
+                         if k in ("mig", "gaps", "factor_names", "normalized_mutual_info")}
     if model.variant.generative and iw_samples:
         from .variants.vae import likelihood_bounds
         result["likelihood"] = likelihood_bounds(model, X, iw_samples)

@@ -247,7 +247,9 @@ def mutual_information_gap(codes, factors, n_bins: int = 20) -> dict[str, Any]:
     dict
         ``mig``: the mean gap (float); ``gaps``: the normalized gap of each factor (list, None
         for single-valued factors); ``entropy``: :math:`H(v_j)` in nats (list);
-        ``mutual_info``: the ``(K, F)`` matrix :math:`I(z_i; v_j)` in nats (nested list).
+        ``mutual_info``: the ``(K, F)`` matrix :math:`I(z_i; v_j)` in nats (nested list);
+        ``normalized_mutual_info``: the same divided by :math:`H(v_j)` (0 for single-valued
+        factors), the matrix whose two largest entries per column make each gap.
 
     Raises
     ------
@@ -267,11 +269,13 @@ def mutual_information_gap(codes, factors, n_bins: int = 20) -> dict[str, Any]:
         raise DataError("every factor takes a single value, so MIG is undefined")
     top = np.sort(m, axis=0)[::-1]
     gaps = np.divide(top[0] - top[1], entropy, out=np.zeros_like(entropy), where=varying)
+    normalized = np.divide(m, entropy[None, :], out=np.zeros_like(m), where=varying[None, :])
     return {
         "mig": float(gaps[varying].mean()),
         "gaps": [float(g) if v else None for g, v in zip(gaps, varying)],
         "entropy": entropy.tolist(),
         "mutual_info": m.tolist(),
+        "normalized_mutual_info": normalized.tolist(),
     }
 
 

@@ -215,6 +215,28 @@ def code_scatter(points: np.ndarray, labels: np.ndarray | None, path: str | Path
     return _save(fig, Path(path))
 
 
+def mutual_info_heatmap(matrix: np.ndarray, factor_names: Sequence[str], path: str | Path,
+                        title: str | None = None) -> Path:
+    """The ``(K, F)`` mutual information of each code dimension (row) with each factor (column),
+    normalized by the factor's entropy, as a heat map on [0, 1] with the values written in."""
+    plt = _pyplot()
+    m = np.asarray(matrix, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(1.2 * m.shape[1] + 2.2, 0.32 * m.shape[0] + 1.4))
+    im = ax.imshow(m, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(m.shape[1]), [str(f) for f in factor_names])
+    ax.set_yticks(range(m.shape[0]), [f"z{i}" for i in range(m.shape[0])])
+    ax.set_xlabel("factor")
+    ax.set_ylabel("code dimension")
+    if m.size <= 400:
+        for (i, j), v in np.ndenumerate(m):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
+    fig.colorbar(im, ax=ax, label="I(z_i; v_j) / H(v_j)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
 def filter_grid(filters: np.ndarray, path: str | Path, image_shape: Sequence[int] | None = None,
                 cols: int = 16, title: str | None = None) -> Path:
     """First-layer filters: with ``image_shape`` (C, H, W) each row of ``filters`` is drawn as an

@@ -2,7 +2,8 @@
 
 The page holds the configuration, the evaluation metrics, the loss curves per term, the
 reconstructions, a 2-D view of the test codes coloured by label, samples, interpolations and
-traversals for the VAE family, the first-layer filters, the histogram of the code units' mean
+traversals for the VAE family, the disentanglement of a dSprites run (MIG and the code-by-factor
+mutual information), the first-layer filters, the histogram of the code units' mean
 activations and the pretraining record. Figures are drawn with matplotlib into PNG files in a
 temporary folder and embedded as base64 ``data:`` URIs; the style sheet is inline. The page
 loads nothing from anywhere (no scripts, fonts or images from the network) and every piece of
@@ -202,6 +203,8 @@ def _metrics_body(result: dict[str, Any], source: str) -> str:
     parts = [f"<p>{esc(source)}</p>"]
     ae, pca = result.get("autoencoder"), result.get("pca")
     rest = dict(result)
+    if isinstance(rest.get("mig"), dict):  # the matrix has a section of its own
+        rest["mig"] = {k: v for k, v in rest["mig"].items() if k != "normalized_mutual_info"}
     if isinstance(ae, dict) and isinstance(pca, dict):
         keys = [k for k in ae if k in pca]
         parts.append("<h3>autoencoder against PCA with the same code size</h3>" +
@@ -211,6 +214,30 @@ def _metrics_body(result: dict[str, Any], source: str) -> str:
     rows = [(k, v) for k, v in flatten(rest) if v != {}]
     parts.append("<h3>all measures</h3>" + table(rows, ("measure", "value"), cls="kv"))
     return "".join(parts)
+
+
+def _disentanglement_section(result: dict[str, Any] | None, tmp: Path) -> Section | None:
+    """The MIG of a dSprites run (``result["mig"]`` from :func:`aekit.evaluate`): per factor its gap
+    and the two code dimensions sharing most of it, and the whole normalized mutual information."""
+    mig = result.get("mig") if isinstance(result, dict) else None
+    if not isinstance(mig, dict) or not isinstance(mig.get("normalized_mutual_info"), list):
+        return None
+    m = np.asarray(mig["normalized_mutual_info"], dtype=np.float64)
+    names = mig.get("factor_names") or [f"v{j}" for j in range(m.shape[1])]
+    if m.ndim != 2 or m.shape[0] < 2 or m.shape[1] != len(names) or len(mig.get("gaps") or []) != len(names):
+        raise io.RunError("evaluation: mig.normalized_mutual_info is not a (code dimensions, factors) matrix "
+                          "matching mig.gaps and mig.factor_names")
+    rows = []
+    for j, name in enumerate(names):
+        first, second = np.argsort(m[:, j])[::-1][:2]
+        rows.append((name, mig["gaps"][j], f"z{first} ({m[first, j]:.3f})", f"z{second} ({m[second, j]:.3f})"))
+    body = (f"<p>Mutual Information Gap (Chen et al. 2018, as disentanglement_lib computes it): "
+            f"<b>{esc(fmt(mig.get('mig')))}</b>. A factor held by one code dimension alone has a gap near 1; "
+            f"one spread over several dimensions, or held by none, a gap near 0.</p>" +
+            table(rows, ("factor", "gap", "most informative dimension", "runner-up"), cls="kv") +
+            figure(plots.mutual_info_heatmap(m, names, tmp / "mutual_info.png"),
+                   "mutual information of each code dimension with each factor, divided by the factor's entropy"))
+    return Section("disentanglement", "Disentanglement", body)
 
 
 def _history_section(run_dir: Path, tmp: Path) -> Section:
@@ -394,6 +421,9 @@ def _autoencoder_page(run_dir: Path, cfg: dict[str, Any], tmp: Path, data: Any,
                                  own=reloadable and data is None and ds is not None, evaluate=evaluate, why=problem or "")
     sections.append(Section("evaluation", "Evaluation",
                             _metrics_body(result, source) if result is not None else note(source)))
+    disentanglement = _disentanglement_section(result, tmp)
+    if disentanglement is not None:
+        sections.append(disentanglement)
     sections.append(_history_section(run_dir, tmp))
     if problem is not None:
         sections.append(Section("data", "Data", note(problem)))
