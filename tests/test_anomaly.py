@@ -70,3 +70,73 @@ def test_cli_writes_one_score_per_row(zeros_run, tmp_path, capsys):
     assert main(["score", str(zeros_run), "digits", "-o", str(bad), "--elbo-samples", "0"]) == 2
     assert "aekit: error: elbo_samples" in capsys.readouterr().err
     assert not bad.exists()
+
+
+# -- input complexity (Serra et al. 2020) ---------------------------------------------------------
+def test_input_complexity_is_the_compressed_size_of_the_quantized_row():
+    import zlib
+    from aekit.metrics import input_complexity
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 16, (5, 64))
+    x[1] = 3.0  # a constant row
+    bits = input_complexity(x, 0.0, 16.0)
+    q = np.clip(np.rint(x * 255 / 16), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(bits, [8 * len(zlib.compress(r.tobytes(), 9)) for r in q])
+    assert bits[1] < bits[0] / 2  # simple compresses well, noise does not
+    np.testing.assert_array_equal(input_complexity(2 * x + 5, 5.0, 37.0), bits)  # units do not matter
+    clipped = input_complexity(np.full_like(x, 16), 0.0, 16.0)
+    np.testing.assert_array_equal(input_complexity(x + 100, 0.0, 16.0), clipped)
+    np.testing.assert_array_equal(input_complexity(x, 1.0, 1.0), input_complexity(np.zeros_like(x), 0.0, 1.0))
+    np.testing.assert_array_equal(input_complexity(np.tile(x, (1000, 1)), 0.0, 16.0), np.tile(bits, 1000))  # blocks
+
+
+@pytest.mark.parametrize("bad, message", [(np.array([[1.0, np.nan]]), "NaN"), (np.ones(3), "2-D"),
+                                          (np.array([["a"]]), "numbers")])
+def test_input_complexity_refuses_bad_rows(bad, message):
+    from aekit.errors import DataError
+    from aekit.metrics import input_complexity
+    with pytest.raises(DataError, match=message):
+        input_complexity(bad, 0.0, 1.0)
+    with pytest.raises(DataError, match="finite"):
+        input_complexity(np.ones((2, 2)), 0.0, np.inf)
+
+
+@pytest.mark.parametrize("variant", ["ae", "vae"])
+def test_complexity_corrected_scores(variant):
+    from aekit.metrics import input_complexity
+    eights = DIGITS.x[DIGITS.y == 8]
+    kw = dict(latent=4, hidden=(32,), epochs=60 if variant == "ae" else 10, random_state=0, elbo_samples=4)
+    plain = AutoencoderOutlierDetector(variant, **kw).fit(eights)
+    corrected = AutoencoderOutlierDetector(variant, complexity=True, **kw).fit(eights)
+    assert corrected.data_range_ == (eights.min(), eights.max()) == (0.0, 16.0)
+    bits = input_complexity(DIGITS.x, 0.0, 16.0)
+    raw = plain.score_samples(DIGITS.x)
+    expected = raw / bits if variant == "ae" else raw + bits * np.log(2.0)  # -SSE / L; ELBO + L ln 2
+    np.testing.assert_allclose(corrected.score_samples(DIGITS.x), expected, rtol=1e-10)
+    assert (corrected.decision_function(eights) < 0).mean() == pytest.approx(0.1, abs=0.02)
+    if variant == "ae":  # simple inputs (ones) no longer pass for eights as easily
+        pair = (DIGITS.y == 8) | (DIGITS.y == 1)
+        auroc = [roc_auc_score(DIGITS.y[pair] != 8, -d.score_samples(DIGITS.x[pair])) for d in (plain, corrected)]
+        assert auroc[1] > auroc[0] + 0.005
+
+
+def test_library_and_cli_complexity_correction(zeros_run, tmp_path, capsys):
+    from aekit.metrics import input_complexity
+    bits = input_complexity(DIGITS.x, 0.0, 16.0)
+    raw = aekit.anomaly_scores(zeros_run, DIGITS.x)
+    np.testing.assert_allclose(aekit.anomaly_scores(zeros_run, DIGITS.x, complexity=(0, 16)), raw / bits, rtol=1e-12)
+    with pytest.raises(ConfigError, match="in-memory data; pass complexity=.low, high."):
+        aekit.anomaly_scores(zeros_run, DIGITS.x, complexity=True)  # zeros_run was trained on an array
+    for bad in ((1, 1), (0, np.inf), "ab", (1,)):
+        with pytest.raises(ConfigError, match="complexity"):
+            aekit.anomaly_scores(zeros_run, DIGITS.x, complexity=bad)
+    # a run on a built-in set: its training split's range (0 .. 16 for digits) is found by itself
+    run = tmp_path / "builtin"
+    aekit.fit("vae", "digits", out=run, latent=2, hidden=(16,), epochs=2, seed=0, progress=False, figures=False)
+    vae = aekit.anomaly_scores(run, DIGITS.x, elbo_samples=4)
+    corrected = aekit.anomaly_scores(run, DIGITS.x, elbo_samples=4, complexity=True)
+    np.testing.assert_allclose(corrected, vae - bits * np.log(2.0), rtol=1e-6)  # Serra et al.: -ELBO - L ln 2
+    out = tmp_path / "scores.npy"
+    assert main(["score", str(run), "digits", "-o", str(out), "--elbo-samples", "4", "--complexity"]) == 0
+    np.testing.assert_allclose(np.load(out)[:, 0], corrected, rtol=1e-6)
+    assert "less the input complexity" in capsys.readouterr().out

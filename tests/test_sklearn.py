@@ -41,6 +41,7 @@ def _checked_estimators():
     for variant, options in CHECKED:
         yield AutoencoderTransformer(variant, options=options, **SMALL)
         yield AutoencoderOutlierDetector(variant, options=options, **SMALL)
+    yield AutoencoderOutlierDetector("ae", complexity=True, **SMALL)
 
 
 @parametrize_with_checks(list(_checked_estimators()))
@@ -68,7 +69,8 @@ def test_defaults_are_aekits_own():
     assert (est.epochs, est.batch_size, est.lr, est.device) == (train.epochs, train.batch_size, train.lr,
                                                                 train.device)
     assert (est.loss, est.scale) == ("mse", "standard")
-    assert AutoencoderOutlierDetector().get_params().keys() - est.get_params().keys() == {"contamination"}
+    assert AutoencoderOutlierDetector().get_params().keys() - est.get_params().keys() == {"contamination",
+                                                                                          "complexity"}
 
 
 # -- the transformer -----------------------------------------------------------------------------

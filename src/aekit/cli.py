@@ -135,9 +135,13 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from .io import load
     model = load(args.run)
     ds = _input(args)
-    scores = anomaly_scores(model, ds.x, elbo_samples=args.elbo_samples, batch_size=args.batch_size, where=ds.source)
+    scores = anomaly_scores(model, ds.x, elbo_samples=args.elbo_samples, batch_size=args.batch_size, where=ds.source,
+                            complexity=args.complexity)
     _write_array(args.output, scores[:, None])
     what = "minus the ELBO (nats)" if model.variant.generative else "squared reconstruction error"
+    if args.complexity:
+        what += (" less the input complexity (nats)" if model.variant.generative
+                 else " per bit of input complexity")
     q = np.quantile(scores, [0.5, 0.9, 0.99]) if len(scores) else [float("nan")] * 3
     print(f"wrote {len(scores)} anomaly scores ({what}) to {args.output}; median {q[0]:.4g}, "
           f"90% {q[1]:.4g}, 99% {q[2]:.4g}")
@@ -730,6 +734,10 @@ def build_parser() -> Parser:
     p.add_argument("--elbo-samples", type=int, default=32, help="VAE family: Monte Carlo draws of the ELBO per "
                                                                   "row (default: 32)")
     p.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
+    p.add_argument("--complexity", action="store_true",
+                   help="correct the scores by each row's input complexity, its zlib size in bits once quantized "
+                        "to 8 bits over the training data's range (Serra et al. 2020): the error per bit, or minus "
+                        "the ELBO less the size in nats")
     p.set_defaults(func=_cmd_score)
     p = sub.add_parser("evaluate", help="reconstruction error against the PCA baseline, as JSON",
                        description="Per-example summed squared error (as Hinton & Salakhutdinov 2006 report it), "

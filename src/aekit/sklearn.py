@@ -68,12 +68,13 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import variants
 from .api import fit as _aekit_fit
-from .api import model_space_anomaly_scores
+from .api import correct_for_complexity, model_space_anomaly_scores
 from .classifier import Classifier, finetune
 from .config import from_dict, jsonable, to_dict
 from .data import TRANSFORM_KINDS, Transform
 from .errors import DataError
 from .losses import RECONSTRUCTION_LOSSES
+from .metrics import input_complexity
 from .model import Autoencoder, ModelConfig
 from .nn import ACTIVATIONS
 from .noise import DEFAULT_NU, NOISE_KINDS
@@ -485,16 +486,27 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
     offset_`` is negative for outliers, and ``predict`` returns -1 for them and +1 for inliers,
     so that a fraction ``contamination`` of the training rows is flagged.
 
+    With ``complexity=True`` the scores are corrected by each row's input complexity
+    :math:`L(x)` in bits (:func:`aekit.metrics.input_complexity`, Serra et al. 2020): the size of
+    the row quantized to 8 bits over the training data's range (``data_range_``) and compressed
+    by zlib. The reconstruction error is divided by it (an error per bit of the input, so that
+    simple inputs that any model reconstructs well no longer look typical); for the VAE family
+    :math:`L(x) \\ln 2` nats are subtracted from minus the ELBO, Serra et al.'s score.
+
     Parameters
     ----------
     contamination : float in (0, 0.5], default=0.1
         The expected proportion of outliers in the training data; it sets ``offset_``.
+    complexity : bool, default=False
+        Correct the scores by the rows' input complexity (see above).
 {_PARAMETERS_DOC}
     Attributes
     ----------
     offset_ : float
         The ``contamination`` quantile of the training scores: ``decision_function`` is
         ``score_samples - offset_``.
+    data_range_ : tuple of float
+        The training data's minimum and maximum, the range quantized for ``complexity``.
 {_ATTRIBUTES_DOC}
     See Also
     --------
@@ -514,16 +526,18 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
     _parameter_constraints: dict = {
         **_AutoencoderEstimator._parameter_constraints,
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
+        "complexity": ["boolean"],
     }
 
-    def __init__(self, variant="ae", *, contamination=0.1, latent=16, hidden=(256, 128), activation=None,
-                 code_activation=None, loss="mse", scale="standard", epochs=20, batch_size=128, lr=1e-3,
-                 options=None, elbo_samples=32, random_state=None, device="cpu", verbose=False):
+    def __init__(self, variant="ae", *, contamination=0.1, complexity=False, latent=16, hidden=(256, 128),
+                 activation=None, code_activation=None, loss="mse", scale="standard", epochs=20, batch_size=128,
+                 lr=1e-3, options=None, elbo_samples=32, random_state=None, device="cpu", verbose=False):
         super().__init__(variant, latent=latent, hidden=hidden, activation=activation,
                          code_activation=code_activation, loss=loss, scale=scale, epochs=epochs,
                          batch_size=batch_size, lr=lr, options=options, elbo_samples=elbo_samples,
                          random_state=random_state, device=device, verbose=verbose)
         self.contamination = contamination
+        self.complexity = complexity
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -539,8 +553,16 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         self
         """
         X = self._fit_model(X)
+        self.data_range_ = (float(X.min()), float(X.max()))
         self.offset_ = float(np.percentile(self._scores(X), 100.0 * self.contamination))
         return self
+
+    def _scores(self, X: np.ndarray) -> np.ndarray:
+        scores = super()._scores(X)
+        if not self.complexity:
+            return scores
+        bits = input_complexity(X, *self.data_range_)
+        return -correct_for_complexity(-scores, bits, self.model_.variant.generative)
 
     def decision_function(self, X):
         """``score_samples(X) - offset_``: negative for outliers, non-negative for inliers.
