@@ -59,7 +59,9 @@ TRIED = ("Also tried on the hard classes 0, 2, 4, 6, 8 (IsolationForest 0.874 th
          "error divided by the input's complexity, its zlib size (0.895, adopted as `ae-complexity`: better "
          "on 0, 2, 4, 6, 8, worse on 5, sandals being simple images themselves), by its count of non-zero "
          "pixels (0.891), by its squared norm (0.851), and log error - a log complexity with a = 0.5 / 2 "
-         "(0.891 / 0.890).")
+         "(0.891 / 0.890). On all ten classes with 60 epochs, the complexity measured by other compressors "
+         "instead of zlib (0.9305): PNG with optimize 0.9325, bz2 0.9317, lzma 0.9306, JPEG quality 90 / 50 "
+         "0.9318 / 0.9288; the error over the square root of the zlib size 0.9280.")
 
 
 def _pyod_scores(train: np.ndarray, test: np.ndarray) -> np.ndarray:
