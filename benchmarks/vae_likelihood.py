@@ -44,11 +44,11 @@ def iw_nll(posterior: PosteriorFn, log_lik: LikelihoodFn, X: np.ndarray, k: int,
     return out["nll_iw"], out["recon"] + out["kl"]
 
 
-def _aekit(train: np.ndarray, epochs: int, out: str) -> tuple[Any, float]:
+def _aekit(train: np.ndarray, epochs: int, out: str, **extra: Any) -> tuple[Any, float]:
     t0 = time.perf_counter()
     model = aekit.fit("vae", train, out=out, overwrite=True, hidden=(512,), latent=16, activation="relu",
                       loss="bce", binarize=True, epochs=epochs, scale="none", val_fraction=0.0,
-                      test_fraction=0.0, seed=0, progress=False, figures=False)
+                      test_fraction=0.0, seed=0, progress=False, figures=False, **extra)
     return model, time.perf_counter() - t0
 
 

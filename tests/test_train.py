@@ -220,3 +220,52 @@ def test_metrics_are_logged_but_not_optimised(digits01):
     assert rec["train_mean_input"] == pytest.approx(float(train.mean()), rel=1e-5)
     assert rec["val_mean_input"] == pytest.approx(float(val.mean()), rel=1e-5)
     assert rec["train_loss"] == rec["train_toy"] and rec["val_loss"] == rec["val_toy"]
+
+
+# -- bfloat16 mixed precision -----------------------------------------------------------------------
+def _digits_fit(out, precision, callbacks=(), resume=False, variant="ae", **extra):
+    import aekit
+    X = aekit.load_data("digits").x[:640]
+    kw = dict(latent=4, hidden=(32,), epochs=4, batch_size=64, seed=0, scale="unit", progress=False,
+              figures=False, precision=precision, **extra)
+    return aekit.fit(variant, X, out=out, callbacks=callbacks, resume=resume, **kw)
+
+
+class LayerDtypes(Callback):
+    """Records the dtype of every Linear layer's output in training steps (forward hooks)."""
+
+    def on_train_begin(self, trainer):
+        self.seen = set()
+        for m in trainer.model.modules():
+            if isinstance(m, nn.Linear):
+                m.register_forward_hook(lambda mod, i, o: self.seen.add(o.dtype) if mod.training else None)
+
+
+@pytest.mark.parametrize("variant", ["ae", "vae"])
+def test_bfloat16_mixed_precision_trains_in_bfloat16_and_keeps_float32_weights(tmp_path, variant):
+    dtypes32, dtypes16 = LayerDtypes(), LayerDtypes()
+    full = _digits_fit(tmp_path / "f32", "float32", [dtypes32], variant=variant)
+    mixed = _digits_fit(tmp_path / "bf16", "bfloat16", [dtypes16], variant=variant)
+    assert dtypes32.seen == {torch.float32} and dtypes16.seen == {torch.bfloat16}  # the products ran in bfloat16
+    assert all(p.dtype == torch.float32 for p in mixed.parameters())  # weights (and the optimizer) in float32
+    assert not torch.equal(full.encoder[0].weight, mixed.encoder[0].weight)  # a different arithmetic...
+    a, b = full.history[-1], mixed.history[-1]
+    for key in ("train_loss", "val_loss"):  # ...that trains as well: within 3% of float32
+        assert b[key] == pytest.approx(a[key], rel=0.03), key
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["train"]["precision"] == "bfloat16"
+
+
+def test_bfloat16_runs_are_deterministic_and_resume_exactly(tmp_path):
+    once = _digits_fit(tmp_path / "a", "bfloat16", checkpoint_every=1).state_dict()
+    again = _digits_fit(tmp_path / "b", "bfloat16", checkpoint_every=1).state_dict()
+    assert all(torch.equal(once[k], again[k]) for k in once)
+    with pytest.raises(Interrupted):
+        _digits_fit(tmp_path / "cut", "bfloat16", [InterruptAt(13)], checkpoint_every=1)
+    resumed = _digits_fit(tmp_path / "cut", "bfloat16", resume=True, checkpoint_every=1).state_dict()
+    assert all(torch.equal(once[k], resumed[k]) for k in once)
+
+
+def test_unknown_precision_is_refused():
+    from aekit.errors import ConfigError
+    with pytest.raises(ConfigError, match="precision"):
+        _digits_fit(None, "float16")

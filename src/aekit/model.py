@@ -226,11 +226,13 @@ class Autoencoder(nn.Module):
         if self.training:
             x = self.variant.resample(x)
         x_in = self.variant.corrupt(x) if self.training else x
-        h = self.encoder(self._to_encoder(x_in))
+        # .to(x.dtype): under mixed precision (autocast) the layers return bfloat16; the bottleneck's
+        # terms and the losses are computed in the data's precision (a no-op otherwise)
+        h = self.encoder(self._to_encoder(x_in)).to(x.dtype)
         z, terms = self.variant.bottleneck(h)
         n = x.shape[0]
         target = x if z.shape[0] == n else x.repeat(z.shape[0] // n, *([1] * (x.ndim - 1)))
-        logits = self.decoder(z).reshape(target.shape)
+        logits = self.decoder(z).reshape(target.shape).to(x.dtype)
         losses = {"recon": self.reconstruction_nll(logits, target), **terms, **self.variant.penalty(x, h, z, self)}
         with torch.no_grad():
             metrics = self.variant.metrics(x, h, z)

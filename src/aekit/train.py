@@ -33,6 +33,8 @@ from .io import (HISTORY, atomic_write_json, previous_path, read_safetensors, re
                  write_safetensors)
 
 CHECKPOINT = "checkpoint.safetensors"
+#: arithmetic of the training forward pass (TrainConfig.precision)
+PRECISIONS = ("float32", "bfloat16")
 #: the checkpoint before the newest, kept so that a corrupted newest one can fall back on it
 PREVIOUS_CHECKPOINT = previous_path(CHECKPOINT).name
 _log = logging.getLogger(__name__)
@@ -58,6 +60,11 @@ class TrainConfig:
     checkpoint_every: int = option(0, "also checkpoint every N steps inside an epoch (0: at epoch ends only)")
     seed: int = option(0, "seed of initialisation, data order and noise")
     device: str = option("cpu", "torch device: cpu, cuda, cuda:1, or auto")
+    precision: str = option("float32", "arithmetic of the training forward pass: float32, or bfloat16 mixed "
+                            "precision (matrix products and convolutions in bfloat16 under torch.autocast; weights, "
+                            "optimizer, losses and evaluation in float32): about 1.4x faster training on CPUs with "
+                            "AVX-512 BF16 or AMX and on recent GPUs, with rounding of about 3 significant digits",
+                            choices=PRECISIONS)
 
     def validate(self) -> None:
         if self.epochs < 0:
@@ -367,13 +374,15 @@ class Trainer:
         bar = _progress(self.progress, steps, self._pos, f"epoch {self._epoch + 1}/{cfg.epochs}")
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
+        mixed = cfg.precision == "bfloat16"  # the forward under autocast; backward and the update in float32
         try:
             for step in range(self._pos, steps):
                 batch = self._order[step * b:(step + 1) * b]
                 rows, nb = dp.shard(batch)  # all of it, or this process's part of the global batch
                 xb = train[rows]
                 dp.seed_step(cfg.seed, self._global_step)
-                out = self._forward(xb)
+                with torch.autocast(self.device.type, torch.bfloat16, enabled=mixed):
+                    out = self._forward(xb)
                 loss = sum(out.losses.values())
                 self.optimizer.zero_grad(set_to_none=True)
                 (loss * dp.loss_weight(nb, len(batch)) if dp.active else loss).backward()
