@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"batch {args.batch_size}, {epochs} epochs, seed 0, no pretraining; errors on pixels in [0, 1], "
             f"official test split (n={res['n']}).")
     publish("ae_vs_pca", "Fashion-MNIST: deep autoencoder vs PCA-30 (test per-image squared error)",
-            body, save=not args.quick)
+            body, quick=args.quick)
     return {"ratio": ratio, **res}
 
 

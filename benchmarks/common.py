@@ -39,6 +39,12 @@ def machine() -> str:
             f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
 
 
+def load_note(start: float) -> str:
+    """The machine's 1-minute load average at the start and now (the cores may be shared)."""
+    return (f"Load average {start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} "
+            f"cores shared with other jobs.")
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A Markdown table (also readable as plain text)."""
     def fmt(v: Any) -> str:
@@ -75,11 +81,14 @@ def record(name: str, title: str, body: str, cmd: str | None = None, results: Pa
     tmp.replace(results)
 
 
-def publish(name: str, title: str, body: str, save: bool = True) -> None:
-    """Print a benchmark's table and record it: in RESULTS.md, or for a reduced (``--quick``,
-    ``save=False``) run in RESULTS-quick.md."""
+def publish(name: str, title: str, body: str, save: bool = True, quick: bool = False) -> None:
+    """Print a benchmark's table and, with ``save``, record it: in RESULTS.md, or for a reduced
+    (``--quick``, ``quick=True``) run in RESULTS-quick.md, titled "(reduced run)". With
+    ``save=False`` it is only printed."""
     print(body)
-    if save:
-        record(name, title, body)
-    else:
+    if not save:
+        return
+    if quick:
         record(name, title + " (reduced run)", body, results=QUICK_RESULTS)
+    else:
+        record(name, title, body)

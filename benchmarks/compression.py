@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--bits", default="8,4", help="bits per code dimension, comma-separated")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--threads", type=int, default=1, help="threads of torch and numpy's BLAS (default: 1)")
-    p.add_argument("--quick", action="store_true", help="1 epoch, sizes 8,32 (smoke run, not recorded)")
+    p.add_argument("--quick", action="store_true", help="1 epoch, sizes 8,32 (recorded in RESULTS-quick.md)")
     args = p.parse_args(argv)
     if args.quick:
         args.epochs, args.sizes = 1, "8,32"
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"and logistic outputs, cross-entropy loss, Adam 1e-3, batch 128, {args.epochs} epochs, seed 0; PCA "
               f"fitted on the same images; {args.threads} thread(s).")
     publish("compression", "Fashion-MNIST rate-distortion: quantized autoencoder codes vs quantized PCA", body,
-            save=not args.quick)
+            quick=args.quick)
     return results
 
 

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"trained on the 54,000 training images with a fresh noise draw per batch (the same sigma, clipped), "
               f"{args.epochs} epochs, Adam 2e-3 with a cosine schedule.")
     publish("denoising", "Fashion-MNIST denoising: denoising autoencoder vs non-local means and BM3D",
-            body, save=not args.quick)
+            body, quick=args.quick)
     return results
 
 

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--batch-sizes", default="4096,16384", help="encode_array batch sizes (the first: the default)")
     p.add_argument("--dir", default=tempfile.gettempdir(), help="folder of the temporary memory-mapped input")
     p.add_argument("--note", default="", help="a sentence added to the recorded text")
-    p.add_argument("--quick", action="store_true", help="200,000 vs 20,000 rows (not recorded)")
+    p.add_argument("--quick", action="store_true", help="200,000 vs 20,000 rows (recorded in RESULTS-quick.md)")
     p.add_argument("--child", nargs=4, metavar=("PATH", "ROWS", "BATCH", "HASH_ROWS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -151,8 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             r = results[-1]
             print(f"{rows} rows, batch {batch}: {r['codes_per_s']:.0f} codes/s, peak extra "
                   f"{r['peak_extra'] / 2**20:.0f} MiB, output {r['output'] / 2**20:.0f} MiB", flush=True)
-    from .common import publish, table
-    from .flops import load_note
+    from .common import load_note, publish, table
     mib = 2 ** 20
     rows_t = [[f"{r['rows']:,}", r["batch"], f"{r['seconds']:.1f}", f"{r['codes_per_s']:,.0f}",
                f"{r['output'] / mib:.1f}", f"{r['peak_extra'] / mib:.1f}", f"{(r['peak_extra'] - r['output']) / mib:.1f}",
@@ -174,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"Peak extra memory: highest anonymous resident memory (RssAnon, sampled every 2 ms) during the "
               f"call, above the level just before it, each run in a fresh process. {load_note(load0)} {args.note}\n\n{BEFORE}")
     publish(f"encoding_t{args.threads}", f"Encoding throughput and memory ({args.threads} thread(s))", body,
-            save=not args.quick)
+            quick=args.quick)
     return {"results": results}
 
 

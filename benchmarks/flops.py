@@ -36,7 +36,7 @@ import torch
 
 from aekit import Autoencoder, ModelConfig, TrainConfig, Trainer, load_data
 
-from .common import publish, table
+from .common import load_note, publish, table
 
 SIZES = (784, 1000, 500, 250, 30)
 
@@ -121,11 +121,6 @@ def run_gemms(x: torch.Tensor, batch: int, shapes: Sequence[tuple[int, int]] | N
 RUNS: dict[str, Callable[[torch.Tensor, int], float]] = {
     "aekit Trainer": run_aekit, "bare PyTorch step (fused Adam)": run_bare, "GEMMs alone": run_gemms}
 
-def load_note(start: float) -> str:
-    """The machine's 1-minute load average at the start and now (the cores may be shared)."""
-    return (f"Load average {start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} "
-            f"cores shared with other jobs.")
-
 
 # -- profiling ----------------------------------------------------------------------------------------
 CATEGORIES = (
@@ -169,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True,
                    help="add a torch.profiler breakdown of aekit's step (default: on)")
     p.add_argument("--note", default="", help="a sentence added to the recorded text (e.g. the machine load)")
-    p.add_argument("--quick", action="store_true", help="2,048 rows, 1 repeat (not recorded)")
+    p.add_argument("--quick", action="store_true", help="2,048 rows, 1 repeat (recorded in RESULTS-quick.md)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     load0 = os.getloadavg()[0]
@@ -225,7 +220,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             lines.append(f"- batch {b}: " + profile_summary(lambda: run_aekit(x[:n], b), n // b))
         body += "\n\nWhere aekit's training time goes (torch.profiler, self time per kind of op):\n\n" + "\n".join(lines)
     publish(f"flops_t{args.threads}", f"Hardware efficiency of training ({args.threads} thread(s)): achieved "
-            f"matrix FLOP/s vs the matmul rate", body, save=not args.quick)
+            f"matrix FLOP/s vs the matmul rate", body, quick=args.quick)
     return {"peak": peak, "rates": {f"{b} {n}": statistics.median(v) for (b, n), v in rates.items()}}
 
 

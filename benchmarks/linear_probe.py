@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{args.n_train} training images, scored on the 10,000 test images. Autoencoders trained "
               f"{args.epochs} epochs, Adam 1e-3, batch 128, seed 0, on the 54,000 training images (no labels).")
     publish("linear_probe", "Fashion-MNIST linear probe: logistic regression on the codes of each variant",
-            body, save=not args.quick)
+            body, quick=args.quick)
     return {r[0]: r[1] for r in rows}
 
 

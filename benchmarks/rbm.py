@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3, help="alternating 1-epoch throughput measurements")
     p.add_argument("--threads", type=int, default=None, help="threads of torch and of numpy's BLAS (default: torch's)")
-    p.add_argument("--quick", action="store_true", help="1 epoch on 6000 rows (smoke run, not recorded)")
+    p.add_argument("--quick", action="store_true", help="1 epoch on 6000 rows (recorded in RESULTS-quick.md)")
     args = p.parse_args(argv)
     from threadpoolctl import threadpool_limits
     if args.threads:
@@ -125,7 +125,7 @@ def _run(args: argparse.Namespace) -> dict:
         body += (" PCD with H&S's momentum (0.9 from epoch 6) at learning rate 0.1 takes steps of effective size "
                  "lr / (1 - momentum) = 1, too large for the persistent chains to follow: that row shows the result; "
                  "use CD-1 with momentum, or PCD without.")
-    publish("rbm", "Fashion-MNIST RBM 784-500: aekit vs scikit-learn's BernoulliRBM", body, save=not args.quick)
+    publish("rbm", "Fashion-MNIST RBM 784-500: aekit vs scikit-learn's BernoulliRBM", body, quick=args.quick)
     return results
 
 

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
              f"ahead in a thread). \"train samples/s\" "
              f"is the training loop (history.json); \"end to end\" adds loading or the scaling pass, validation and "
              f"start-up. Subset figures: median of {args.repeats} alternating runs.")
-    publish("streaming", "Streaming data larger than memory", f"{body}\n\n{verdict}\n\n{notes}", save=not args.quick)
+    publish("streaming", "Streaming data larger than memory", f"{body}\n\n{verdict}\n\n{notes}", quick=args.quick)
     return {"whole": whole, "subset": subset, "speed_ratio": speed}
 
 

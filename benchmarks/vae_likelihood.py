@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--k", type=int, default=5000, help="importance samples per test image")
     p.add_argument("--test", type=int, default=10000, help="test images scored")
     p.add_argument("--no-matched", action="store_true", help="skip Pythae with aekit's optimiser settings")
-    p.add_argument("--quick", action="store_true", help="1 epoch, K=50, 500 test images (not recorded)")
+    p.add_argument("--quick", action="store_true", help="1 epoch, K=50, 500 test images (recorded in RESULTS-quick.md)")
     args = p.parse_args(argv)
     if args.quick:
         args.epochs, args.k, args.test = 1, 50, 500
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"784-512-16 / 16-512-784 (ReLU, Bernoulli decoder) in both libraries, {args.epochs} epochs on the "
             f"60,000 training images dynamically binarized, {len(test)} test images binarized once (seed 0); "
             f"Pythae {_pythae_version()} from PyPI.")
-    publish("vae_likelihood", "Fashion-MNIST VAE: test -log p(x) against Pythae", body, save=not args.quick)
+    publish("vae_likelihood", "Fashion-MNIST VAE: test -log p(x) against Pythae", body, quick=args.quick)
     return {"scores": scores, "aekit_library": lib}
 
 

@@ -40,8 +40,8 @@ from torch import nn
 
 from aekit.data import load_splits
 
-from .common import publish, table
-from .flops import load_note, profile_summary, run_gemms
+from .common import load_note, publish, table
+from .flops import profile_summary, run_gemms
 from .vae_likelihood import _aekit, _aekit_scorers, _pythae, _pythae_scorers, _pythae_version
 
 LATENT, HIDDEN = 16, 512
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True,
                    help="add a torch.profiler breakdown of aekit's and Pythae's training time (default: on)")
     p.add_argument("--note", default="", help="a sentence added to the recorded text (e.g. the machine load)")
-    p.add_argument("--quick", action="store_true", help="1 epoch on 10,000 images, 1 repeat (not recorded)")
+    p.add_argument("--quick", action="store_true", help="1 epoch on 10,000 images, 1 repeat (recorded in RESULTS-quick.md)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     load0 = os.getloadavg()[0]
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{load_note(load0)} {args.note}"
             + (f"\n\n{ANALYSIS}" if args.profile else "") + profile)
     publish(f"vae_throughput_t{args.threads}", f"Fashion-MNIST VAE training throughput ({args.threads} thread(s)): "
-            f"aekit vs Pythae vs a hand-written loop", body, save=not args.quick)
+            f"aekit vs Pythae vs a hand-written loop", body, quick=args.quick)
     return {"samples_per_second": med, "per_cpu_second": cmed, "recon": err}
 
 

@@ -21,7 +21,7 @@ from .errors import ConfigError, RunError
 from .model import Autoencoder, ModelConfig
 from .noise import DEFAULT_NU, DEFAULT_SIGMA, corrupt
 from .noise import check_parameters as check_noise
-from .train import CHECKPOINT, PREVIOUS_CHECKPOINT, Callback, Trainer, TrainConfig
+from .train import CHECKPOINT, CHECKPOINTS, Callback, Trainer, TrainConfig
 
 IN_MEMORY = "<in-memory>"
 #: factor combinations drawn by ``evaluate`` to score the MIG of a run trained on ``dsprites``
@@ -84,13 +84,11 @@ def _check_resume(stored: dict[str, Any], given: dict[str, dict[str, Any]]) -> N
 def _has_checkpoint(out: Path) -> bool:
     """Whether ``out`` holds a checkpoint to resume from: the newest, or the previous one the
     Trainer falls back on."""
-    return (out / CHECKPOINT).exists() or (out / PREVIOUS_CHECKPOINT).exists()
+    return any((out / name).exists() for name in CHECKPOINTS)
 
 
 def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
-    if resume:
-        if not _has_checkpoint(out):
-            raise RunError(f"{out}: nothing to resume (no {CHECKPOINT})")
+    if resume:  # fit has checked that there is a checkpoint
         return
     if out.exists() and any(out.iterdir()):
         if not overwrite:
@@ -255,7 +253,7 @@ def _version() -> str:
 def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = "test",
              pca: bool = True, noise: str | None = None, sigma: float = DEFAULT_SIGMA, nu: float = DEFAULT_NU,
              noise_seed: int = 0, iw_samples: int = 100, bits: int | None = None,
-             ranges: str = "minmax") -> dict[str, Any]:
+             ranges: str = "minmax", splits: Splits | None = None) -> dict[str, Any]:
     """Reconstruction error of a trained model and of PCA with the same code size; with
     ``noise``, also how well the model denoises.
 
@@ -292,6 +290,9 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
         codes by ``ranges``, "minmax" or "quantile") and add ``compression``: bits per input (fixed
         and the symbols' empirical entropy) and the distortion of the decoded codes, for the model
         and (with ``pca``) for PCA quantized the same way (:func:`aekit.compress.compression_scores`).
+    splits : Splits, optional
+        The run's own data, already split as the run split it (a caller that has loaded it, such
+        as :func:`aekit.report.report`, saves reading it again).
 
     A run trained on the built-in ``dsprites`` set also gets ``mig``: the Mutual Information Gap
     (:func:`aekit.metrics.dsprites_mig`) of its codes on :data:`DSPRITES_MIG_N` freshly drawn
@@ -317,7 +318,8 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
         raise ConfigError("this run was trained on in-memory data; pass the data to evaluate")
     train_x = None
     if reloadable and (own or pca or bits is not None):  # own split, or training rows for PCA / quantizer ranges
-        splits = _load_data(data_cfg.data, data_cfg, {})
+        if splits is None:
+            splits = _load_data(data_cfg.data, data_cfg, {})
         train_x = splits.train.x
     if own:
         ds = {"test": splits.test, "val": splits.val, "train": splits.train}.get(split)
@@ -335,9 +337,12 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
                               if model.transform is not None else "raw",
                               "code_size": model.config.latent,
                               "autoencoder": reconstruction_errors(X, recon)}
+    # the training rows in model space, once for PCA and the quantizer ranges (without them: X itself)
+    fit_x = X
+    if train_x is not None and (pca or bits is not None):
+        fit_x = model.transform.apply(train_x) if model.transform is not None else train_x
     if pca and train_x is not None:
-        tx = model.transform.apply(train_x) if model.transform is not None else train_x
-        result["pca"] = pca_reconstruction_errors(tx, X, model.config.latent, seed=0)
+        result["pca"] = pca_reconstruction_errors(fit_x, X, model.config.latent, seed=0)
         pe = result["pca"]["per_example_squared_error"]
         result["ratio_to_pca"] = result["autoencoder"]["per_example_squared_error"] / pe if pe > 0 else None
     if own and data_cfg.data == "dsprites":  # generated with its factors: disentanglement is measurable
@@ -351,7 +356,6 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
         result.update(denoising_scores(model, X, noise, sigma=sigma, nu=nu, seed=noise_seed))
     if bits is not None:  # quantizer ranges (and PCA) fitted on the training rows; else on X itself
         from .compress import compression_scores
-        fit_x = X if train_x is None else model.transform.apply(train_x) if model.transform is not None else train_x
         result["compression"] = compression_scores(model, X, fit_x, bits, ranges=ranges,
                                                    pca=pca and train_x is not None)
     return result
@@ -404,7 +408,7 @@ def denoising_scores(model: Autoencoder, X: np.ndarray, kind: str, *, sigma: flo
     noisy = corrupt(torch.from_numpy(X), kind, nu=nu, sigma=sigma, low=lo, high=hi, clip=clip,
                     generator=gen).numpy()
     denoised = _reconstruct(model, noisy)
-    data_range = psnr_data_range(model, X)
+    data_range = hi - lo if hi > lo else 1.0  # psnr_data_range, from the range already taken
     settings: dict[str, Any] = {"kind": kind, "seed": int(seed)}
     if kind == "gaussian":
         settings.update(sigma=sigma, clip=[lo, hi] if clip else None)
@@ -440,12 +444,12 @@ def anomaly_scores(model: Autoencoder | str | Path, X: Any, *, elbo_samples: int
     if not isinstance(model, Autoencoder):
         model = io.load(model)
     data_range = _complexity_range(model, complexity)
-    X = model._prepare(X, where)
+    raw = model._raw_rows(X, where)
+    X = model.transform.apply(raw) if model.transform is not None else raw
     scores = model_space_anomaly_scores(model, X, elbo_samples=elbo_samples, batch_size=batch_size)
     if data_range is None:
         return scores
     from .metrics import input_complexity
-    raw = model.transform.invert(X, dtype=X.dtype) if model.transform is not None else X
     return correct_for_complexity(scores, input_complexity(raw, *data_range), model.variant.generative)
 
 

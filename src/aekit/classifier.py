@@ -70,7 +70,6 @@ class Classifier(nn.Module):
         if self.classes.ndim != 1 or len(self.classes) < 2:
             raise DataError(f"a classifier needs at least two classes, got {self.classes.tolist()}")
         self.autoencoder = autoencoder
-        self.transform = autoencoder.transform
         self.head = nn.Linear(autoencoder.config.latent, len(self.classes))
         nn.init.zeros_(self.head.weight)  # logistic regression starts at zero (uniform predictions)
         nn.init.zeros_(self.head.bias)
@@ -90,24 +89,11 @@ class Classifier(nn.Module):
     # -- NumPy helpers ------------------------------------------------------------------------
     def predict_proba_array(self, X: Any, batch_size: int = PREDICTIONS_BATCH, where: str = "input") -> np.ndarray:
         """Class probabilities of raw rows ``X`` (the run's transform is applied first), ``(N, n_classes)``."""
-        ae = self.autoencoder
-        was = self.training
-        self.eval()
-        try:
-            return ae._batched(ae._prepare(X, where), lambda xb: torch.softmax(self.logits(xb), 1), batch_size)
-        finally:
-            self.train(was)
+        return self.autoencoder._map_rows(X, lambda xb: torch.softmax(self.logits(xb), 1), batch_size, where)
 
     def predict_array(self, X: Any, batch_size: int = PREDICTIONS_BATCH, where: str = "input") -> np.ndarray:
         """Predicted class labels of raw rows ``X``, shape ``(N,)``."""
         return self.classes[self.predict_proba_array(X, batch_size, where).argmax(1)]
-
-    def score_array(self, X: Any, y: Any, where: str = "input") -> float:
-        """Accuracy on raw rows ``X`` with labels ``y``."""
-        y = np.asarray(y)
-        if len(y) != len(X):
-            raise DataError(f"{where}: {len(X)} rows but {len(y)} labels")
-        return float((self.predict_array(X, where=where) == y).mean())
 
 
 # -- data and labels ------------------------------------------------------------------------
@@ -198,7 +184,7 @@ def finetune(model: Any, data: Any = None, labels: Any = None, *, out: str | Pat
     from .api import IN_MEMORY, DataConfig, _prepare_out, _version
     from .data import Dataset
     from .model import Autoencoder
-    from .train import CHECKPOINT, PREVIOUS_CHECKPOINT, Trainer, TrainConfig
+    from .train import Trainer, TrainConfig
 
     source_run = None
     if not isinstance(model, Autoencoder):
@@ -241,7 +227,7 @@ def finetune(model: Any, data: Any = None, labels: Any = None, *, out: str | Pat
     if out_dir is not None:
         _prepare_out(out_dir, False, overwrite)
         io.write_config(out_dir, config)
-    trainer = Trainer(clf, train_cfg, run_dir=out_dir, progress=progress)
+    trainer = Trainer(clf, train_cfg, progress=progress)  # no run directory: a classifier run is not resumable
     clf.history = trainer.fit(tensors["train"], tensors.get("val"))
     clf.eval()
     clf.scores = {f"{name}_accuracy": _accuracy(clf, t) for name, t in tensors.items()}
@@ -250,8 +236,8 @@ def finetune(model: Any, data: Any = None, labels: Any = None, *, out: str | Pat
     if out_dir is not None:
         io.save_model(out_dir, clf)
         io.write_config(out_dir, clf.run_config)
-        for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):  # a classifier run is not resumable
-            (out_dir / name).unlink(missing_ok=True)
+        if clf.history:  # what a Trainer with a run directory writes after each epoch
+            io.atomic_write_json(out_dir / io.HISTORY, clf.history)
     return clf
 
 

@@ -268,6 +268,11 @@ def _run_args(p: argparse.ArgumentParser, input_help: str | None, output_help: s
     p.add_argument("-o", "--output", type=Path, required=True, help=output_help)
 
 
+def _batch_size_arg(p: argparse.ArgumentParser) -> None:
+    """``--batch-size``: rows per batch of the commands that run a model over data."""
+    p.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
+
+
 def _add_latent(sub: Any) -> None:
     out_help = "output: .png (a grid, for image data), .npy or .csv"
     p = sub.add_parser("generate", help="sample from a VAE's prior and decode",
@@ -420,7 +425,7 @@ def _add_pretraining(sub: Any) -> None:
     p.add_argument("input", metavar="INPUT", help="data to classify (a file, folder or built-in set name)")
     p.add_argument("-o", "--output", type=Path, default=None, help="write the predicted labels (.npy or .csv)")
     p.add_argument("--label-column", default=None, help="label column of a CSV / Parquet input")
-    p.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
+    _batch_size_arg(p)
     p.set_defaults(func=_cmd_classify)
 
 
@@ -505,7 +510,7 @@ def _add_search(sub: Any) -> None:
                    help="l2: squared Euclidean distance; cosine: 1 - cosine similarity (default: l2)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing index directory")
     p.add_argument("--label-column", default=None, help="label column of a CSV / Parquet input (dropped)")
-    p.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
+    _batch_size_arg(p)
     p.set_defaults(func=_cmd_index)
 
     p = sub.add_parser("search", help="the k nearest indexed rows of each QUERY row, in code space",
@@ -523,7 +528,7 @@ def _add_search(sub: Any) -> None:
                    help="also report recall@k against the exact nearest neighbours of the raw rows (e.g. pixels), "
                         "found by brute force among the indexed data")
     p.add_argument("--label-column", default=None, help="label column of a CSV / Parquet input (dropped)")
-    p.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
+    _batch_size_arg(p)
     p.set_defaults(func=_cmd_search)
 
     p = sub.add_parser("compress", help="quantize the codes of DATA to a few bits per dimension (.npz)",
@@ -538,7 +543,7 @@ def _add_search(sub: Any) -> None:
                         "(default: minmax)")
     p.add_argument("--quantile", type=float, default=DEFAULT_QUANTILE,
                    help=f"q of --ranges quantile (default: {DEFAULT_QUANTILE})")
-    p.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
+    _batch_size_arg(p)
     p.set_defaults(func=_cmd_compress)
 
     p = sub.add_parser("decompress", help="decode compressed codes (aekit compress) with their run",
@@ -548,12 +553,11 @@ def _add_search(sub: Any) -> None:
     p.add_argument("codes", type=Path, metavar="CODES", help="compressed codes (.npz)")
     p.add_argument("-o", "--output", type=Path, required=True,
                    help=f"output: .npy, .csv, or for image data .png (a grid of the first {GRID_IMAGES})")
-    p.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
+    _batch_size_arg(p)
     p.set_defaults(func=_cmd_decompress)
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    import time as _time
 
     from .io import load
     from .search import build_index, save_index
@@ -562,9 +566,9 @@ def _cmd_index(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.output} already exists; pass --overwrite to replace it")
     model = load(args.run)
     ds = _input(args)
-    t0 = _time.perf_counter()
+    t0 = time.perf_counter()
     index = build_index(model, ds, args.metric, data=args.input, run=args.run, batch_size=args.batch_size)
-    seconds = _time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
     save_index(index, args.output, overwrite=args.overwrite)
     print(f"indexed {index.rows} codes of size {index.dim} ({args.metric}, {index.meta['faiss_index']}) "
           f"in {seconds:.2f} s: {args.output}")
@@ -631,8 +635,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_compress(args: argparse.Namespace) -> int:
-    from .compress import (Quantizer, check_bits, compress, entropy_bits, model_coder, psnr_range, save_codes,
-                           training_rows)
+    from .api import psnr_data_range
+    from .compress import CompressedCodes, Quantizer, check_bits, entropy_bits, model_coder, save_codes, training_rows
     from .io import MODEL, load
     from .metrics import psnr, reconstruction_errors
     from .io import sha256_file
@@ -648,30 +652,30 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         fit_rows, fitted_on = ds.x, f"{ds.source} itself (the run was trained on in-memory data)"
     fit_codes = model.encode_array(fit_rows, batch_size=args.batch_size, where="training data")
     quantizer = Quantizer.fit(fit_codes, args.bits, args.ranges, args.quantile)
-    packed = compress(model, ds.x, quantizer, batch_size=args.batch_size, where=ds.source)
-    packed.meta = {"source": ds.source, "ranges": args.ranges, "model_sha256": sha256_file(args.run / MODEL),
-                   "image_shape": ds.image_shape}
     X = model._prepare(ds.x, ds.source)
-    recon = model_coder(model, args.batch_size)[1](quantizer.dequantize(packed.symbols))
+    encode, decode = model_coder(model, args.batch_size)
+    packed = CompressedCodes(quantizer.quantize(encode(X)), quantizer,
+                             {"source": ds.source, "ranges": args.ranges, "model_sha256": sha256_file(args.run / MODEL),
+                              "image_shape": ds.image_shape})
+    recon = decode(quantizer.dequantize(packed.symbols))
     err = reconstruction_errors(X, recon)["per_example_squared_error"]
     save_codes(args.output, packed)
     print(f"wrote {len(packed.symbols)} codes of size {quantizer.dim} at {quantizer.bits} bits to {args.output}: "
           f"{packed.bits_per_input} bits per input (entropy {entropy_bits(packed.symbols):.1f}); ranges "
           f"({args.ranges}) fitted on {fitted_on}")
     print(f"distortion on {ds.source} (model space): per-example squared error {err:.4g}, "
-          f"PSNR {psnr(X, recon, psnr_range(model, X)):.2f} dB")
+          f"PSNR {psnr(X, recon, psnr_data_range(model, X)):.2f} dB")
     return 0
 
 
 def _cmd_decompress(args: argparse.Namespace) -> int:
     from .compress import decompress, load_codes
-    from .io import MODEL, load
-    from .io import sha256_file
+    from .io import MODEL, load, sha256_file
 
     model = load(args.run)
     packed = load_codes(args.codes)
     recorded = packed.meta.get("model_sha256")
-    if recorded and (args.run / MODEL).exists() and sha256_file(args.run / MODEL) != recorded:
+    if recorded and sha256_file(args.run / MODEL) != recorded:  # load() has read the model file
         raise ConfigError(f"{args.codes} was compressed with other weights than those of {args.run}")
     png = args.output.suffix.lower() == ".png"
     rows = decompress(model, packed, batch_size=args.batch_size)
@@ -721,7 +725,7 @@ def build_parser() -> Parser:
                            + (" INPUT holds noisy data in the units of the training data; the run is "
                               "best a denoising one (aekit train denoising)." if name == "denoise" else ""))
         _run_args(p, "data to process", f"output file (.npy or .csv{formats and ' or .png'})")
-        p.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
+        _batch_size_arg(p)
         if name == "encode":
             p.add_argument("--stream", action="store_true", help="read INPUT (a .npy file or a folder of .npy / "
                                                                  "Parquet shards) a piece at a time, not whole")
@@ -733,7 +737,7 @@ def build_parser() -> Parser:
     _run_args(p, "data to score", "output file (.npy or .csv, one score per row)")
     p.add_argument("--elbo-samples", type=int, default=32, help="VAE family: Monte Carlo draws of the ELBO per "
                                                                   "row (default: 32)")
-    p.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
+    _batch_size_arg(p)
     p.add_argument("--complexity", action="store_true",
                    help="correct the scores by each row's input complexity, its zlib size in bits once quantized "
                         "to 8 bits over the training data's range (Serra et al. 2020): the error per bit, or minus "

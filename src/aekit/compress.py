@@ -166,13 +166,6 @@ def entropy_bits(symbols: Any) -> float:
     return max(total, 0.0)
 
 
-def psnr_range(model: Any, X: np.ndarray) -> float:
-    """The data range R of the PSNR in model space, as the denoising scores take it: 1 for the
-    ``unit`` scaling (pixels in [0, 1]), else max - min of ``X`` (1 when ``X`` is constant)."""
-    from .api import psnr_data_range
-    return psnr_data_range(model, X)
-
-
 def rate_distortion(encode: Callable[[np.ndarray], np.ndarray], decode: Callable[[np.ndarray], np.ndarray],
                     fit_x: np.ndarray, X: np.ndarray, bits: int, *, ranges: str = "minmax",
                     quantile: float = DEFAULT_QUANTILE, data_range: float = 1.0) -> dict[str, Any]:
@@ -189,8 +182,8 @@ def rate_distortion(encode: Callable[[np.ndarray], np.ndarray], decode: Callable
     """
     from .metrics import psnr, reconstruction_errors
 
-    quantizer = Quantizer.fit(encode(fit_x), bits, ranges, quantile)
     codes = encode(X)
+    quantizer = Quantizer.fit(codes if fit_x is X else encode(fit_x), bits, ranges, quantile)
     symbols = quantizer.quantize(codes)
     recon = decode(quantizer.dequantize(symbols))
     exact = decode(np.asarray(codes, np.float32))
@@ -228,7 +221,8 @@ def compression_scores(model: Any, X: np.ndarray, fit_x: np.ndarray, bits: int, 
     bits = check_bits(bits)
     X = np.asarray(X, np.float32)
     fit_x = np.asarray(fit_x, np.float32)
-    data_range = psnr_range(model, X)
+    from .api import psnr_data_range
+    data_range = psnr_data_range(model, X)
     kwargs = dict(ranges=ranges, quantile=quantile, data_range=data_range)
     result: dict[str, Any] = {"bits": bits, "ranges": ranges, "data_range": data_range,
                               "fit_rows": int(len(fit_x)), "features": int(X.shape[1]),
@@ -277,10 +271,7 @@ class CompressedCodes:
 def compress(model: Any, X: Any, quantizer: Quantizer, *, batch_size: int = 4096,
              where: str = "input") -> CompressedCodes:
     """Encode raw rows ``X`` with ``model`` (its transform applied) and quantize the codes."""
-    x = np.asarray(X, np.float32)
-    x = x.reshape(len(x), -1) if x.ndim > 2 else x
-    codes = model.encode_array(x, batch_size=batch_size, where=where)
-    return CompressedCodes(quantizer.quantize(codes), quantizer)
+    return CompressedCodes(quantizer.quantize(model.encode_array(X, batch_size=batch_size, where=where)), quantizer)
 
 
 def decompress(model: Any, compressed: CompressedCodes, *, batch_size: int = 4096) -> np.ndarray:
@@ -288,9 +279,7 @@ def decompress(model: Any, compressed: CompressedCodes, *, batch_size: int = 409
     if compressed.quantizer.dim != model.config.latent:
         raise DataError(f"the codes have size {compressed.quantizer.dim} but the model's code size is "
                         f"{model.config.latent}")
-    _, decode = model_coder(model, batch_size)
-    out = decode(compressed.quantizer.dequantize(compressed.symbols))
-    return model.transform.invert(out) if model.transform is not None else out
+    return model.decode_array(compressed.quantizer.dequantize(compressed.symbols), batch_size=batch_size)
 
 
 def save_codes(path: str | Path, compressed: CompressedCodes) -> Path:

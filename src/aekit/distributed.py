@@ -354,7 +354,7 @@ def strip_option(argv: Sequence[str], name: str) -> list[str]:
     return out
 
 
-def launch(nproc: int, argv: Sequence[str], *, module: str = "aekit") -> int:
+def launch(nproc: int, argv: Sequence[str]) -> int:
     """Run ``python -m aekit ARGV`` in ``nproc`` processes on this machine, as torchrun would
     (``--nproc-per-node nproc`` with a free port on 127.0.0.1), and return the exit status:
     0 when every process succeeded, else the status of the first that failed.
@@ -369,7 +369,7 @@ def launch(nproc: int, argv: Sequence[str], *, module: str = "aekit") -> int:
         raise ConfigError("--nproc cannot be used in a process that torchrun started; torchrun starts the processes")
     port = free_port()
     preexec = _die_with_parent if sys.platform.startswith("linux") else None
-    procs = [subprocess.Popen([sys.executable, "-m", module, *argv], env=worker_env(r, nproc, port),
+    procs = [subprocess.Popen([sys.executable, "-m", "aekit", *argv], env=worker_env(r, nproc, port),
                               start_new_session=True, preexec_fn=preexec) for r in range(nproc)]
     forwarded: list[int] = []
 

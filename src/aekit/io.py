@@ -113,19 +113,15 @@ def _keep_previous(path: Path) -> None:
         raise
 
 
-def remove_stale_temporaries(run_dir: str | Path, names: tuple[str, ...] = (CONFIG, MODEL, HISTORY, PRETRAIN)
-                             ) -> list[Path]:
+def remove_stale_temporaries(run_dir: str | Path, names: tuple[str, ...]) -> None:
     """Delete the temporary files (``.NAME.*.tmp``) of ``names`` and their previous versions that a
-    killed process left in ``run_dir``; return them. The files themselves are always whole."""
+    killed process left in ``run_dir``. The files themselves are always whole."""
     run_dir = Path(run_dir)
-    removed = []
     for name in names:
         for own in {name, previous_path(name).name}:
             for p in run_dir.glob(f".{glob.escape(own)}.*{TMP_SUFFIX}"):
                 with contextlib.suppress(OSError):
                     p.unlink()
-                    removed.append(p)
-    return removed
 
 
 def sha256_file(path: str | Path) -> str:

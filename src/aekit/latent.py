@@ -27,12 +27,6 @@ def _model(model: Any) -> Any:
     return io.load(model) if isinstance(model, (str, Path)) else model
 
 
-def _decode(model: Any, z: np.ndarray) -> np.ndarray:
-    """Decoded means of model-space codes ``z`` in the original units, shape ``(N, D)``."""
-    out = model._batched(np.ascontiguousarray(z, dtype=np.float32), model.decode, 4096)
-    return model.transform.invert(out) if model.transform is not None else out
-
-
 def _check_count(name: str, n: int, least: int = 1) -> None:
     if not isinstance(n, (int, np.integer)) or not least <= n <= MAX_ROWS:
         raise ConfigError(f"{name} must be an integer between {least} and {MAX_ROWS}, got {n!r}")
@@ -65,7 +59,7 @@ def sample(model: Any, n: int = 64, *, seed: int = 0, temperature: float = 1.0) 
         raise ConfigError(f"temperature must be a positive number, got {temperature}")
     gen = torch.Generator().manual_seed(int(seed))
     z = torch.randn((n, model.config.latent), generator=gen) * temperature
-    return _decode(model, z.numpy())
+    return model.decode_array(z.numpy())
 
 
 def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -115,7 +109,7 @@ def interpolate(model: Any, a: Any, b: Any, steps: int = 10, *, method: str = "l
         z = (1 - t)[:, None] * codes[0] + t[:, None] * codes[1]
     else:
         z = slerp(codes[0], codes[1], t)
-    return _decode(model, z)
+    return model.decode_array(z)
 
 
 def traverse(model: Any, x: Any = None, *, dims: Any = None, steps: int = 9, limit: float = 3.0,
@@ -176,4 +170,4 @@ def traverse(model: Any, x: Any = None, *, dims: Any = None, steps: int = 9, lim
     z = np.repeat(base[None, :], len(dims) * steps, axis=0).astype(np.float64)
     for i, d in enumerate(dims):
         z[i * steps:(i + 1) * steps, d] = values[i]
-    return _decode(model, z), dims, values
+    return model.decode_array(z), dims, values

@@ -98,8 +98,7 @@ class ModelConfig:
                 raise ConfigError("the conv architecture needs image data (C,H,W); this data has flat rows")
             if not self.hidden:
                 raise ConfigError("a convolutional encoder needs at least one channel count in --hidden")
-        per_code = getattr(spec.cls, "encoder_outputs_per_code", 1)
-        n_params = parameter_count(self, per_code if isinstance(per_code, int) else 2)
+        n_params = parameter_count(self, spec.cls.encoder_outputs_per_code)
         if n_params > MAX_PARAMETERS:
             raise ConfigError(f"the model would have about {n_params:.3g} parameters, which is absurdly large "
                               f"(limit {MAX_PARAMETERS:.3g})")
@@ -241,6 +240,11 @@ class Autoencoder(nn.Module):
     # -- NumPy helpers ----------------------------------------------------------------------
     def _prepare(self, X: Any, where: str = "input") -> np.ndarray:
         """Raw rows (or images) as float32 model-space rows; DataError for anything else."""
+        X = self._raw_rows(X, where)
+        return self.transform.apply(X) if self.transform is not None else X
+
+    def _raw_rows(self, X: Any, where: str = "input") -> np.ndarray:
+        """Raw rows (or images) checked and as float32 rows in the input's units (before the scaling)."""
         try:
             X = np.asarray(X)
         except (ValueError, TypeError) as e:  # ragged nested lists, objects numpy cannot hold
@@ -255,7 +259,7 @@ class Autoencoder(nn.Module):
             X = X.astype(np.float32, copy=False)
         if not np.isfinite(X).all():
             raise DataError(f"{where}: holds NaN, infinite values or values beyond the float32 range")
-        return self.transform.apply(X) if self.transform is not None else X
+        return X
 
     def _batched(self, X: np.ndarray, fn: Any, batch_size: int) -> np.ndarray:
         device = next(self.parameters()).device
@@ -303,3 +307,8 @@ class Autoencoder(nn.Module):
     def reconstruct_array(self, X: Any, batch_size: int = 4096, where: str = "input") -> np.ndarray:
         """Reconstructions of raw data ``X`` in the original units, shape ``(N, D)``."""
         return self._map_rows(X, self.reconstruct, batch_size, where, invert=True)
+
+    def decode_array(self, Z: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Decoded means of model-space codes ``Z`` ``(N, latent)`` in the original units, shape ``(N, D)``."""
+        out = self._batched(np.ascontiguousarray(Z, dtype=np.float32), self.decode, batch_size)
+        return self.transform.invert(out) if self.transform is not None else out

@@ -16,6 +16,9 @@ section 4.2) use three processes, implemented here as pure functions on tensors:
 components chosen at random" — exactly :func:`n_corrupted` :math:`= \\lfloor \\nu d + 1/2 \\rfloor`
 entries of each example (of :math:`d` entries), not an i.i.d. Bernoulli(:math:`\\nu`) count.
 
+:func:`bernoulli` is the Bernoulli draw of the binary units of an RBM (:mod:`aekit.pretrain`) and
+of dynamic binarization (:class:`~aekit.variants.vae.VAE`).
+
 Randomness comes from ``generator`` when given, else from torch's global generator (of the
 input's device), which the trainer checkpoints, so a training run stays exactly resumable.
 Invalid parameters raise :class:`~aekit.errors.ConfigError`.
@@ -182,3 +185,27 @@ def corrupt(x: torch.Tensor, kind: str, *, nu: float = DEFAULT_NU, sigma: float 
     if kind == "gaussian":
         return gaussian(x, sigma, generator, clip)
     return salt_and_pepper(x, nu, low, high, generator)
+
+
+def bernoulli(p: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A Bernoulli draw of each entry of ``p``: 1 with probability ``p``, else 0.
+
+    Drawn as ``u < p`` with ``u`` uniform on [0, 1): the distribution of ``torch.bernoulli(p)``
+    (values below 0 or above 1 act as 0 or 1), but a vectorized kernel, about 3x faster on CPU.
+    ``u`` is ``torch.rand_like(p)`` (from ``generator`` when given), which for a contiguous ``p`` is
+    ``torch.rand(p.shape)``: the same random numbers.
+
+    Parameters
+    ----------
+    p : Tensor
+        Probabilities, floating point.
+    generator : torch.Generator, optional
+        Source of randomness, on ``p``'s device (default: torch's global generator).
+
+    Returns
+    -------
+    Tensor
+        A new tensor of 0s and 1s, shaped like ``p`` and of its dtype.
+    """
+    u = torch.empty_like(p).uniform_(generator=generator)  # torch.rand_like(p), with a generator
+    return (u < p).to(p.dtype)

@@ -160,10 +160,7 @@ def image_mosaic(images: np.ndarray, image_shape: Sequence[int], path: str | Pat
     h, w = imgs[0].shape[:2]
     rgb = imgs[0].ndim == 3
     lo, hi = (0.0, 1.0) if rgb else (float(np.nanmin(imgs)), float(np.nanmax(imgs)))
-    out = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1, *((3,) if rgb else ())), np.nan)
-    for i, img in enumerate(imgs):
-        r, c = divmod(i, cols)
-        out[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = img
+    out = _tile(imgs, cols)
     fig, ax = plt.subplots(figsize=(0.9 * cols + (0.6 if row_labels else 0), 0.9 * rows + 0.3))
     if rgb:
         ax.imshow(np.nan_to_num(out, nan=1.0), interpolation="nearest")
@@ -277,13 +274,19 @@ def filter_mosaic(filters: np.ndarray, image_shape: Sequence[int], cols: int, ga
     c, h, w = image_shape
     f = np.asarray(filters, dtype=np.float64).reshape(len(filters), c, h, w)
     f = f / np.maximum(np.abs(f).reshape(len(f), -1).max(1), 1e-12)[:, None, None, None]
-    rows = math.ceil(len(f) / cols)
     rgb = c == 3
-    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, *((3,) if rgb else ())),
-                  1.0 if rgb else np.nan)
-    for i, img in enumerate(f):
+    tiles = [0.5 + 0.5 * np.moveaxis(img, 0, -1) if rgb else img[0] for img in f]
+    return _tile(tiles, cols, gap, fill=1.0 if rgb else np.nan)
+
+
+def _tile(tiles: Sequence[np.ndarray], cols: int, gap: int = 1, fill: float = np.nan) -> np.ndarray:
+    """Equal-sized ``(H, W)`` or ``(H, W, 3)`` tiles laid out row by row, ``cols`` to a row, ``gap``
+    pixels of ``fill`` apart, as one array."""
+    h, w = tiles[0].shape[:2]
+    rows = math.ceil(len(tiles) / cols)
+    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, *tiles[0].shape[2:]), fill)
+    for i, tile in enumerate(tiles):
         r, k = divmod(i, cols)
-        tile = 0.5 + 0.5 * np.moveaxis(img, 0, -1) if rgb else img[0]
         out[r * (h + gap):r * (h + gap) + h, k * (w + gap):k * (w + gap) + w] = tile
     return out
 

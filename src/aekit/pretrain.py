@@ -65,6 +65,7 @@ from torch import nn
 
 from .config import from_dict, option
 from .errors import ConfigError, DataError, TrainingError
+from .noise import bernoulli
 
 #: Unit types of the visible and the hidden layer of an :class:`RBM`.
 VISIBLE_UNITS = ("bernoulli", "gaussian")
@@ -80,9 +81,8 @@ def _check_units(visible: str, hidden: str) -> None:
 
 def _sample(mean: torch.Tensor, units: str, generator: torch.Generator | None) -> torch.Tensor:
     """A draw from units of type ``units`` with mean ``mean``: Bernoulli(mean), or mean + N(0, 1)."""
-    if units == "bernoulli":  # (uniform < p) is a Bernoulli(p) draw, and about 3x faster than torch.bernoulli
-        return torch.lt(torch.rand(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype),
-                        mean).to(mean.dtype)
+    if units == "bernoulli":
+        return bernoulli(mean, generator)
     return mean + torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
 
 

@@ -355,10 +355,11 @@ def _data_sections(model: Any, ds: Any, split: str, tmp: Path) -> list[Section]:
     return sections
 
 
-def _evaluation(run_dir: Path, model: Any, test_x: Any, own: bool, evaluate: bool, why: str) -> tuple[Any, str]:
+def _evaluation(run_dir: Path, model: Any, test_x: Any, own_splits: Any, evaluate: bool,
+                why: str) -> tuple[Any, str]:
     """The metrics to show and where they come from (``(None, reason)`` when there are none): the
-    run's ``evaluation.json``, else :func:`aekit.evaluate` on the run's own test split (``own``) or
-    on the rows ``test_x``; ``why`` says why neither is possible."""
+    run's ``evaluation.json``, else :func:`aekit.evaluate` on the test split of the run's own data
+    ``own_splits`` (already loaded) or on the rows ``test_x``; ``why`` says why neither is possible."""
     path = run_dir / EVALUATION
     if path.exists():
         result = io.read_json(path)
@@ -368,8 +369,9 @@ def _evaluation(run_dir: Path, model: Any, test_x: Any, own: bool, evaluate: boo
     if not evaluate:
         return None, f"Not computed (no {EVALUATION} in the run directory and evaluation was turned off)."
     from .api import evaluate as run_evaluation
-    if own:
-        return run_evaluation(model), "Computed for this report by aekit.evaluate on the run's test split."
+    if own_splits is not None:
+        return (run_evaluation(model, splits=own_splits),
+                "Computed for this report by aekit.evaluate on the run's test split.")
     if test_x is not None:
         return run_evaluation(model, test_x), "Computed for this report by aekit.evaluate on the given data's split."
     return None, f"Not computed. {why}"
@@ -399,10 +401,11 @@ def _autoencoder_page(run_dir: Path, cfg: dict[str, Any], tmp: Path, data: Any,
     m = model.config
     data_cfg = from_dict(DataConfig, cfg["data"]) if cfg.get("data") else DataConfig()
     reloadable = data_cfg.data != IN_MEMORY
-    ds, split, problem = None, "test", None
+    ds, split, problem, splits = None, "test", None, None
     if data is not None or reloadable:
         try:
-            ds, split = _split(_load_data(data if data is not None else data_cfg.data, data_cfg, to_dict(m)))
+            splits = _load_data(data if data is not None else data_cfg.data, data_cfg, to_dict(m))
+            ds, split = _split(splits)
         except AekitError as e:
             problem = f"The data could not be loaded, so the figures that need it are left out: {e}"
     else:
@@ -417,8 +420,9 @@ def _autoencoder_page(run_dir: Path, cfg: dict[str, Any], tmp: Path, data: Any,
               ("created", cfg.get("created")), ("aekit version", cfg.get("aekit_version"))]
 
     sections = [_config_section(cfg)]
-    result, source = _evaluation(run_dir, model, ds.x if ds is not None else None,
-                                 own=reloadable and data is None and ds is not None, evaluate=evaluate, why=problem or "")
+    own = reloadable and data is None and ds is not None
+    result, source = _evaluation(run_dir, model, ds.x if ds is not None else None, splits if own else None,
+                                 evaluate=evaluate, why=problem or "")
     sections.append(Section("evaluation", "Evaluation",
                             _metrics_body(result, source) if result is not None else note(source)))
     disentanglement = _disentanglement_section(result, tmp)

@@ -12,6 +12,8 @@ weights as an uninterrupted run (CPU, same seed).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import math
@@ -37,6 +39,8 @@ CHECKPOINT = "checkpoint.safetensors"
 PRECISIONS = ("float32", "bfloat16")
 #: the checkpoint before the newest, kept so that a corrupted newest one can fall back on it
 PREVIOUS_CHECKPOINT = previous_path(CHECKPOINT).name
+#: what a resumed run starts from, newest first
+CHECKPOINTS = (CHECKPOINT, PREVIOUS_CHECKPOINT)
 _log = logging.getLogger(__name__)
 
 
@@ -270,7 +274,7 @@ class Trainer:
         if self.run_dir is None:
             raise RunError(f"nothing to resume: no run directory to read {CHECKPOINT} from")
         remove_stale_temporaries(self.run_dir, (CHECKPOINT, HISTORY))
-        found = [p for p in (self.run_dir / CHECKPOINT, self.run_dir / PREVIOUS_CHECKPOINT) if p.exists()]
+        found = [self.run_dir / name for name in CHECKPOINTS if (self.run_dir / name).exists()]
         if not found:
             raise RunError(f"nothing to resume: no {CHECKPOINT} in {self.run_dir}")
         problems = []
@@ -374,14 +378,16 @@ class Trainer:
         bar = _progress(self.progress, steps, self._pos, f"epoch {self._epoch + 1}/{cfg.epochs}")
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
-        mixed = cfg.precision == "bfloat16"  # the forward under autocast; backward and the update in float32
+        # bfloat16: the forward under autocast; the backward pass and the update in float32
+        amp = (functools.partial(torch.autocast, self.device.type, torch.bfloat16) if cfg.precision == "bfloat16"
+               else contextlib.nullcontext)
         try:
             for step in range(self._pos, steps):
                 batch = self._order[step * b:(step + 1) * b]
                 rows, nb = dp.shard(batch)  # all of it, or this process's part of the global batch
                 xb = train[rows]
                 dp.seed_step(cfg.seed, self._global_step)
-                with torch.autocast(self.device.type, torch.bfloat16, enabled=mixed):
+                with amp():
                     out = self._forward(xb)
                 loss = sum(out.losses.values())
                 self.optimizer.zero_grad(set_to_none=True)

@@ -2,7 +2,8 @@
 
 :func:`load_data` turns any supported source (a :class:`Dataset`, a numpy
 array, a built-in name, a file or a folder) into a validated :class:`Dataset`;
-:func:`split_data` / :func:`load_splits` make seeded train/val/test splits;
+:func:`split_data` / :func:`load_splits` make seeded train/val/test splits
+(:func:`split_rows`: the same split as row numbers);
 :class:`Transform` scales features reversibly. Bad input raises
 :class:`~aekit.errors.DataError` naming the source and the problem.
 
@@ -35,6 +36,7 @@ __all__ = [
     "load_splits",
     "read_idx",
     "split_data",
+    "split_rows",
 ]
 
 
@@ -154,17 +156,54 @@ def split_data(ds: Dataset, *, val_fraction=0.1, test_fraction=0.2, seed=0) -> S
     DataError
         Too few rows to leave a non-empty training set.
     """
+    rows = split_rows(len(ds), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+                      source=ds.source)
+    return Splits(*(ds.subset(index) for index in rows))
+
+
+def split_rows(n: int, *, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0,
+               source: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted row numbers of the train, validation and test splits of ``n`` rows.
+
+    The rows :func:`split_data` keeps in each subset of a set of ``n`` rows (it uses this), so a
+    streamed source (:mod:`aekit.data.stream`) is split like an in-memory one with the same seed:
+    a permutation drawn from ``numpy.random.default_rng(seed)``, whose first ``round(n *
+    test_fraction)`` rows are the test set and next ``round(n * val_fraction)`` the validation set.
+
+    Parameters
+    ----------
+    n : int
+        Number of rows.
+    val_fraction, test_fraction : float
+        Fractions in [0, 1) with a sum below 1.
+    seed : int or None
+        Seed of the permutation.
+    source : str, optional
+        Name of the data, the prefix (``"{source}: "``) of the error message.
+
+    Returns
+    -------
+    train, val, test : ndarray
+        Sorted row numbers.
+
+    Raises
+    ------
+    ConfigError
+        Fractions outside [0, 1) or summing to 1 or more.
+    DataError
+        Too few rows to leave a non-empty training set.
+    """
     _check_fractions(val_fraction, test_fraction)
-    n = len(ds)
     n_val, n_test = round(n * val_fraction), round(n * test_fraction)
     if n - n_val - n_test < 1:
+        where = "" if source is None else f"{source}: "
         raise DataError(
-            f"{ds.source}: {n} rows are too few to split with val_fraction={val_fraction} and "
+            f"{where}{n} rows are too few to split with val_fraction={val_fraction} and "
             f"test_fraction={test_fraction} and keep a training set"
         )
     order = np.random.default_rng(seed).permutation(n)
     test, val, train = np.split(order, [n_test, n_test + n_val])
-    return Splits(*(ds.subset(np.sort(index)) for index in (train, val, test)))
+    return np.sort(train), np.sort(val), np.sort(test)
 
 
 def load_splits(

@@ -3,10 +3,11 @@
 A source is one ``.npy`` file (its header read by ``np.load(mmap_mode="r")``, its rows read by
 offset) or a folder of ``.npy`` / Parquet shards (``.parquet``, ``.pq``), taken in name order
 as one sequence of rows. :class:`Shards` reads any range of those rows; :func:`split_rows`
-splits the row numbers into train / validation / test exactly as :func:`aekit.data.split_data`
-splits an in-memory set with the same seed; :func:`fit_transform` fits the run's scaling in one
-pass (two for ``standard``) over the training rows; :class:`StreamingRows` is the training (or
-validation) set the :class:`~aekit.train.Trainer` consumes instead of a tensor.
+(that of :mod:`aekit.data`) splits the row numbers into train / validation / test exactly as
+:func:`aekit.data.split_data` splits an in-memory set with the same seed; :func:`fit_transform`
+fits the run's scaling in one pass (two for ``standard``) over the training rows;
+:class:`StreamingRows` is the training (or validation) set the :class:`~aekit.train.Trainer`
+consumes instead of a tensor.
 
 Shuffling is by shard and within a window: every epoch the shards come in a random order,
 each shard's windows (``window_rows`` consecutive training rows) in a random order, and the rows
@@ -30,6 +31,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from aekit.data import split_rows
 from aekit.data.readers import Dataset
 from aekit.data.transform import Transform, _check_kind
 from aekit.errors import ConfigError, DataError
@@ -141,7 +143,6 @@ class Shards:
     Attributes
     ----------
     source : str
-    paths : list of Path
     starts : ndarray
         Row number of each shard's first row, and the total number of rows last.
     n_features : int
@@ -152,7 +153,6 @@ class Shards:
     def __init__(self, shards: Sequence[Any], source: str):
         self._shards = list(shards)
         self.source = source
-        self.paths = [s.path for s in self._shards]
         widths = {s.features for s in self._shards}
         if len(widths) != 1:
             raise DataError(f"{source}: the shards have different numbers of features ({sorted(widths)})")
@@ -237,21 +237,6 @@ class Shards:
         n = len(self) if rows is None else len(rows)
         for i in range(0, n, step):
             yield i, (self.read(i, min(i + step, n)) if rows is None else self.read_rows(rows[i:i + step]))
-
-
-def split_rows(n: int, *, val_fraction: float = 0.1, test_fraction: float = 0.2,
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sorted row numbers of the train, validation and test splits of ``n`` rows: the same rows
-    as :func:`aekit.data.split_data` gives an in-memory set of ``n`` rows with the same seed."""
-    from aekit.data import _check_fractions
-    _check_fractions(val_fraction, test_fraction)
-    n_val, n_test = round(n * val_fraction), round(n * test_fraction)
-    if n - n_val - n_test < 1:
-        raise DataError(f"{n} rows are too few to split with val_fraction={val_fraction} and "
-                        f"test_fraction={test_fraction} and keep a training set")
-    order = np.random.default_rng(seed).permutation(n)
-    test, val, train = np.split(order, [n_test, n_test + n_val])
-    return np.sort(train), np.sort(val), np.sort(test)
 
 
 def fit_transform(kind: str, shards: Shards, rows: np.ndarray) -> tuple[Transform, float, float]:

@@ -97,7 +97,7 @@ class Deep(Variant):
 
     def __init__(self, config: Any, options: DeepOptions):
         super().__init__(config, options)
-        if config.architecture != "mlp":
+        if config.architecture not in self.architectures:
             raise ConfigError("the deep variant is defined for the mlp architecture only")
         if options.pretrain == "rbm" and (config.activation != "sigmoid"
                                           or config.code_activation not in ("sigmoid", "linear")):

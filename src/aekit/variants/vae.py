@@ -49,6 +49,7 @@ from torch import nn
 from ..config import option
 from ..errors import ConfigError
 from ..losses import gaussian_kl, gaussian_kl_per_dim, gaussian_log_density, gaussian_nll
+from ..noise import bernoulli
 from ..train import Callback
 from . import Variant, register
 
@@ -162,9 +163,14 @@ class VAE(Variant):
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, samples: int = 1,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
-        r""":math:`z = \mu + \sigma \odot \epsilon`, shape ``(samples * N, latent)`` (sample-major)."""
-        eps = torch.randn((samples, *mu.shape), generator=generator, dtype=mu.dtype, device=mu.device)
+                       generator: torch.Generator | None = None, eps: torch.Tensor | None = None) -> torch.Tensor:
+        r""":math:`z = \mu + \sigma \odot \epsilon`, shape ``(samples * N, latent)`` (sample-major).
+
+        :math:`\epsilon \sim \mathcal N(0, I)` is drawn from ``generator``, or given as ``eps``, of a shape
+        that broadcasts to ``(samples, N, latent)`` (``(samples, 1, latent)``: the same draws for every
+        row; ``samples`` and ``generator`` are then unused)."""
+        if eps is None:
+            eps = torch.randn((samples, *mu.shape), generator=generator, dtype=mu.dtype, device=mu.device)
         return (mu + torch.exp(0.5 * logvar) * eps).reshape(-1, mu.shape[1])
 
     def kl_weight(self) -> float:
@@ -214,11 +220,9 @@ class VAE(Variant):
         return gaussian_nll(mean, target, log_sigma, reduction)
 
     def resample(self, x: torch.Tensor) -> torch.Tensor:
-        """A Bernoulli draw of ``x`` with ``binarize`` (``x`` must lie in [0, 1]); else ``x``.
-
-        Drawn as ``u < x`` with ``u`` uniform on [0, 1): the distribution of ``torch.bernoulli(x)``
-        (values below 0 or above 1 act as 0 or 1), but a vectorized kernel, several times faster on CPU."""
-        return (torch.rand_like(x) < x).to(x.dtype) if self.options.binarize else x
+        """A Bernoulli draw of ``x`` with ``binarize`` (``x`` must lie in [0, 1]; :func:`aekit.noise.bernoulli`,
+        from torch's global generator); else ``x``."""
+        return bernoulli(x) if self.options.binarize else x
 
     # -- bookkeeping ----------------------------------------------------------------------------
     def metrics(self, x, h, z) -> dict[str, torch.Tensor]:
@@ -410,7 +414,7 @@ def elbo_per_example(model: Any, X: np.ndarray, samples: int = 32, *, seed: int 
 
     def elbo(x: torch.Tensor) -> torch.Tensor:
         mu, logvar = posterior(x)
-        z = (mu + torch.exp(0.5 * logvar) * eps[:, None, :]).reshape(-1, mu.shape[1])  # sample-major
+        z = VAE.reparameterize(mu, logvar, eps=eps[:, None, :])  # sample-major
         log_px = log_likelihood(z, x.reshape(len(x), -1).repeat(samples, 1)).reshape(samples, len(x)).mean(0)
         return log_px - gaussian_kl(mu, logvar, "none")
 
