@@ -4,9 +4,9 @@ its denoising), :func:`denoise` reconstructs noisy data with a trained model."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -87,17 +87,14 @@ def _has_checkpoint(out: Path) -> bool:
     return any((out / name).exists() for name in CHECKPOINTS)
 
 
-def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
-    if resume:  # fit has checked that there is a checkpoint
-        return
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise RunError(f"{out} already exists and is not empty; pass --overwrite to replace it "
-                           f"or --resume to continue it")
-        if not (out / io.CONFIG).exists():
-            raise RunError(f"{out} is not an aekit run directory; refusing to delete it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+def _same_data(given: str, stored: str) -> bool:
+    """Whether the data named ``given`` is the run's ``stored`` data (the same name, or the same file)."""
+    if given == stored:
+        return True
+    try:
+        return Path(given).exists() and Path(stored).exists() and Path(given).samefile(stored)
+    except OSError:
+        return False
 
 
 def _load_data(data: Any, cfg: DataConfig, model_cfg: dict[str, Any]) -> Splits:
@@ -133,24 +130,31 @@ def _training_data(data: Any, cfg: DataConfig, model_dict: dict[str, Any]) -> tu
     return splits, sizes, transform, torch.from_numpy(train_x), val, (float(train_x.min()), float(train_x.max()))
 
 
-def fit(variant: str = "ae", data: Any = "digits", *, out: str | Path | None = None, resume: bool = False,
+def fit(variant: str = "ae", data: Any = None, *, out: str | Path | None = None, resume: bool = False,
         overwrite: bool = False, progress: bool | None = None, callbacks: Sequence[Callback] = (),
         figures: bool = True, **kwargs: Any) -> Autoencoder:
     """Train a registered variant and return the trained model.
+
+    Every option and the data are checked before anything is written. The run directory is then
+    locked for the whole run (a second process writing to it gets a :class:`~aekit.errors.RunError`);
+    a run that fails before its first checkpoint leaves nothing behind.
 
     Parameters
     ----------
     variant : str
         A registered variant name (``aekit.variants.names()``).
-    data : str, path, ndarray or Dataset
-        A built-in set name, a file or folder, or in-memory data.
+    data : str, path, ndarray or Dataset, optional
+        A built-in set name, a file or folder, or in-memory data (default: ``"digits"``; on resume
+        the run's own data, which a name given here must match).
     out : path, optional
         Run directory for ``config.json``, ``model.safetensors``, ``history.json``,
         checkpoints and figures. Without it nothing is written.
     resume : bool
-        Continue the run in ``out`` from its checkpoint (the stored configuration is used).
+        Continue the run in ``out`` from its checkpoint (the stored configuration is used; ``epochs``
+        may be raised to train longer, not lowered below what the run has trained).
     overwrite : bool
-        Replace an existing run directory.
+        Replace an existing run directory: only the files aekit writes there are removed, and a
+        folder holding anything else is refused.
     **kwargs
         Any field of :class:`~aekit.model.ModelConfig`, :class:`~aekit.train.TrainConfig`,
         :class:`DataConfig` or the variant's options, e.g. ``latent=30, hidden=(1000, 500, 250),
@@ -159,9 +163,12 @@ def fit(variant: str = "ae", data: Any = "digits", *, out: str | Path | None = N
     Returns
     -------
     Autoencoder
-        In eval mode, with its transform attached; ``model.history`` holds the history.
+        In eval mode, with its transform attached; ``model.history`` holds the history and
+        ``model.start_epoch`` the epochs the run had trained before this call (0 unless resumed).
     """
-    if not isinstance(data, (str, Path, np.ndarray, Dataset)):
+    if resume and overwrite:
+        raise ConfigError("--resume continues a run and --overwrite replaces it; pass one of them")
+    if data is not None and not isinstance(data, (str, Path, np.ndarray, Dataset)):
         data = np.asarray(data)
     groups = _split_kwargs(kwargs, variant)
     out_dir = Path(out) if out is not None else None
@@ -176,10 +183,14 @@ def fit(variant: str = "ae", data: Any = "digits", *, out: str | Path | None = N
                               f"not {variant!r}")
         _check_resume(stored, groups)
         data_cfg = from_dict(DataConfig, stored["data"])
+        if isinstance(data, (str, Path)) and data_cfg.data != IN_MEMORY and not _same_data(str(data), data_cfg.data):
+            raise ConfigError(f"--resume continues the run on its own data ({data_cfg.data}), but the data given "
+                              f"is {data}; leave --data out or start a new run")
         train_cfg = from_dict(TrainConfig, {**stored["train"], **{k: v for k, v in groups["train"].items()
                                                                     if k == "epochs"}})
         model_dict = dict(stored["model"])
     else:
+        data = "digits" if data is None else data
         if isinstance(data, (str, Path)):
             groups["data"]["data"] = str(data)
         else:
@@ -188,11 +199,13 @@ def fit(variant: str = "ae", data: Any = "digits", *, out: str | Path | None = N
         train_cfg = from_dict(TrainConfig, groups["train"])
         model_dict = {**variants.get(variant).defaults, **groups["model"], "variant": variant,
                       "options": groups["options"]}
-    if data_cfg.data == IN_MEMORY and isinstance(data, (str, Path)):
+    if data_cfg.data == IN_MEMORY and (data is None or isinstance(data, (str, Path))):
         raise ConfigError("this run was trained on in-memory data; pass the same array to resume it")
     if data_cfg.stream and not resume and getattr(from_dict(variants.get(variant).options, model_dict["options"],
                                                             where=f"{variant} options"), "pretrain", "none") != "none":
         raise ConfigError("layer-wise pretraining needs the data in memory; use --pretrain none with --stream")
+    if out_dir is not None:
+        io.check_outside(out_dir, (data_cfg.data,))
     splits, sizes, transform, train_t, val_x, (low, high) = _training_data(data, data_cfg, model_dict)
     model_dict["input_dim"] = splits.train.n_features
     model_dict["image_shape"] = splits.train.image_shape
@@ -206,8 +219,6 @@ def fit(variant: str = "ae", data: Any = "digits", *, out: str | Path | None = N
     torch.manual_seed(train_cfg.seed)
     model = Autoencoder(model_cfg, transform)  # every option is checked before anything is written
     distributed.init_from_env()  # under torchrun: only rank 0 writes the run directory
-    if out_dir is not None:
-        distributed.on_main(_prepare_out, out_dir, resume, overwrite)
     run_config = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "aekit_version": _version(),
@@ -219,23 +230,48 @@ def fit(variant: str = "ae", data: Any = "digits", *, out: str | Path | None = N
         run_config["created"] = stored.get("created", run_config["created"])
     if distributed.active():
         run_config["distributed"] = {"processes": distributed.world_size(), "backend": distributed.backend()}
-    if out_dir is not None:
-        distributed.on_main(io.write_config, out_dir, run_config)
-    trainer = Trainer(model, train_cfg, run_dir=out_dir, callbacks=callbacks,
-                      progress=progress)
-    if not resume:
-        record = model.variant.pretrain(model, train_t, seed=train_cfg.seed, progress=progress)
-        if record is not None:
-            model.pretrain_record = record
-            if out_dir is not None and distributed.is_main():
-                io.atomic_write_json(out_dir / io.PRETRAIN, record)
-    history = trainer.fit(train_t, val_x, resume=resume)
-    model.eval()
-    model.run_config = run_config
-    model.history = history
-    if out_dir is not None:
-        distributed.on_main(_write_results, out_dir, model, history, splits, figures)
+    start = _StartOfTraining(out_dir if resume else None, stored if resume else None, run_config)
+    # the device is resolved here: nothing is created for a run that cannot start
+    trainer = Trainer(model, train_cfg, run_dir=out_dir, callbacks=[start, *callbacks], progress=progress)
+    with contextlib.ExitStack() as held:
+        if out_dir is not None:
+            claim = io.claim_run_dir(out_dir, resume=resume, overwrite=overwrite, inputs=(data_cfg.data,))
+            distributed.on_main(held.enter_context, claim)
+            if not resume:
+                distributed.on_main(io.write_config, out_dir, run_config)
+        if not resume:
+            record = model.variant.pretrain(model, train_t, seed=train_cfg.seed, progress=progress)
+            if record is not None:
+                model.pretrain_record = record
+                if out_dir is not None and distributed.is_main():
+                    io.atomic_write_json(out_dir / io.PRETRAIN, record)
+        history = trainer.fit(train_t, val_x, resume=resume)
+        model.eval()
+        model.run_config = run_config
+        model.history = history
+        model.start_epoch = start.epoch
+        finished_before = resume and trainer.global_step == start.step and (out_dir / io.MODEL).exists()
+        if out_dir is not None and not finished_before:  # a resume with nothing left to train writes nothing
+            distributed.on_main(_write_results, out_dir, model, history, splits, figures)
     return model
+
+
+class _StartOfTraining(Callback):
+    """Notes where training starts (after a resume: where the checkpoint left it) and, on a resume
+    that trains longer, writes the configuration with the new number of epochs, now that the
+    checkpoint is known to be good."""
+
+    def __init__(self, run_dir: Path | None, stored: dict[str, Any] | None, run_config: dict[str, Any]):
+        self.run_dir, self.stored, self.run_config = run_dir, stored, run_config
+        self.step = self.epoch = 0
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        self.step, self.epoch = trainer.global_step, len(trainer.history)
+        if self.run_dir is None or self.stored is None or not distributed.is_main():
+            return
+        if self.stored.get("train", {}).get("epochs") != self.run_config["train"]["epochs"]:
+            io.write_config(self.run_dir, {k: v for k, v in self.run_config.items()
+                                           if k not in ("format", "format_version")})
 
 
 def _write_results(out_dir: Path, model: Autoencoder, history: list, splits: Splits, figures: bool) -> None:

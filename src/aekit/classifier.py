@@ -16,6 +16,7 @@ followed by the class index (:func:`pack`), and returns named loss terms (``nll`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 from dataclasses import dataclass, field
@@ -181,7 +182,7 @@ def finetune(model: Any, data: Any = None, labels: Any = None, *, out: str | Pat
         In eval mode; ``history`` holds the Trainer's history (``train_nll``, ``val_accuracy`` ...)
         and ``scores`` the accuracy on each split (``test_accuracy`` ...).
     """
-    from .api import IN_MEMORY, DataConfig, _prepare_out, _version
+    from .api import IN_MEMORY, DataConfig, _version
     from .data import Dataset
     from .model import Autoencoder
     from .train import Trainer, TrainConfig
@@ -224,20 +225,22 @@ def finetune(model: Any, data: Any = None, labels: Any = None, *, out: str | Pat
               "train": to_dict(train_cfg), "data": to_dict(data_cfg),
               "labels": str(labels) if isinstance(labels, (str, Path)) else ("given" if labels is not None else "data"),
               "splits": {name: len(ds) for name, ds in parts.items()}}
-    if out_dir is not None:
-        _prepare_out(out_dir, False, overwrite)
-        io.write_config(out_dir, config)
     trainer = Trainer(clf, train_cfg, progress=progress)  # no run directory: a classifier run is not resumable
-    clf.history = trainer.fit(tensors["train"], tensors.get("val"))
-    clf.eval()
-    clf.scores = {f"{name}_accuracy": _accuracy(clf, t) for name, t in tensors.items()}
-    clf.scores.update({f"n_{name}": len(t) for name, t in tensors.items()})
-    clf.run_config = {**config, "scores": clf.scores}
-    if out_dir is not None:
-        io.save_model(out_dir, clf)
-        io.write_config(out_dir, clf.run_config)
-        if clf.history:  # what a Trainer with a run directory writes after each epoch
-            io.atomic_write_json(out_dir / io.HISTORY, clf.history)
+    with contextlib.ExitStack() as held:
+        if out_dir is not None:
+            inputs = tuple(str(p) for p in (data, labels, source_run) if isinstance(p, (str, Path)))
+            held.enter_context(io.claim_run_dir(out_dir, overwrite=overwrite, inputs=inputs))
+            io.write_config(out_dir, config)
+        clf.history = trainer.fit(tensors["train"], tensors.get("val"))
+        clf.eval()
+        clf.scores = {f"{name}_accuracy": _accuracy(clf, t) for name, t in tensors.items()}
+        clf.scores.update({f"n_{name}": len(t) for name, t in tensors.items()})
+        clf.run_config = {**config, "scores": clf.scores}
+        if out_dir is not None:
+            io.save_model(out_dir, clf)
+            io.write_config(out_dir, clf.run_config)
+            if clf.history:  # what a Trainer with a run directory writes after each epoch
+                io.atomic_write_json(out_dir / io.HISTORY, clf.history)
     return clf
 
 

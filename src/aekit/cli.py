@@ -69,7 +69,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for prefix, cls in (("data.", DataConfig), ("model.", ModelConfig), ("opt.", spec.options),
                         ("train.", TrainConfig)):
         kwargs.update(given(args, cls, prefix))
-    data = kwargs.pop("data", "digits")
+    data = kwargs.pop("data", None)  # None: digits, or on --resume the run's own data
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out DIR, the run to continue")
     out = args.out or Path("runs") / f"{args.variant}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -91,7 +91,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
             return 0
     last = model.history[-1] if model.history else {}
     summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.endswith("_loss"))
-    print(f"trained {args.variant} for {len(model.history)} epoch(s): {summary}")
+    if args.resume and model.start_epoch == len(model.history):
+        print(f"nothing to resume: the run has already finished after {len(model.history)} epoch(s); nothing was "
+              f"written (pass a larger --epochs to train it longer)")
+    else:
+        print(f"trained {args.variant} for {len(model.history)} epoch(s): {summary}")
     print(f"run directory: {out}")
     figures = sorted((out / "figures").glob("*.png"))
     if figures:

@@ -155,16 +155,32 @@ def write_safetensors(path: str | Path, tensors: dict[str, Any], metadata: dict[
     """Write ``tensors`` with ``metadata`` and their checksum (:data:`CHECKSUM_KEY`) to
     ``path`` atomically. With ``keep_previous`` the file it replaces stays as
     :func:`previous_path`, so that a bad newest file can fall back on it."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     metadata = {**metadata, CHECKSUM_KEY: tensors_digest(tensors, metadata)}
+    raw = _canonical_header(save(tensors, metadata=metadata))
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        tmp.write_bytes(raw)
         if keep_previous and path.exists():
             _keep_previous(path)
     return path
+
+
+def _canonical_header(raw: bytes) -> bytes:
+    """``raw`` safetensors bytes with the header's metadata in key order: safetensors writes the
+    metadata from a hash map, in an order that changes from run to run, and the same tensors and
+    metadata must give the same bytes. (The data offsets count from the end of the header, so the
+    header may change length; it stays padded with spaces to a multiple of 8 bytes.)"""
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    if "__metadata__" in header:
+        header = {"__metadata__": dict(sorted(header["__metadata__"].items())),
+                  **{k: v for k, v in header.items() if k != "__metadata__"}}
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + raw[8 + n:]
 
 
 def _pickle_like(raw: bytes) -> bool:
@@ -298,3 +314,163 @@ def load(path: str | Path, device: str = "cpu") -> Any:
     model = load_weights(build_autoencoder(run_dir, cfg), run_dir, device)
     model.run_config = cfg
     return model
+
+
+# -- what aekit owns in a run directory, and the lock that keeps one writer -------------------
+EVALUATION = "evaluation.json"
+REPORT = "report.html"
+FIGURES = "figures"
+#: The files aekit writes at the top of a run directory (``train``, ``pretrain``, ``finetune``,
+#: ``evaluate -o DIR/evaluation.json`` and ``report``'s default output); checkpoints are the
+#: Trainer's :data:`aekit.train.CHECKPOINTS`.
+CHECKPOINT_FILES = ("checkpoint.safetensors", previous_path("checkpoint.safetensors").name)
+RUN_FILES = (CONFIG, MODEL, HISTORY, PRETRAIN, EVALUATION, REPORT, *CHECKPOINT_FILES)
+#: The figures aekit draws into ``figures/`` (aekit.plots.run_figures).
+FIGURE_FILES = ("loss.png", "reconstructions.png", "samples.png", "interpolations.png", "traversals.png")
+
+
+def _is_temporary_of(name: str, owned: tuple[str, ...]) -> bool:
+    """Whether ``name`` is a temporary file of :func:`atomic_path` for one of ``owned``."""
+    return name.endswith(TMP_SUFFIX) and any(name.startswith(f".{own}.") for own in owned)
+
+
+def _owned_entries(run_dir: Path) -> tuple[list[Path], list[Path]]:
+    """``(aekit's entries, foreign entries)`` of ``run_dir``: aekit's are the files of :data:`RUN_FILES`,
+    the figures of :data:`FIGURE_FILES` in ``figures/`` and the temporaries of either; everything else
+    (sub-folders, links, the user's own files) is foreign."""
+    owned: list[Path] = []
+    foreign: list[Path] = []
+    for entry in sorted(run_dir.iterdir()):
+        name = entry.name
+        if entry.is_symlink():
+            foreign.append(entry)
+        elif name == FIGURES and entry.is_dir():
+            for fig in sorted(entry.iterdir()):
+                ours = fig.is_file() and not fig.is_symlink() and (
+                    fig.name in FIGURE_FILES or _is_temporary_of(fig.name, FIGURE_FILES))
+                (owned if ours else foreign).append(fig)
+        elif entry.is_file() and (name in RUN_FILES or _is_temporary_of(name, RUN_FILES)
+                                  or _is_temporary_of(name, tuple(previous_path(n).name for n in RUN_FILES))):
+            owned.append(entry)
+        else:
+            foreign.append(entry)
+    return owned, foreign
+
+
+def _is_run_config(path: Path) -> bool:
+    """Whether ``path`` is a whole aekit run configuration (not merely a file of that name)."""
+    try:
+        cfg = read_config(path.parent)
+    except RunError:
+        return False
+    return isinstance(cfg.get("model"), dict) and isinstance(cfg.get("train"), dict)
+
+
+def _remove_owned(run_dir: Path, owned: list[Path]) -> None:
+    for path in owned:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    with contextlib.suppress(OSError):  # only when empty: never a folder that holds something else
+        (run_dir / FIGURES).rmdir()
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def check_outside(out: str | Path, inputs: tuple[str | Path, ...]) -> None:
+    """RunError when one of the existing paths ``inputs`` (the data of a run, ...) lies in ``out``."""
+    for given in inputs:
+        if given and Path(given).exists() and _inside(Path(given), Path(out)):
+            raise RunError(f"{given} lies inside the run directory {out}, which this run writes to; "
+                           f"choose another --out")
+
+
+def _os_error(path: Path, what: str, e: OSError) -> RunError:
+    return RunError(f"{path}: cannot {what} ({e.strerror or e})")
+
+
+@contextlib.contextmanager
+def claim_run_dir(out: str | Path, *, resume: bool = False, overwrite: bool = False,
+                  inputs: tuple[str | Path, ...] = ()) -> Iterator[Path]:
+    """Hold ``out`` as the run directory of this process for the duration of the block.
+
+    The folder is created (with its parents) and locked with an advisory lock (``flock`` on the
+    folder itself), so a second aekit process writing to it gets a RunError instead of mixing its
+    files with this one's. For a new run the folder must be empty, or hold only what aekit writes in
+    a run directory (:data:`RUN_FILES`, the figures) and ``overwrite`` be given: then those files,
+    and only those, are removed; anything else in it (the user's notes, sub-folders, links) makes
+    it a RunError that names them, and so does an input file (``inputs``, e.g. the training data)
+    inside it. With ``resume`` nothing is removed.
+
+    If the block fails before the run has written a checkpoint, what it wrote is removed again
+    (and the folder, if this call created it), so that a mistake found late leaves no
+    half-made run behind; a run with a checkpoint is kept for ``--resume``.
+    """
+    out = Path(out)
+    if str(out) in ("", "."):
+        out = Path.cwd()
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{out}: exists and is not a folder; choose another run directory")
+    check_outside(out, inputs)
+    missing = [p for p in (out, *out.parents) if not p.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _os_error(out, "create the run directory", e) from None
+    try:
+        fd = os.open(out, os.O_RDONLY)
+    except OSError as e:
+        raise _os_error(out, "open the run directory", e) from None
+    try:
+        _lock(fd, out)
+        if not resume:
+            _clear_for_new_run(out, overwrite)
+        try:
+            yield out
+        except BaseException:
+            if not resume and not any((out / name).exists() for name in CHECKPOINT_FILES):
+                _remove_owned(out, _owned_entries(out)[0] if out.is_dir() else [])
+                for folder in missing:  # innermost first; only folders left empty
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
+            raise
+    finally:
+        os.close(fd)
+
+
+def _lock(fd: int, out: Path) -> None:
+    """Take the advisory lock of the run directory open as ``fd`` (RunError when another process has it)."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: no lock
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RunError(f"{out} is in use by another aekit process (it holds the run directory's lock); "
+                       f"wait for it to end or choose another --out") from None
+    except OSError:  # file systems without flock (some network mounts): no lock
+        pass
+
+
+def _clear_for_new_run(out: Path, overwrite: bool) -> None:
+    """Make ``out`` empty for a new run, removing only aekit's files and only with ``overwrite``."""
+    owned, foreign = _owned_entries(out)
+    if not owned and not foreign:
+        return
+    if not overwrite:
+        raise RunError(f"{out} already exists and is not empty; pass --overwrite to replace it "
+                       f"or --resume to continue it")
+    if foreign:
+        shown = ", ".join(str(p.relative_to(out)) for p in foreign[:5])
+        more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        raise RunError(f"--overwrite removes only what aekit wrote, but {out} also holds {shown}{more}; "
+                       f"move them away or choose another --out")
+    if not _is_run_config(out / CONFIG):
+        raise RunError(f"{out} is not an aekit run directory (no valid {CONFIG}); refusing to delete it")
+    _remove_owned(out, owned)

@@ -31,16 +31,15 @@ from torch import nn
 from . import distributed
 from .config import option
 from .errors import ConfigError, RunError, TrainingError
-from .io import (HISTORY, atomic_write_json, previous_path, read_safetensors, remove_stale_temporaries,
+from .io import (CHECKPOINT_FILES, HISTORY, atomic_write_json, read_safetensors, remove_stale_temporaries,
                  write_safetensors)
 
-CHECKPOINT = "checkpoint.safetensors"
 #: arithmetic of the training forward pass (TrainConfig.precision)
 PRECISIONS = ("float32", "bfloat16")
-#: the checkpoint before the newest, kept so that a corrupted newest one can fall back on it
-PREVIOUS_CHECKPOINT = previous_path(CHECKPOINT).name
-#: what a resumed run starts from, newest first
-CHECKPOINTS = (CHECKPOINT, PREVIOUS_CHECKPOINT)
+#: what a resumed run starts from, newest first: the newest checkpoint, and the one before it, kept so
+#: that a corrupted newest one can fall back on it
+CHECKPOINTS = CHECKPOINT_FILES
+CHECKPOINT, PREVIOUS_CHECKPOINT = CHECKPOINTS
 _log = logging.getLogger(__name__)
 
 
@@ -77,6 +76,10 @@ class TrainConfig:
             raise ConfigError(f"train.batch_size must be positive, got {self.batch_size}")
         if not self.lr > 0 or not math.isfinite(self.lr):
             raise ConfigError(f"train.lr must be a positive number, got {self.lr}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ConfigError(f"train.weight_decay must be a number >= 0, got {self.weight_decay}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"train.momentum must be in [0, 1), got {self.momentum}")
         if self.patience is not None and self.patience <= 0:
             raise ConfigError(f"train.patience must be positive, got {self.patience}")
         if self.clip_grad is not None and not self.clip_grad > 0:
@@ -291,6 +294,11 @@ class Trainer:
         raise RunError(f"cannot resume {self.run_dir}: no good checkpoint ({'; '.join(problems)})")
 
     def _apply_checkpoint(self, path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        done, partial = meta["epoch"], meta["step_in_epoch"] > 0
+        if self.config.epochs < done + partial:
+            trained = f"{done} epoch(s)" + (" and part of the next" if partial else "")
+            raise ConfigError(f"{path}: the run has already trained {trained}, more than epochs="
+                              f"{self.config.epochs}; pass at least {done + partial} epochs to resume it")
         model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         try:
             self.model.load_state_dict(model_state)
