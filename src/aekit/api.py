@@ -122,7 +122,7 @@ def _training_data(data: Any, cfg: DataConfig, model_dict: dict[str, Any]) -> tu
         val = StreamingRows.with_buffer(st.shards, st.val, transform, cfg.buffer_mb / 4) if len(st.val) else None
         return st.preview(), st.sizes(), transform, train, val, (low, high)
     splits = _load_data(data, cfg, model_dict)
-    transform = Transform.fit(cfg.scale, splits.train.x)
+    transform = Transform.fit(cfg.scale, splits.train.x, source=splits.train.source)
     train_x = transform.apply(splits.train.x)
     val = torch.from_numpy(transform.apply(splits.val.x)) if len(splits.val) else None
     sizes = {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test),

@@ -85,9 +85,11 @@ def load_data(source, *, label_column=None, data_dir=None, image_shape=None) -> 
         ``(n, H, W)`` single-channel images, 4-D ``(n, C, H, W)`` or
         ``(n, H, W, C)`` images); a built-in name (:data:`BUILTIN_DATASETS`;
         ``"fashion-mnist"`` gives its train and test sets concatenated, 70000
-        rows); or a path: ``.npy``, ``.npz``, ``.csv``/``.tsv``/``.txt``,
+        rows); or a path: ``.npy``, ``.npz``, ``.csv``/``.tsv``/``.txt``
+        (tables and ``.npy`` also compressed: ``x.csv.gz``, ``.bz2``, ``.xz``),
         ``.parquet``/``.pq``, an IDX file (optionally ``.gz``), or a folder of
-        PNG/JPEG/BMP images.
+        PNG/JPEG/BMP images (16-bit grayscale PNGs at full depth, 0..65535).
+        Only regular files are read: a named pipe or a device is refused.
     label_column : str or int, optional
         Label column of a CSV or Parquet table (name, or position); ignored
         for sources without columns.

@@ -5,6 +5,12 @@ Parquet, IDX, a folder of images) into a validated :class:`Dataset`. Bad input
 of any kind raises :class:`~aekit.errors.DataError` with one sentence naming
 the file and the problem; no other exception type escapes for bad input.
 
+Only regular files (or links to them) are opened: a named pipe would block the
+open and a device never ends, so both are refused from their ``stat``. Text
+tables and ``.npy`` arrays may be compressed (``.gz``, ``.bz2``, ``.xz``); they
+are inflated no further than :data:`_MAX_INFLATION` times their size, the
+most DEFLATE can expand data, so a compression bomb cannot exhaust memory.
+
 The readers are vectorized: pandas' C parser reads text tables, ``numpy``
 reads binary formats, and Python loops only run once per file (images) or on
 the error path (to locate the offending line, row or column).
@@ -12,13 +18,17 @@ the error path (to locate the offending line, row or column).
 
 from __future__ import annotations
 
+import bz2
+import contextlib
 import csv
 import functools
 import gzip
 import io
+import lzma
 import math
 import os
 import re
+import stat
 import tokenize
 import warnings
 import zipfile
@@ -309,12 +319,111 @@ def _reader(function: Callable) -> Callable:
             raise DataError(f"{source}: not a UTF-8 text file") from None
         except OSError as exc:
             raise DataError(f"{source}: cannot read the file ({_brief(exc)})") from None
+        except MemoryError:
+            raise DataError(f"{source}: too large to load into memory") from None
 
     return wrapper
 
 
-#: DEFLATE cannot expand data by more than about 1032:1, so a gzip file of n bytes holds at most this much
-_GZIP_MAX_RATIO = 1032
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _check_regular_file(source) -> None:
+    """Raise DataError unless ``source`` is a regular file or a link to one, without opening it
+    (opening a named pipe blocks until a writer comes; a device such as /dev/zero never ends)."""
+    try:
+        mode = os.stat(source).st_mode
+    except FileNotFoundError:
+        broken = os.path.islink(source)
+        raise DataError(f"{source}: {'is a broken symbolic link' if broken else 'no such file'}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise DataError(f"{source}: cannot read the file ({_brief(exc)})") from None
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise DataError(f"{source}: is a folder, not a file")
+    kind = next((name for test, name in _SPECIAL_FILES if test(mode)), "a special file")
+    raise DataError(f"{source}: is {kind}, not a regular file; aekit reads data from regular files only")
+
+
+#: DEFLATE cannot expand data by more than about 1032:1, so a gzip file of n bytes holds at most this much;
+#: bzip2 and xz data are held to the same ratio (a table or array that compressible is a bomb, or can be
+#: given decompressed)
+_MAX_INFLATION = 1032
+
+
+def _inflation_limit(compressed_size: int) -> int:
+    """The most bytes a compressed file of ``compressed_size`` bytes may inflate to."""
+    return _MAX_INFLATION * compressed_size + 1024
+
+
+#: compressed text tables and .npy arrays, by suffix: (decompressing reader over a binary file, codec name)
+_COMPRESSIONS: dict[str, tuple[Callable, str]] = {
+    ".gz": (lambda f: gzip.GzipFile(fileobj=f, mode="rb"), "gzip"),
+    ".bz2": (lambda f: bz2.BZ2File(f, "rb"), "bzip2"),
+    ".xz": (lambda f: lzma.LZMAFile(f, "rb"), "xz"),
+}
+#: formats read compressed as well (the names end in one of these, then a suffix of _COMPRESSIONS)
+_COMPRESSIBLE = (".csv", ".tsv", ".txt", ".npy")
+
+
+def _compression(source: str) -> str | None:
+    """The suffix of :data:`_COMPRESSIONS` that ``source`` ends in, or None."""
+    suffix = Path(source).suffix.lower()
+    return suffix if suffix in _COMPRESSIONS else None
+
+
+class _Inflating(io.RawIOBase):
+    """The decompressed bytes of a ``.gz``, ``.bz2`` or ``.xz`` file, read as a stream.
+
+    A decoder error (corrupt or truncated data) and inflating beyond :func:`_inflation_limit`
+    of the compressed size raise DataError naming the file.
+    """
+
+    def __init__(self, source: str, suffix: str):
+        super().__init__()
+        make, self.codec = _COMPRESSIONS[suffix]
+        self.source = source
+        self._file = open(source, "rb")
+        self.compressed_size = os.fstat(self._file.fileno()).st_size
+        self.limit = _inflation_limit(self.compressed_size)
+        self._stream = make(self._file)
+        self._count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        try:
+            n = self._stream.readinto(buffer)
+        except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
+            raise DataError(f"{self.source}: corrupt {self.codec} data ({_brief(exc)})") from None
+        self._count += n
+        if self._count > self.limit:
+            raise DataError(
+                f"{self.source}: inflates to more than {_MAX_INFLATION} times its {self.compressed_size} "
+                f"compressed bytes, which aekit refuses (a compression bomb?); decompress it first if it is data"
+            )
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._stream.close()
+            self._file.close()
+        super().close()
+
+
+def _open_text(source: str):
+    """``source`` as UTF-8 text (a BOM skipped, line endings kept), inflated when it is compressed."""
+    suffix = _compression(source)
+    if suffix is None:
+        return open(source, encoding="utf-8-sig", newline="")
+    return io.TextIOWrapper(io.BufferedReader(_Inflating(source, suffix)), encoding="utf-8-sig", newline="")
 
 
 def _read_up_to(f, n: int) -> bytes:
@@ -346,7 +455,7 @@ def _read_idx_bytes(source: str) -> tuple[bytes, bool]:
             head += _read_up_to(g, 4 * head[3])
             dtype, dims, header = _idx_layout(head, source)
             size = header + math.prod(dims) * dtype.itemsize
-            if size > _GZIP_MAX_RATIO * len(raw) + 1024:
+            if size > _inflation_limit(len(raw)):
                 raise DataError(f"{source}: truncated IDX file: the header declares {size} bytes, more than "
                                 f"its {len(raw)} compressed bytes can hold")
             raw = head + _read_up_to(g, size + 1 - len(head))
@@ -381,6 +490,9 @@ def _npy_header(f, source: str) -> tuple[tuple[int, ...], np.dtype]:
 
 def _load_npy(source: str) -> np.ndarray:
     """Load a .npy array without pickle, checking the header and size first."""
+    suffix = _compression(source)
+    if suffix is not None:
+        return _load_compressed_npy(source, suffix)
     with open(source, "rb") as f:
         shape, dtype = _npy_header(f, source)
         expected = math.prod(shape) * dtype.itemsize
@@ -396,9 +508,31 @@ def _load_npy(source: str) -> np.ndarray:
             raise DataError(f"{source}: not a valid .npy file ({_brief(exc)})") from None
 
 
+def _load_compressed_npy(source: str, suffix: str) -> np.ndarray:
+    """Load a compressed .npy array: its header is read first, and data it declares beyond what
+    the compressed bytes can inflate to is refused before anything is allocated."""
+    with _Inflating(source, suffix) as f:
+        shape, dtype = _npy_header(f, source)
+        expected = math.prod(shape) * dtype.itemsize
+        if expected > f.limit:
+            raise DataError(
+                f"{source}: truncated .npy file: the header declares {expected} data bytes, more than "
+                f"its {f.compressed_size} compressed bytes can hold"
+            )
+    with _Inflating(source, suffix) as f:  # read again from the start: numpy parses the header itself
+        try:
+            return np.lib.format.read_array(f, allow_pickle=False)
+        except (ValueError, EOFError) as exc:
+            raise DataError(f"{source}: truncated .npy file ({_brief(exc)})") from None
+
+
 @_reader
 def read_npy(path) -> Dataset:
     """Read a ``.npy`` file of rows or images (never unpickles).
+
+    The file may be compressed: a name ending in ``.npy.gz``, ``.npy.bz2`` or
+    ``.npy.xz`` is inflated while it is read (no larger than
+    :data:`_MAX_INFLATION` times the file).
 
     Parameters
     ----------
@@ -412,9 +546,10 @@ def read_npy(path) -> Dataset:
     Raises
     ------
     DataError
-        Missing, truncated or malformed file, object arrays, wrong dimensions,
-        bad values.
+        Missing, not a regular file, truncated or malformed file, corrupt
+        compressed data, object arrays, wrong dimensions, bad values.
     """
+    _check_regular_file(path)
     return array_dataset(_load_npy(path), path)
 
 
@@ -469,9 +604,10 @@ def read_npz(path) -> Dataset:
     Raises
     ------
     DataError
-        Not a zip archive, corrupt members, object arrays, ambiguous keys, bad
-        values.
+        Not a regular file, not a zip archive, corrupt members, object arrays,
+        ambiguous keys, bad values.
     """
+    _check_regular_file(path)
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not a valid .npz file (not a zip archive)")
     try:
@@ -533,7 +669,7 @@ _NAN_SPELLINGS = ("nan", "+nan", "-nan")
 
 def _first_line(source: str) -> tuple[str, int]:
     """Return the first non-blank line and its 0-based line index."""
-    with open(source, encoding="utf-8-sig", newline="") as f:
+    with _open_text(source) as f:
         for index, line in enumerate(f):
             if line.strip():
                 return line.rstrip("\r\n"), index
@@ -563,7 +699,7 @@ def _is_number(text: str) -> bool:
 
 def _raise_if_ragged(source: str, delimiter: str | None, expected: int) -> None:
     """Scan the file (error path only) and raise at the first line whose field count differs."""
-    with open(source, encoding="utf-8-sig", newline="") as f:
+    with _open_text(source) as f:
         if delimiter is None:
             rows = ((number, line.split()) for number, line in enumerate(f, start=1))
         else:
@@ -583,14 +719,18 @@ def _raise_if_ragged(source: str, delimiter: str | None, expected: int) -> None:
 
 
 def _parse_table(source: str, delimiter: str | None, header_line: int | None, n_fields: int):
-    """Parse a delimited file with pandas' C parser, skipping the header line if any."""
+    """Parse a delimited file with pandas' C parser, skipping the header line if any; a
+    compressed file is inflated by :class:`_Inflating` (bounded), not by pandas."""
     import pandas as pd
 
+    suffix = _compression(source)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), (
+            contextlib.nullcontext(source) if suffix is None else io.BufferedReader(_Inflating(source, suffix))
+        ) as handle:
             warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # mixed columns are checked later
             return pd.read_csv(
-                source,
+                handle,
                 sep=r"\s+" if delimiter is None else delimiter,
                 header=None,
                 skiprows=0 if header_line is None else header_line + 1,
@@ -642,11 +782,13 @@ def _numeric_frame(frame, names: list, source: str):
 
 @_reader
 def read_table(path, label_column=None) -> Dataset:
-    """Read a delimited text table (``.csv``, ``.tsv``, ``.txt``).
+    """Read a delimited text table (``.csv``, ``.tsv``, ``.txt``), plain or compressed.
 
     The delimiter is sniffed from the first non-blank line (tab, comma,
     semicolon, else whitespace); that line is a header when one of its cells
-    is not a number.
+    is not a number. A name ending in ``.gz``, ``.bz2`` or ``.xz`` (e.g.
+    ``x.csv.gz``) is inflated while it is read, to no more than
+    :data:`_MAX_INFLATION` times the file's size.
 
     Parameters
     ----------
@@ -663,9 +805,11 @@ def read_table(path, label_column=None) -> Dataset:
     Raises
     ------
     DataError
-        Empty file, header without rows, ragged lines, empty or non-numeric
-        cells, unknown label column, NaN/Inf or values beyond float32.
+        Not a regular file, corrupt compressed data, empty file, header without
+        rows, ragged lines, empty or non-numeric cells, unknown label column,
+        NaN/Inf or values beyond float32.
     """
+    _check_regular_file(path)
     line, line_index = _first_line(path)
     delimiter = _sniff_delimiter(line)
     fields = _split_fields(line, delimiter)
@@ -702,12 +846,14 @@ def read_parquet(path, label_column=None) -> Dataset:
     Raises
     ------
     DataError
-        Corrupt file, no rows or columns, non-numeric feature columns, unknown
-        label column, nulls/NaN/Inf or values beyond float32.
+        Not a regular file, corrupt file, no rows or columns, non-numeric
+        feature columns, unknown label column, nulls/NaN/Inf or values beyond
+        float32.
     """
     import pandas as pd
     import pyarrow
 
+    _check_regular_file(path)
     try:
         frame = pd.read_parquet(path)
     except (ValueError, OSError, pyarrow.ArrowException) as exc:
@@ -769,9 +915,10 @@ def read_idx(path) -> np.ndarray:
     Raises
     ------
     DataError
-        Corrupt gzip data, bad magic, unknown type code, truncated header or
-        data, trailing data.
+        Not a regular file, corrupt gzip data, bad magic, unknown type code,
+        truncated header or data, trailing data.
     """
+    _check_regular_file(path)
     raw, whole = _read_idx_bytes(path)
     dtype, dims, header = _idx_layout(raw, path)
     expected = math.prod(dims) * dtype.itemsize
@@ -861,14 +1008,23 @@ def read_idx_dataset(path) -> Dataset:
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 _IMAGE_FORMATS = ("PNG", "JPEG", "BMP")
 _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+#: Pillow's modes of 16-bit grayscale images (16-bit PNGs open as "I;16", or "I" in older Pillow)
+_DEEP_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
+#: an 8-bit value v is the 16-bit value 257 * v (0 -> 0, 255 -> 65535)
+_EIGHT_TO_SIXTEEN = 257
 
 
 def _image_files_in(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name (hidden files skipped)."""
-    return sorted(
+    """Image files directly in ``folder``, sorted by name (hidden files and folders skipped); an
+    entry with an image suffix that is not a regular file (a named pipe, a device, a broken link)
+    is refused, unopened."""
+    files = sorted(
         p for p in folder.iterdir()
-        if p.suffix.lower() in _IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+        if p.suffix.lower() in _IMAGE_SUFFIXES and not p.name.startswith(".") and not p.is_dir()
     )
+    for file in files:
+        _check_regular_file(file)
+    return files
 
 
 def _list_images(folder: Path, source: str) -> tuple[list[Path], np.ndarray | None]:
@@ -878,6 +1034,9 @@ def _list_images(folder: Path, source: str) -> tuple[list[Path], np.ndarray | No
         return files, None
     classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
+        suffix = folder.suffix.lower()
+        if suffix in _TABLE_READERS or suffix in _ARRAY_READERS or suffix in _COMPRESSIONS:
+            raise DataError(f"{source}: is a folder, not a {suffix} file, and holds no images")
         raise DataError(f"{source}: no image files ({', '.join(_IMAGE_SUFFIXES)}) and no class subfolders")
     files, labels = [], []
     for label, class_folder in enumerate(classes):
@@ -897,15 +1056,29 @@ def _is_grayscale(image) -> bool:
     return image.mode in _GRAY_MODES
 
 
+def _sixteen_bit_pixels(image, file: Path) -> np.ndarray:
+    """The pixels of a 16-bit grayscale image as uint16 (Pillow's ``convert("L")`` would clamp them)."""
+    pixels = np.asarray(image)
+    if pixels.dtype.kind == "i" and pixels.size and (pixels.min() < 0 or pixels.max() > 0xFFFF):
+        raise DataError(f"{file}: pixel values {pixels.min()}..{pixels.max()} do not fit in 16 bits")
+    return pixels.astype(np.uint16)
+
+
 def _decode_image(file: Path, mode: str | None) -> np.ndarray:
-    """Decode one image to 'L' or 'RGB' pixels (mode None: choose from the image)."""
+    """Decode one image to 'L' (H, W) or 'RGB' (H, W, 3) pixels (mode None: choose from the image):
+    uint8, or uint16 for a 16-bit grayscale image (its gray repeated in three channels for 'RGB')."""
     from PIL import Image
 
     try:
         with Image.open(file, formats=_IMAGE_FORMATS) as image:
             if mode is None:
                 mode = "L" if _is_grayscale(image) else "RGB"
+            if image.mode in _DEEP_MODES:
+                pixels = _sixteen_bit_pixels(image, file)
+                return pixels if mode == "L" else np.repeat(pixels[..., np.newaxis], 3, axis=2)
             return np.asarray(image.convert(mode))
+    except DataError:
+        raise
     except Exception as exc:  # PIL decoders raise many types on corrupt files
         raise DataError(f"{file}: cannot read the image ({_brief(exc)})") from None
 
@@ -918,7 +1091,14 @@ def read_image_folder(path) -> Dataset:
     labels), or, when the folder holds only subfolders, one class per
     subfolder (sorted names give labels 0..k-1, like torchvision's
     ImageFolder). If the first image is grayscale all are read as 'L', else
-    all as 'RGB'; pixel values stay 0..255.
+    all as 'RGB'.
+
+    Pixel values keep the images' integer range, at full depth: 0..255 for
+    8-bit images, 0..65535 for 16-bit grayscale PNGs (the default ``unit``
+    scaling then maps either onto [0, 1]). In a folder that mixes the two, the
+    8-bit values are multiplied by 257 so that all span 0..65535 (black stays
+    0 and white is 65535 in every file, as an image viewer shows them).
+    Pillow reads 16-bit colour PNGs at 8 bits (their high bytes).
 
     Parameters
     ----------
@@ -933,19 +1113,24 @@ def read_image_folder(path) -> Dataset:
     Raises
     ------
     DataError
-        No images, an unreadable image, or an image whose size differs from
-        the first one.
+        No images, an unreadable image, a member that is not a regular file,
+        or an image whose size differs from the first one.
     """
     files, labels = _list_images(Path(path), path)
     first = _decode_image(files[0], None)
     mode = "L" if first.ndim == 2 else "RGB"
-    pixels = np.empty((len(files), *first.shape), dtype=np.uint8)
+    pixels = np.empty((len(files), *first.shape), dtype=first.dtype)
     pixels[0] = first
     for i, file in enumerate(files[1:], start=1):
         image = _decode_image(file, mode)
         if image.shape[:2] != first.shape[:2]:
             (h, w), (eh, ew) = image.shape[:2], first.shape[:2]
             raise DataError(f"{file}: image is {w}x{h}, expected {ew}x{eh} like {files[0].name}")
+        if image.dtype != pixels.dtype:  # one 8-bit, the other 16-bit: both on the 16-bit scale
+            if image.dtype == np.uint8:
+                image = np.multiply(image, _EIGHT_TO_SIXTEEN, dtype=np.uint16)
+            else:
+                pixels = np.multiply(pixels, _EIGHT_TO_SIXTEEN, dtype=np.uint16)  # rows past i are overwritten
         pixels[i] = image
     if pixels.ndim == 4:
         pixels = pixels.transpose(0, 3, 1, 2)
@@ -967,6 +1152,16 @@ def _is_idx_name(name: str) -> bool:
     return "idx" in name.lower() or name.lower().removesuffix(".gz").endswith("-ubyte")
 
 
+def _format_suffix(path: Path) -> str:
+    """The suffix that names the format: ``.csv`` for ``x.csv`` and ``x.csv.gz`` alike; a
+    compressed name of another format keeps both (``.parquet.gz``)."""
+    suffix = path.suffix.lower()
+    if suffix in _COMPRESSIONS:
+        inner = Path(path.stem).suffix.lower()
+        return inner if inner in _COMPRESSIBLE else inner + suffix
+    return suffix
+
+
 def read_path(path, *, label_column=None) -> Dataset:
     """Read a file or folder, choosing the reader from its type.
 
@@ -975,7 +1170,8 @@ def read_path(path, *, label_column=None) -> Dataset:
     path : str or os.PathLike
         ``.npy``, ``.npz``, ``.csv``/``.tsv``/``.txt``, ``.parquet``/``.pq``,
         an IDX file (name contains ``idx`` or ends in ``-ubyte``, optional
-        ``.gz``), or a folder of images.
+        ``.gz``), or a folder of images. Tables and ``.npy`` files may be
+        compressed: ``x.csv.gz``, ``x.tsv.bz2``, ``x.npy.xz``...
     label_column : str or int, optional
         Label column of a CSV or Parquet table; ignored for other formats.
 
@@ -986,15 +1182,15 @@ def read_path(path, *, label_column=None) -> Dataset:
     Raises
     ------
     DataError
-        Missing path, unknown file type, or invalid content.
+        Missing path, not a regular file or folder (a named pipe, a device, a
+        socket), unknown file type, or invalid content.
     """
     source = os.fspath(path)
     p = Path(source)
     if p.is_dir():
         return read_image_folder(source)
-    if not p.exists():
-        raise DataError(f"{source}: no such file")
-    suffix = p.suffix.lower()
+    _check_regular_file(source)
+    suffix = _format_suffix(p)
     if suffix in _TABLE_READERS:
         return _TABLE_READERS[suffix](source, label_column=label_column)
     if suffix in _ARRAY_READERS:
@@ -1003,5 +1199,5 @@ def read_path(path, *, label_column=None) -> Dataset:
         return read_idx_dataset(source)
     raise DataError(
         f"{source}: unknown file type {suffix or '(no extension)'}; expected .npy, .npz, .csv, "
-        ".tsv, .txt, .parquet, .pq, an IDX file or a folder of images"
+        ".tsv, .txt (these four also compressed: .gz, .bz2, .xz), .parquet, .pq, an IDX file or a folder of images"
     )

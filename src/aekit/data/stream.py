@@ -32,8 +32,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from aekit.data import split_rows
-from aekit.data.readers import Dataset
-from aekit.data.transform import Transform, _check_kind
+from aekit.data.readers import _COMPRESSIONS, Dataset, _check_regular_file
+from aekit.data.transform import Transform, _check_kind, _check_standard, _unit_parameters
 from aekit.errors import ConfigError, DataError
 
 __all__ = ["SHARD_SUFFIXES", "Shards", "StreamingRows", "StreamSplits", "encode", "fit_transform", "split_rows"]
@@ -136,6 +136,15 @@ class _ParquetShard:
         return out
 
 
+def _refuse_compressed_shard(path: Path) -> None:
+    """DataError for a compressed shard (``x.npy.gz``...): streaming reads rows by offset, which
+    compressed data does not allow."""
+    suffix = path.suffix.lower()
+    if suffix in _COMPRESSIONS and Path(path.stem).suffix.lower() in SHARD_SUFFIXES:
+        raise DataError(f"{path}: is compressed ({suffix}), and streaming reads rows by offset from "
+                        f"uncompressed files; decompress it first, or train without streaming")
+
+
 # -- the sequence of shards -------------------------------------------------------------------------
 class Shards:
     """The rows of one ``.npy`` file or of a folder of ``.npy`` / Parquet shards, in name order.
@@ -167,19 +176,26 @@ class Shards:
 
     @classmethod
     def open(cls, path: str | os.PathLike, label_column: Any = None) -> "Shards":
-        """The shards of a ``.npy`` / Parquet file or of a folder of them; DataError when there are none."""
+        """The shards of a ``.npy`` / Parquet file or of a folder of them; DataError when there are none,
+        for a shard that is not a regular file (a named pipe, a device) and for a compressed one."""
         path = Path(path)
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SHARD_SUFFIXES)
+            entries = sorted(p for p in path.iterdir() if not p.name.startswith(".") and not p.is_dir())
+            files = [p for p in entries if p.suffix.lower() in SHARD_SUFFIXES]
+            for p in entries:
+                _refuse_compressed_shard(p)
             if not files:
                 raise DataError(f"{path}: no .npy or Parquet shards in this folder")
-        elif path.is_file():
+        elif path.exists() or path.is_symlink():
+            _refuse_compressed_shard(path)
             if path.suffix.lower() not in SHARD_SUFFIXES:
                 raise DataError(f"{path}: streaming reads .npy and Parquet files (or a folder of them), "
                                 f"not {path.suffix or 'files without a suffix'}")
             files = [path]
         else:
             raise DataError(f"{path}: no such file or folder")
+        for p in files:
+            _check_regular_file(p)  # before opening: a named pipe would block, a device never ends
         return cls([_NpyShard(p) if p.suffix.lower() == ".npy" else _ParquetShard(p, label_column) for p in files],
                    str(path))
 
@@ -257,8 +273,9 @@ def fit_transform(kind: str, shards: Shards, rows: np.ndarray) -> tuple[Transfor
     if kind == "none":
         return Transform("none", 0.0, 1.0), float(low.min()), float(high.max())
     if kind == "unit":
-        lo, hi = np.float32(low.min()), np.float32(high.max())
-        return Transform("unit", lo, hi - lo if hi > lo else 1.0), 0.0, 1.0 if hi > lo else 0.0
+        columns = (int(low.argmin()), int(high.argmax()))
+        t = Transform("unit", *_unit_parameters(low.min(), high.max(), shards.source, columns))
+        return t, 0.0, 1.0 if high.max() > low.min() else 0.0
     mean = total / len(rows)
     squares = np.zeros(d)
     for _, x in shards.chunks(rows):
@@ -266,7 +283,7 @@ def fit_transform(kind: str, shards: Shards, rows: np.ndarray) -> tuple[Transfor
         squares += np.einsum("ij,ij->j", deviation, deviation)
     std = np.sqrt(squares / len(rows)).astype(np.float32)
     t = Transform("standard", mean, np.where(std == 0, np.float32(1), std))
-    scaled = np.stack([t.apply(low[None].astype(np.float32))[0], t.apply(high[None].astype(np.float32))[0]])
+    scaled = _check_standard(t, low, high, shards.source)
     return t, float(scaled.min()), float(scaled.max())
 
 

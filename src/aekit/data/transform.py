@@ -23,6 +23,7 @@ __all__ = ["TRANSFORM_KINDS", "Transform"]
 TRANSFORM_KINDS = ("unit", "standard", "none")
 
 _CHUNK_ROWS = 8192
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _is_tensor(x) -> bool:
@@ -66,16 +67,62 @@ def _mean_std(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.sqrt(squares / len(x))
 
 
-def _fit_data(x) -> np.ndarray:
+def _prefix(source: str | None) -> str:
+    """``"{source}: "``, the start of a message about the data, or nothing when it is unnamed."""
+    return "" if source is None else f"{source}: "
+
+
+def _fit_data(x, source: str | None = None) -> np.ndarray:
     """Return the fitting data as a non-empty, finite float32 numpy array."""
     if _is_tensor(x):
         x = x.detach().cpu().numpy()
-    x = np.asarray(x, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        x = np.asarray(x, dtype=np.float32)
     if x.size == 0:
-        raise DataError("cannot fit a transform on empty data")
+        raise DataError(f"{_prefix(source)}cannot fit a transform on empty data")
     if not np.isfinite(x).all():
-        raise DataError("cannot fit a transform on data holding NaN or infinite values")
+        raise DataError(f"{_prefix(source)}cannot fit a transform on data holding NaN, infinite values or values "
+                        "beyond the float32 range")
     return x
+
+
+def _unit_parameters(low, high, source: str | None = None, columns: tuple = (None, None)):
+    """``(shift, scale)`` of the ``"unit"`` transform mapping ``[low, high]`` onto [0, 1].
+
+    Raises DataError, naming ``source`` (and the ``columns`` of the two values when known), when
+    ``high - low`` overflows float32: no float32 scale can then map the values onto [0, 1].
+    """
+    low, high = np.float32(low), np.float32(high)
+    if not high > low:
+        return low, np.float32(1.0)
+    with np.errstate(over="ignore"):
+        span = high - low
+    if not np.isfinite(span):
+        where = [f" (column {c})" if c is not None else "" for c in columns]
+        raise DataError(
+            f"{_prefix(source)}the values range from {float(low):g}{where[0]} to {float(high):g}{where[1]}, a span "
+            f"of {float(high) - float(low):g} beyond the float32 limit {_FLOAT32_MAX:g}, so the 'unit' scaling "
+            "cannot map them onto [0, 1]; rescale the data first or use the 'standard' scaling"
+        )
+    return low, span
+
+
+def _check_standard(transform: Transform, low, high, source: str | None = None) -> np.ndarray:
+    """Apply a ``"standard"`` transform to the per-feature smallest and largest values ``low``,
+    ``high`` (float32, ``(d,)``) and return the two scaled rows ``(2, d)``; DataError naming
+    ``source`` and the feature when one of them overflows float32 (a value further than the
+    float32 limit from its feature's mean). Scaling is monotone, so no other value can overflow."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = transform.apply(np.stack([low, high]).astype(np.float32))
+    bad = ~np.isfinite(scaled).all(axis=0)
+    if bad.any():
+        j = int(bad.argmax())
+        raise DataError(
+            f"{_prefix(source)}column {j} holds values from {float(low[j]):g} to {float(high[j]):g}, further than "
+            f"the float32 limit {_FLOAT32_MAX:g} from its mean {float(transform.shift[j]):g}, so the 'standard' "
+            "scaling overflows; rescale the data first"
+        )
+    return scaled
 
 
 @dataclass(eq=False)
@@ -127,7 +174,7 @@ class Transform:
     __hash__ = None
 
     @classmethod
-    def fit(cls, kind: str, x) -> Transform:
+    def fit(cls, kind: str, x, *, source: str | None = None) -> Transform:
         """Fit a transform of the given kind on training rows.
 
         Parameters
@@ -138,30 +185,40 @@ class Transform:
             (a constant feature gets scale 1); ``"none"``: identity.
         x : numpy.ndarray or torch.Tensor
             ``(n, d)`` training rows (any shape for unit/none).
+        source : str, optional
+            Where the rows came from (e.g. the file), named at the start of
+            every error message.
 
         Returns
         -------
         Transform
+            Its :meth:`apply` maps every row of ``x`` to finite float32 values.
 
         Raises
         ------
         ConfigError
             Unknown kind.
         DataError
-            Empty or non-finite data, or data not 2-D for ``"standard"``.
+            Empty or non-finite data, data not 2-D for ``"standard"``, or
+            values too far apart to scale in float32 (``"unit"``: a range
+            ``max - min`` beyond the float32 limit, about 3.4e38;
+            ``"standard"``: a value that far from its feature's mean).
         """
         _check_kind(kind)
         if kind == "none":
             return cls("none", 0.0, 1.0)
-        x = _fit_data(x)
+        x = _fit_data(x, source)
         if kind == "unit":
-            low, high = x.min(), x.max()
-            return cls("unit", low, high - low if high > low else 1.0)
+            low, high = x.argmin(), x.argmax()
+            columns = (low % x.shape[-1], high % x.shape[-1]) if x.ndim == 2 else (None, None)
+            return cls("unit", *_unit_parameters(x.flat[low], x.flat[high], source, columns))
         if x.ndim != 2:
-            raise DataError(f"a 'standard' transform is fitted on rows (n, d), got shape {x.shape}")
+            raise DataError(f"{_prefix(source)}a 'standard' transform is fitted on rows (n, d), got shape {x.shape}")
         mean, std = _mean_std(x)
         std = std.astype(np.float32)
-        return cls("standard", mean, np.where(std == 0, np.float32(1), std))
+        transform = cls("standard", mean, np.where(std == 0, np.float32(1), std))
+        _check_standard(transform, x.min(axis=0), x.max(axis=0), source)
+        return transform
 
     def _check_features(self, x) -> None:
         """Raise DataError when per-feature parameters do not match the last axis of ``x``."""
