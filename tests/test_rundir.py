@@ -282,3 +282,21 @@ def test_safetensors_bytes_do_not_depend_on_the_metadata_order(tmp_path):
     assert all(torch.equal(back[k], tensors[k]) for k in tensors)
     from safetensors.torch import load_file  # still a standard safetensors file
     assert torch.equal(load_file(tmp_path / "m0.safetensors")["w"], tensors["w"])
+
+
+# -- model and configuration files that are not files ------------------------------------------------
+@pytest.mark.parametrize("name", [io.MODEL, io.CONFIG])
+def test_a_device_behind_a_run_file_is_refused_unread(run, capsys, name):
+    (run / name).unlink()
+    (run / name).symlink_to("/dev/zero")
+    assert run_cli(["encode", str(run), "digits", "-o", str(run.parent / "codes.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "not a regular file" in err and name in err
+
+
+def test_a_fifo_behind_a_run_file_does_not_hang(run):
+    (run / io.CONFIG).unlink()
+    os.mkfifo(run / io.CONFIG)
+    done = subprocess.run([sys.executable, "-m", "aekit", "encode", str(run), "digits", "-o",
+                           str(run.parent / "codes.npy")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "not a regular file" in done.stderr

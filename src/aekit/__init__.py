@@ -3,21 +3,30 @@
 >>> import aekit
 >>> model = aekit.fit("ae", "digits", latent=8, hidden=(64,), epochs=2)   # doctest: +SKIP
 >>> codes = model.encode_array(aekit.load_data("digits").x)                # doctest: +SKIP
+
+The names below are imported on first use (PEP 562), so that ``import aekit`` (and the
+``aekit`` command, which starts here) does not import torch before it is needed.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from . import compress, pretrain, search, variants
-from .api import DataConfig, anomaly_scores, denoise, evaluate, fit
-from .classifier import Classifier, finetune, load_classifier
-from .data import Dataset, Transform, load_data, load_splits
-from .errors import AekitError, ConfigError, DataError, RunError, TrainingError
-from .io import load
-from .latent import interpolate, sample, traverse
-from .model import Autoencoder, ModelConfig, Output
-from .train import Callback, Trainer, TrainConfig
-from .variants.vae import likelihood_bounds
-
+#: public name -> the module (relative to this package) that defines it
+_EXPORTS = {
+    **dict.fromkeys(("DataConfig", "anomaly_scores", "denoise", "evaluate", "fit"), "api"),
+    **dict.fromkeys(("Classifier", "finetune", "load_classifier"), "classifier"),
+    **dict.fromkeys(("Dataset", "Transform", "load_data", "load_splits"), "data"),
+    **dict.fromkeys(("AekitError", "ConfigError", "DataError", "RunError", "TrainingError"), "errors"),
+    "load": "io",
+    **dict.fromkeys(("interpolate", "sample", "traverse"), "latent"),
+    **dict.fromkeys(("Autoencoder", "ModelConfig", "Output"), "model"),
+    **dict.fromkeys(("Callback", "Trainer", "TrainConfig"), "train"),
+    "likelihood_bounds": "variants.vae",
+}
 __all__ = [
     "AekitError", "Autoencoder", "Callback", "Classifier", "ConfigError", "DataConfig", "DataError", "Dataset",
     "ModelConfig", "Output", "RunError", "TrainConfig", "Trainer", "TrainingError", "Transform",
@@ -25,3 +34,25 @@ __all__ = [
     "load_data", "load_splits", "pretrain", "sample", "traverse", "variants", "__version__",
     "compress", "search",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name (or any submodule) on first use."""
+    module = _EXPORTS.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+    elif not name.startswith("__"):
+        try:
+            value = importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,88 +1,252 @@
 """The ``aekit`` command: a thin layer over the library.
 
-A user mistake prints ``aekit: error: ...`` and exits with status 2, without a traceback.
+A user mistake prints one line ``aekit: error: ...`` and exits with status 2, without a traceback;
+so does a file that cannot be written (a read-only or full disk, a name too long). Only the command
+that is run gets its parser built, from the configuration dataclasses read without importing torch
+(:func:`aekit.config.lookup`), so that ``--help``, ``--version``, ``variants``, ``info`` and
+argument errors answer at once; torch is imported by the commands that compute.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
+import math
+import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
-import numpy as np
-
-from . import __version__, variants
-from .config import add_arguments, given
-from .errors import AekitError, ConfigError
+from . import __version__
+from .config import NotStatic, add_arguments, check_seed, coerce, given, lookup, static_calls, static_value
+from .errors import AekitError, ConfigError, RunError
 from .io import atomic_path
-from .noise import DEFAULT_NU, DEFAULT_SIGMA, NOISE_KINDS
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with aekit's error format."""
+    """argparse with aekit's error format: one line ``aekit: error: ...`` on stderr, exit status 2."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f"aekit: error: {message}\n")
-        sys.exit(EXIT_USAGE)
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"aekit: error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: Any = None) -> argparse.Namespace:
+        """argparse's, but an unknown argument is reported by the (sub)command it was given to."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = getattr(parsed, "command", None)
+            level = {"train": "variant", "pretrain": "method"}.get(command)
+            names = [command, getattr(parsed, level, None) if level else None]
+            prog = " ".join([self.prog, *(n for n in names if isinstance(n, str))])
+            Parser(prog=prog, add_help=False).error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
 
 
-def _add_train(sub: Any) -> None:
-    from .api import DataConfig
-    from .model import ModelConfig
-    from .train import TrainConfig
+class _Unbuilt:
+    """Stands for the parser of a command that is not run: its options are not added."""
 
+    def __getattr__(self, name: str) -> Callable[..., "_Unbuilt"]:
+        return lambda *args, **kwargs: self
+
+
+_UNBUILT = _Unbuilt()
+
+
+class _Commands:
+    """A subparsers action that builds only the command ``argv`` names: the others are listed (name
+    and summary, for ``--help`` and the choice check) and their ``add_parser`` returns :data:`_UNBUILT`.
+    ``argv=None`` builds them all."""
+
+    def __init__(self, action: Any, argv: Sequence[str] | None):
+        self.action = action
+        self.argv = None if argv is None else list(argv)
+        names = [a for a in self.argv or () if not a.startswith("-")]
+        self.wanted = names[0] if names else None
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        p = self.action.add_parser(name, **kwargs)
+        return p if self.argv is None or name == self.wanted else _UNBUILT
+
+    def rest(self) -> list[str] | None:
+        """The arguments after the command's name (None: build everything)."""
+        if self.argv is None:
+            return None
+        return self.argv[self.argv.index(self.wanted) + 1:] if self.wanted in self.argv else []
+
+
+def _seed(text: str) -> int:
+    """argparse type of the seed flags: an integer from 0 to 2**63 - 1."""
+    try:
+        return check_seed(int(text))
+    except (ValueError, ConfigError):
+        raise argparse.ArgumentTypeError(f"seeds are integers from 0 to 2**63 - 1, got {text!r}") from None
+
+
+@dataclasses.dataclass
+class _Entry:
+    """A registry entry as read from a variant file (:func:`_variants`)."""
+
+    name: str
+    summary: str
+    defaults: dict[str, Any]
+    option_defaults: dict[str, Any]
+    load_options: Callable[[], type]
+
+    @functools.cached_property
+    def options(self) -> type:
+        return self.load_options()
+
+
+_REGISTER = ("name", "summary", "options", "defaults", "option_defaults")  # aekit.variants.register's parameters
+
+
+def _static_variants() -> list[_Entry]:
+    """The ``@register(...)`` lines of the variant files, read without running them (nor importing torch)."""
+    folder = Path(__file__).parent / "variants"
+    entries = []
+    for path in sorted(folder.glob("*.py")):
+        if path.stem == "__init__":
+            continue
+        for args, kwargs in static_calls(f"{__package__}.variants.{path.stem}", "register"):
+            bound = {**dict(zip(_REGISTER, args)), **kwargs}
+            if set(bound) - set(_REGISTER) or not {"name", "summary"} <= set(bound):
+                raise NotStatic(f"{path}: a register(...) call of another form")
+            name, summary, defaults, option_defaults = (bound[k]() if k in bound else None
+                                                        for k in ("name", "summary", "defaults", "option_defaults"))
+            options = bound.get("options") or functools.partial(static_value, f"{__package__}.variants", "NoOptions")
+            entries.append(_Entry(name, summary, dict(defaults or {}), dict(option_defaults or {}), options))
+    return sorted(entries, key=lambda e: e.name)
+
+
+def _variants() -> list[Any]:
+    """The registered variants, by name: the registry's own entries once it is imported (it imports
+    torch), else read from the variant files' ``@register(...)`` lines (the same names, summaries,
+    defaults and options classes; tests/test_cli_errors.py checks that they agree)."""
+    if f"{__package__}.variants" not in sys.modules:
+        try:
+            return _static_variants()
+        except NotStatic:
+            pass
+    from . import variants
+    return variants.specs()
+
+
+def _variant(name: str) -> Any:
+    spec = next((s for s in _variants() if s.name == name), None)
+    if spec is None:
+        raise ConfigError(f"unknown variant {name!r}; known variants: {', '.join(s.name for s in _variants())}")
+    return spec
+
+
+def _train_groups(spec: Any) -> list[tuple[str, type, dict[str, Any]]]:
+    """``(dest prefix, dataclass, the defaults aekit.fit applies over the class's own)`` of the flags
+    of ``aekit train VARIANT``: data, model (with the variant's registered defaults), variant options,
+    training."""
+    return [("data.", lookup(f"{__package__}.api", "DataConfig"), {}),
+            ("model.", lookup(f"{__package__}.model", "ModelConfig"), spec.defaults),
+            ("opt.", spec.options, spec.option_defaults),
+            ("train.", lookup(f"{__package__}.train", "TrainConfig"), {})]
+
+
+def _add_train(sub: _Commands) -> None:
     train = sub.add_parser("train", help="train a variant and write a run directory",
                            description="Train a registered variant; `aekit train VARIANT --help` lists its options.")
-    vsub = train.add_subparsers(dest="variant", metavar="VARIANT", parser_class=Parser, required=True)
-    for spec in variants.specs():
+    if train is _UNBUILT:
+        return
+    vsub = _Commands(train.add_subparsers(dest="variant", metavar="VARIANT", parser_class=Parser, required=True),
+                     sub.rest())
+    for spec in _variants():
         p = vsub.add_parser(spec.name, help=spec.summary, description=spec.summary)
+        if p is _UNBUILT:
+            continue
         p.add_argument("--out", type=Path, default=None,
-                       help="run directory (default: runs/VARIANT-TIMESTAMP)")
+                       help="run directory (default: runs/VARIANT-TIMESTAMP, with -2, -3 ... added if that exists)")
         p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
         p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument("--nproc", type=int, default=None, metavar="N",
                        help="train data-parallel in N processes on this machine, as `torchrun --nproc-per-node N "
                             "-m aekit train ...` would (--batch-size is the global batch)")
-        add_arguments(p, DataConfig, group_title="data", dest_prefix="data.")
-        add_arguments(p, ModelConfig, exclude=("variant", "input_dim", "image_shape", "options"),
-                      group_title="model", dest_prefix="model.")
-        add_arguments(p, spec.options, group_title=f"{spec.name} options", dest_prefix="opt.")
-        add_arguments(p, TrainConfig, group_title="training", dest_prefix="train.")
+        titles = {"data.": "data", "model.": "model", "opt.": f"{spec.name} options", "train.": "training"}
+        for prefix, cls, defaults in _train_groups(spec):
+            exclude = ("variant", "input_dim", "image_shape", "options") if prefix == "model." else ()
+            add_arguments(p, cls, exclude=exclude, group_title=titles[prefix], dest_prefix=prefix, defaults=defaults)
         p.set_defaults(func=_cmd_train)
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from .api import DataConfig, fit
-    from .model import ModelConfig
-    from .train import TrainConfig
+def _new_run_dir(name: str) -> list[Path]:
+    """A new, empty folder ``runs/NAME-TIMESTAMP`` (``-2``, ``-3`` ... added when that exists: two runs
+    started in the same second get two folders), made here so that no other process can take it.
+    Returns it, then ``runs`` if this call made that too (see :func:`_remove_if_empty`)."""
+    base = Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        made = [] if base.parent.is_dir() else [base.parent]
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 10_000):
+            out = base if n == 1 else base.with_name(f"{base.name}-{n}")
+            try:
+                out.mkdir()
+                return [out, *made]
+            except FileExistsError:
+                continue
+    except OSError as e:
+        raise RunError(f"{base}: cannot create the run directory ({e.strerror or e})") from None
+    raise RunError(f"{base}: cannot find a free run directory name")
 
-    spec = variants.get(args.variant)
+
+def _remove_if_empty(folders: Sequence[Path]) -> None:
+    """Remove the folders :func:`_new_run_dir` made, innermost first, where the command that failed
+    left them empty (a run with a checkpoint is kept, for ``--resume``)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    spec = _variant(args.variant)
     kwargs: dict[str, Any] = {}
-    for prefix, cls in (("data.", DataConfig), ("model.", ModelConfig), ("opt.", spec.options),
-                        ("train.", TrainConfig)):
-        kwargs.update(given(args, cls, prefix))
+    for prefix, cls, _ in _train_groups(spec):
+        values = given(args, cls, prefix)
+        coerce(cls, values)  # an ill-typed value is refused here, before torch is imported
+        kwargs.update(values)
     data = kwargs.pop("data", None)  # None: digits, or on --resume the run's own data
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out DIR, the run to continue")
-    out = args.out or Path("runs") / f"{args.variant}-{time.strftime('%Y%m%d-%H%M%S')}"
+    made: list[Path] = []
     if args.nproc is not None and args.nproc != 1:  # start the processes; each runs this command
         from .distributed import launch, strip_option
+        made = [] if args.out else _new_run_dir(args.variant)  # named once, for all of them
+        out = args.out or made[0]
         argv = strip_option(getattr(args, "argv", None) or sys.argv[1:], "--nproc")
-        return launch(args.nproc, [*argv, *(("--out", str(out)) if args.out is None else ())])
+        status = launch(args.nproc, [*argv, *(("--out", str(out)) if args.out is None else ())])
+        _remove_if_empty(made)
+        return status
     from . import distributed
+    from .api import fit
+    out = args.out
     if distributed.init_from_env():
+        if out is None:
+            made = _new_run_dir(args.variant) if distributed.is_main() else []
+            out = made[0] if made else None
         out = distributed.broadcast(out)  # one run directory, named by rank 0
+    elif out is None:
+        made = _new_run_dir(args.variant)
+        out = made[0]
     progress = False if args.quiet else None
-    model = fit(args.variant, data, out=out, resume=args.resume, overwrite=args.overwrite,
-                progress=progress, **kwargs)
+    try:
+        model = fit(args.variant, data, out=out, resume=args.resume, overwrite=args.overwrite,
+                    progress=progress, **kwargs)
+    except BaseException:
+        _remove_if_empty(made)
+        raise
     if distributed.active():  # leave the process group together, before the interpreter's exit
         distributed.barrier()
         main_process = distributed.is_main()
@@ -95,7 +259,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"nothing to resume: the run has already finished after {len(model.history)} epoch(s); nothing was "
               f"written (pass a larger --epochs to train it longer)")
     else:
-        print(f"trained {args.variant} for {len(model.history)} epoch(s): {summary}")
+        print(f"trained {args.variant} for {len(model.history)} epoch(s)" + (f": {summary}" if summary else ""))
     print(f"run directory: {out}")
     figures = sorted((out / "figures").glob("*.png"))
     if figures:
@@ -104,6 +268,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _write_array(path: Path, arr: np.ndarray) -> None:
+    import numpy as np
+
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".csv"):
         raise ConfigError(f"{path}: output must end in .npy or .csv")
@@ -135,6 +301,8 @@ def _cmd_encode(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .api import anomaly_scores
     from .io import load
     model = load(args.run)
@@ -231,6 +399,8 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def _cmd_interpolate(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .io import load
     from .latent import interpolate
     model = load(args.run)
@@ -284,7 +454,7 @@ def _add_latent(sub: Any) -> None:
                                    "means (pixel probabilities for a Bernoulli decoder).")
     _run_args(p, None, out_help)
     p.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the draw (default: 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the draw (default: 0)")
     p.add_argument("--temperature", type=float, default=1.0, help="scale of the prior's std (default: 1)")
     p.set_defaults(func=_cmd_generate)
     p = sub.add_parser("interpolate", help="decode paths between the codes of pairs of inputs",
@@ -311,17 +481,39 @@ def _add_latent(sub: Any) -> None:
 NOISE_FLAGS = ("sigma", "nu", "noise_seed")
 
 
+def _noise(name: str) -> Any:
+    """A constant of :mod:`aekit.noise` (read without importing torch)."""
+    return lookup(f"{__package__}.noise", name)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite number (NaN, infinities) replaced by None: JSON has no NaN, so
+    aekit writes ``null`` for a metric that is not a number (e.g. a ratio to a zero error)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json(value: Any, **kwargs: Any) -> str:
+    """Strict JSON (RFC 8259) of ``value``: non-finite numbers become ``null`` (:func:`_finite`)."""
+    return json.dumps(_finite(value), allow_nan=False, **kwargs)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .api import evaluate
     noise_kwargs = {k: getattr(args, k) for k in NOISE_FLAGS if getattr(args, k) is not None}
     if noise_kwargs and args.noise is None:
         flags = ", ".join("--" + k.replace("_", "-") for k in noise_kwargs)
-        raise ConfigError(f"{flags}: used only with --noise {{{','.join(NOISE_KINDS)}}}")
+        raise ConfigError(f"{flags}: used only with --noise {{{','.join(_noise('NOISE_KINDS'))}}}")
     if args.ranges is not None and args.bits is None:
         raise ConfigError("--ranges: used only with --bits B")
     result = evaluate(args.run, data=args.data, split=args.split, pca=not args.no_pca, noise=args.noise,
                       iw_samples=args.iw_samples, bits=args.bits, ranges=args.ranges or "minmax", **noise_kwargs)
-    text = json.dumps(result, indent=2)
+    text = _json(result, indent=2)
     if args.output:
         with atomic_path(args.output) as tmp:
             tmp.write_text(text + "\n")
@@ -329,11 +521,70 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: safetensors' dtype codes: (the name io.tensors_digest hashes, bytes per value)
+_DTYPES = {"F64": ("torch.float64", 8), "F32": ("torch.float32", 4), "F16": ("torch.float16", 2),
+           "BF16": ("torch.bfloat16", 2), "I64": ("torch.int64", 8), "I32": ("torch.int32", 4),
+           "I16": ("torch.int16", 2), "I8": ("torch.int8", 1), "U8": ("torch.uint8", 1), "BOOL": ("torch.bool", 1)}
+
+
+def _parameter_count(path: Path) -> int | None:
+    """The number of float32 values in the model file ``path`` (the parameters: aekit's buffers are
+    integers or float64), read without torch once its checksum is verified: the digest of
+    :func:`aekit.io.tensors_digest`, computed from the bytes. None for a file that is not a whole
+    aekit model file with a matching checksum (torch then reads it and says what is wrong)."""
+    import hashlib
+
+    from .io import CHECKSUM_KEY
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    n = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else -1
+    if sys.byteorder != "little" or not 2 <= n <= len(raw) - 8 or raw[8:9] != b"{":
+        return None
+    try:
+        header = json.loads(raw[8:8 + n])
+        meta = header.pop("__metadata__", {})
+        expected = meta[CHECKSUM_KEY]
+        h = hashlib.sha256(json.dumps({k: v for k, v in meta.items() if k != CHECKSUM_KEY}, sort_keys=True).encode())
+        data, count = memoryview(raw)[8 + n:], 0
+        for name in sorted(header):
+            dtype, shape, (start, end) = header[name]["dtype"], header[name]["shape"], header[name]["data_offsets"]
+            torch_name, itemsize = _DTYPES[dtype]
+            size = math.prod(shape)
+            if (not all(type(d) is int and d >= 0 for d in shape) or type(start) is not int or type(end) is not int
+                    or not 0 <= start <= end <= len(data) or end - start != size * itemsize):
+                return None
+            h.update(json.dumps([name, torch_name, list(shape)]).encode())
+            h.update(data[start:end])
+            count += size if dtype == "F32" else 0
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return count if h.hexdigest() == expected else None
+
+
+def _plain_config(cfg: dict[str, Any]) -> bool:
+    """Whether ``cfg`` has what ``aekit info`` shows, well typed, for a registered variant."""
+    m, data, transform = cfg.get("model"), cfg.get("data"), cfg.get("transform")
+    if not (isinstance(m, dict) and isinstance(data, dict) and (transform is None or isinstance(transform, dict))):
+        return False
+    ints = [m.get("input_dim"), *(m.get("hidden") if isinstance(m.get("hidden"), list) else [None]), m.get("latent")]
+    return (all(type(v) is int and v > 0 for v in ints) and isinstance(m.get("options"), dict)
+            and all(isinstance(m.get(k), str) for k in ("variant", "architecture", "loss"))
+            and m["variant"] in {s.name for s in _variants()})
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .io import HISTORY, load, read_json
-    model = load(args.run)
-    cfg = model.run_config
-    n_params = sum(p.numel() for p in model.parameters())
+    from .io import CLASSIFIER_KIND, HISTORY, MODEL, read_config, read_json
+    cfg = read_config(args.run)
+    n_params = None
+    if cfg.get("kind") != CLASSIFIER_KIND and _plain_config(cfg):  # without torch
+        n_params = _parameter_count(Path(args.run) / MODEL)
+    if n_params is None:  # torch builds the model, and says what is wrong with the run
+        from .io import load
+        model = load(args.run)
+        cfg = model.run_config
+        n_params = sum(p.numel() for p in model.parameters())
     m = cfg["model"]
     info: dict[str, Any] = {
         "run": str(args.run), "variant": m["variant"], "architecture": m["architecture"],
@@ -345,82 +596,62 @@ def _cmd_info(args: argparse.Namespace) -> int:
     hist_path = Path(args.run) / HISTORY
     if hist_path.exists():
         hist = read_json(hist_path)
-        if hist:
+        if isinstance(hist, list) and hist and isinstance(hist[-1], dict):
             info["epochs"] = len(hist)
             info["last_epoch"] = {k: v for k, v in hist[-1].items() if k.endswith("loss") or k.startswith("val_")}
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(_json(info, indent=2))
     else:
         width = max(map(len, info))
         for k, v in info.items():
-            print(f"{k:<{width}}  {json.dumps(v) if isinstance(v, (dict, list)) else v}")
+            print(f"{k:<{width}}  {_json(v) if isinstance(v, (dict, list)) else v}")
     return 0
 
 
 def _cmd_variants(args: argparse.Namespace) -> int:
-    width = max(len(n) for n in variants.names())
-    for spec in variants.specs():
+    specs = _variants()
+    width = max(len(spec.name) for spec in specs)
+    for spec in specs:
         print(f"{spec.name:<{width}}  {spec.summary}")
     return 0
 
 
 # -- layer-wise pretraining and supervised fine-tuning (aekit.pretrain, aekit.classifier) -------
 def _new_run_flags(p: Any, default: str) -> None:
-    p.add_argument("--out", type=Path, default=None, help=f"run directory (default: runs/{default}-TIMESTAMP)")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"run directory (default: runs/{default}-TIMESTAMP, with -2, -3 ... added if that exists)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _add_pretraining(sub: Any) -> None:
+def _add_pretraining(sub: _Commands) -> None:
     """``aekit pretrain rbm|dae``, ``aekit finetune`` and ``aekit classify``."""
-    from .api import DataConfig
-    from .train import TrainConfig
-    from .variants.deep import DAE_OPTIONS, RBM_OPTIONS, DeepOptions
-
     p = sub.add_parser("pretrain", help="greedy layer-wise pretraining: a stack of RBMs or denoising autoencoders",
                        description="Train a stack layer by layer and write it, unrolled into a deep autoencoder "
                                    "(the deep variant: encoder = the stack, decoder = its transposes), as a run "
                                    "directory with pretrain.json; `aekit finetune`, `encode`, `evaluate` take it.")
-    msub = p.add_subparsers(dest="method", metavar="METHOD", parser_class=Parser, required=True)
-    for method, summary, own in (
-            ("rbm", "restricted Boltzmann machines trained by CD-k or persistent CD, stacked into a deep belief net "
-                    "(Hinton & Salakhutdinov 2006)", RBM_OPTIONS),
-            ("dae", "one-hidden-layer denoising autoencoders, each trained on the clean codes of the layer below "
-                    "(Vincent et al. 2010)", DAE_OPTIONS)):
-        m = msub.add_parser(method, help=summary, description=summary[0].upper() + summary[1:] + ".")
-        m.add_argument("--hidden", required=True, metavar="N,N,...",
-                       help="layer widths, bottom to top (500: one layer 784-500 on Fashion-MNIST)")
-        m.add_argument("--top", choices=("sigmoid", "linear"), default="sigmoid",
-                       help="units of the top layer: sigmoid (binary) or linear (H&S's code layer) (default: sigmoid)")
-        m.add_argument("--visible", choices=("bernoulli", "gaussian"), default="bernoulli",
-                       help="units of the data: bernoulli for values in [0, 1], gaussian for standardised real "
-                            "values (use --scale standard) (default: bernoulli)")
-        m.add_argument("--epochs", dest="opt.pretrain_epochs", type=int, default=argparse.SUPPRESS, metavar="N",
-                       help="passes over the data, per layer (default: 10)")
-        m.add_argument("--batch-size", dest="opt.pretrain_batch_size", type=int, default=argparse.SUPPRESS,
-                       metavar="N", help="examples per update (default: 100)")
-        m.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and sampling (default: 0)")
-        _new_run_flags(m, f"pretrain-{method}")
-        add_arguments(m, DataConfig, group_title="data", dest_prefix="data.")
-        skip = ("pretrain", "pretrain_epochs", "pretrain_batch_size", *(f for f in RBM_OPTIONS + DAE_OPTIONS
-                                                                         if f not in own))
-        add_arguments(m, DeepOptions, exclude=skip, group_title=f"{method} options", dest_prefix="opt.")
-        m.set_defaults(func=_cmd_pretrain)
+    if p is not _UNBUILT:
+        _add_pretrain_methods(_Commands(p.add_subparsers(dest="method", metavar="METHOD", parser_class=Parser,
+                                                         required=True), sub.rest()))
 
     p = sub.add_parser("finetune", help="supervised fine-tuning: a softmax head on a run's encoder, trained on labels",
                        description="Put a softmax (logistic regression) layer on the code of the autoencoder in DIR "
                                    "and fine-tune encoder and head on the cross-entropy of the labels (Vincent et al. "
                                    "2010); write a classifier run directory and print the test accuracy.")
-    p.add_argument("run", type=Path, metavar="DIR", help="run directory of an autoencoder (e.g. aekit pretrain dae)")
-    p.add_argument("--data", default=None, help="labelled data (default: the run's own data, split as the run was)")
-    p.add_argument("--labels", default=None, help="a labels file (.npy, or text with one label per row) aligned "
-                                                  "with the data rows, or the label column of CSV / Parquet data "
-                                                  "(default: the data's own labels, e.g. digits, fashion-mnist)")
-    _new_run_flags(p, "finetune")
-    add_arguments(p, DataConfig, exclude=("data", "label_column", "scale", "stream", "buffer_mb"), group_title="data",
-                  dest_prefix="data.")
-    add_arguments(p, TrainConfig, group_title="training", dest_prefix="train.")
-    p.set_defaults(func=_cmd_finetune)
+    if p is not _UNBUILT:
+        p.add_argument("run", type=Path, metavar="DIR",
+                       help="run directory of an autoencoder (e.g. aekit pretrain dae)")
+        p.add_argument("--data", default=None,
+                       help="labelled data (default: the run's own data, split as the run was)")
+        p.add_argument("--labels", default=None, help="a labels file (.npy, or text with one label per row) aligned "
+                                                      "with the data rows, or the label column of CSV / Parquet data "
+                                                      "(default: the data's own labels, e.g. digits, fashion-mnist)")
+        _new_run_flags(p, "finetune")
+        add_arguments(p, lookup(f"{__package__}.api", "DataConfig"),
+                      exclude=("data", "label_column", "scale", "stream", "buffer_mb"), group_title="data",
+                      dest_prefix="data.")
+        add_arguments(p, lookup(f"{__package__}.train", "TrainConfig"), group_title="training", dest_prefix="train.")
+        p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser("classify", help="predict classes with a fine-tuned classifier",
                        description="Predict the class of every row of INPUT with the classifier in DIR (written by "
@@ -433,9 +664,41 @@ def _add_pretraining(sub: Any) -> None:
     p.set_defaults(func=_cmd_classify)
 
 
+def _add_pretrain_methods(msub: _Commands) -> None:
+    deep = f"{__package__}.variants.deep"
+    options = lookup(deep, "DeepOptions")
+    defaults = {f.name: f.default for f in dataclasses.fields(options)}
+    for method, summary, own in (
+            ("rbm", "restricted Boltzmann machines trained by CD-k or persistent CD, stacked into a deep belief net "
+                    "(Hinton & Salakhutdinov 2006)", lookup(deep, "RBM_OPTIONS")),
+            ("dae", "one-hidden-layer denoising autoencoders, each trained on the clean codes of the layer below "
+                    "(Vincent et al. 2010)", lookup(deep, "DAE_OPTIONS"))):
+        m = msub.add_parser(method, help=summary, description=summary[0].upper() + summary[1:] + ".")
+        if m is _UNBUILT:
+            continue
+        m.add_argument("--hidden", required=True, metavar="N,N,...",
+                       help="layer widths, bottom to top (500: one layer 784-500 on Fashion-MNIST)")
+        m.add_argument("--top", choices=("sigmoid", "linear"), default="sigmoid",
+                       help="units of the top layer: sigmoid (binary) or linear (H&S's code layer) (default: sigmoid)")
+        m.add_argument("--visible", choices=("bernoulli", "gaussian"), default="bernoulli",
+                       help="units of the data: bernoulli for values in [0, 1], gaussian for standardised real "
+                            "values (use --scale standard) (default: bernoulli)")
+        m.add_argument("--epochs", dest="opt.pretrain_epochs", type=int, default=argparse.SUPPRESS, metavar="N",
+                       help=f"passes over the data, per layer (default: {defaults['pretrain_epochs']})")
+        m.add_argument("--batch-size", dest="opt.pretrain_batch_size", type=int, default=argparse.SUPPRESS,
+                       metavar="N", help=f"examples per update (default: {defaults['pretrain_batch_size']})")
+        m.add_argument("--seed", type=_seed, default=0,
+                       help="seed of initialisation, data order and sampling (default: 0)")
+        _new_run_flags(m, f"pretrain-{method}")
+        add_arguments(m, lookup(f"{__package__}.api", "DataConfig"), group_title="data", dest_prefix="data.")
+        skip = ("pretrain", "pretrain_epochs", "pretrain_batch_size",
+                *(f for f in lookup(deep, "RBM_OPTIONS") + lookup(deep, "DAE_OPTIONS") if f not in own))
+        add_arguments(m, options, exclude=skip, group_title=f"{method} options", dest_prefix="opt.")
+        m.set_defaults(func=_cmd_pretrain)
+
+
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from .api import DataConfig, fit
-    from .config import coerce
     from .model import ModelConfig
     from .variants.deep import DeepOptions
 
@@ -444,10 +707,16 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         raise ConfigError("--hidden needs at least one layer width")
     kwargs = {**given(args, DataConfig, "data."), **given(args, DeepOptions, "opt.")}
     data = kwargs.pop("data", "digits")
-    out = args.out or Path("runs") / f"pretrain-{args.method}-{time.strftime('%Y%m%d-%H%M%S')}"
-    model = fit("deep", data, out=out, overwrite=args.overwrite, progress=False if args.quiet else None,
-                figures=False, pretrain=args.method, epochs=0, seed=args.seed, hidden=widths[:-1], latent=widths[-1],
-                code_activation=args.top, loss="bce" if args.visible == "bernoulli" else "mse", **kwargs)
+    made = [] if args.out else _new_run_dir(f"pretrain-{args.method}")
+    out = args.out or made[0]
+    try:
+        model = fit("deep", data, out=out, overwrite=args.overwrite, progress=False if args.quiet else None,
+                    figures=False, pretrain=args.method, epochs=0, seed=args.seed, hidden=widths[:-1],
+                    latent=widths[-1], code_activation=args.top, loss="bce" if args.visible == "bernoulli" else "mse",
+                    **kwargs)
+    except BaseException:
+        _remove_if_empty(made)
+        raise
     record = model.pretrain_record
     what = "RBM" if args.method == "rbm" else "denoising layer"
     sizes = "-".join(map(str, [model.config.input_dim, *widths]))
@@ -468,9 +737,14 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     from .train import TrainConfig
 
     kwargs = {**given(args, DataConfig, "data."), **given(args, TrainConfig, "train.")}
-    out = args.out or Path("runs") / f"finetune-{time.strftime('%Y%m%d-%H%M%S')}"
-    clf = finetune(args.run, args.data, args.labels, out=out, overwrite=args.overwrite,
-                   progress=False if args.quiet else None, **kwargs)
+    made = [] if args.out else _new_run_dir("finetune")
+    out = args.out or made[0]
+    try:
+        clf = finetune(args.run, args.data, args.labels, out=out, overwrite=args.overwrite,
+                       progress=False if args.quiet else None, **kwargs)
+    except BaseException:
+        _remove_if_empty(made)
+        raise
     s = clf.scores
     split = next(name for name in ("test", "val", "train") if f"{name}_accuracy" in s)
     print(f"fine-tuned a softmax classifier on the encoder of {args.run} for {len(clf.history)} epoch(s): "
@@ -480,6 +754,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .classifier import load_classifier
 
     clf = load_classifier(args.run)
@@ -497,25 +773,24 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 
 
 # -- nearest-neighbour search and compression over the codes (aekit.search, aekit.compress) -----
-def _add_search(sub: Any) -> None:
+def _add_search(sub: _Commands) -> None:
     """``aekit index``, ``aekit search``, ``aekit compress`` and ``aekit decompress``."""
-    from .compress import DEFAULT_QUANTILE, MAX_BITS, RANGES
-    from .search import METRICS
-
+    compress, search = f"{__package__}.compress", f"{__package__}.search"
     p = sub.add_parser("index", help="index the codes of DATA for nearest-neighbour search (FAISS)",
                        description="Encode every row of DATA with the run in DIR (posterior means for VAEs) and "
                                    "write an exact FAISS index of the codes (IndexFlatL2, or IndexFlatIP over "
                                    "normalised codes for --metric cosine) as the directory INDEX: index.faiss + "
                                    "index.json. Row ids are the rows' positions in DATA.")
-    p.add_argument("run", type=Path, metavar="DIR", help="run directory")
-    p.add_argument("input", metavar="DATA", help="data to index (a file, folder or built-in set name)")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="INDEX", help="index directory to write")
-    p.add_argument("--metric", choices=METRICS, default="l2",
-                   help="l2: squared Euclidean distance; cosine: 1 - cosine similarity (default: l2)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing index directory")
-    p.add_argument("--label-column", default=None, help="label column of a CSV / Parquet input (dropped)")
-    _batch_size_arg(p)
-    p.set_defaults(func=_cmd_index)
+    if p is not _UNBUILT:  # the constants are read only for the command that is run
+        p.add_argument("run", type=Path, metavar="DIR", help="run directory")
+        p.add_argument("input", metavar="DATA", help="data to index (a file, folder or built-in set name)")
+        p.add_argument("-o", "--output", type=Path, required=True, metavar="INDEX", help="index directory to write")
+        p.add_argument("--metric", choices=lookup(search, "METRICS"), default="l2",
+                       help="l2: squared Euclidean distance; cosine: 1 - cosine similarity (default: l2)")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing index directory")
+        p.add_argument("--label-column", default=None, help="label column of a CSV / Parquet input (dropped)")
+        _batch_size_arg(p)
+        p.set_defaults(func=_cmd_index)
 
     p = sub.add_parser("search", help="the k nearest indexed rows of each QUERY row, in code space",
                        description="Encode the rows of QUERY with the run that built INDEX and print (or write) the "
@@ -540,15 +815,17 @@ def _add_search(sub: Any) -> None:
                                    "--bits bits over a range fitted on the codes of the run's training split; write "
                                    "the symbols (uint8 / uint16) and the ranges as an .npz without pickling, and "
                                    "print the bits per input and the distortion on DATA.")
-    _run_args(p, "data to compress (a file, folder or built-in set name)", "compressed codes (.npz)")
-    p.add_argument("--bits", type=int, default=8, help=f"bits per code dimension, 1 to {MAX_BITS} (default: 8)")
-    p.add_argument("--ranges", choices=RANGES, default="minmax",
-                   help="per-dimension range: min and max of the training codes, or their [q, 1-q] quantiles "
-                        "(default: minmax)")
-    p.add_argument("--quantile", type=float, default=DEFAULT_QUANTILE,
-                   help=f"q of --ranges quantile (default: {DEFAULT_QUANTILE})")
-    _batch_size_arg(p)
-    p.set_defaults(func=_cmd_compress)
+    if p is not _UNBUILT:  # the constants are read only for the command that is run
+        _run_args(p, "data to compress (a file, folder or built-in set name)", "compressed codes (.npz)")
+        quantile = lookup(compress, "DEFAULT_QUANTILE")
+        p.add_argument("--bits", type=int, default=8,
+                       help=f"bits per code dimension, 1 to {lookup(compress, 'MAX_BITS')} (default: 8)")
+        p.add_argument("--ranges", choices=lookup(compress, "RANGES"), default="minmax",
+                       help="per-dimension range: min and max of the training codes, or their [q, 1-q] quantiles "
+                            "(default: minmax)")
+        p.add_argument("--quantile", type=float, default=quantile, help=f"q of --ranges quantile (default: {quantile})")
+        _batch_size_arg(p)
+        p.set_defaults(func=_cmd_compress)
 
     p = sub.add_parser("decompress", help="decode compressed codes (aekit compress) with their run",
                        description="Dequantize the codes in CODES (written by aekit compress with the run in DIR) "
@@ -580,6 +857,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _search_output(path: Path, payload: dict[str, Any]) -> None:
+    import numpy as np
+
     suffix = path.suffix.lower()
     ids, dist, queries = payload["ids"], payload["distances"], payload["queries"]
     if suffix not in (".json", ".csv", ".npy", ".npz"):
@@ -603,6 +882,8 @@ def _search_output(path: Path, payload: dict[str, Any]) -> None:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .search import exact_neighbours, indexed_rows, load_index, load_run, recall_at_k, search
 
     index = load_index(args.index)
@@ -712,11 +993,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> Parser:
+def build_parser(argv: Sequence[str] | None = None) -> Parser:
+    """The ``aekit`` parser. Given the arguments ``argv`` to parse, only the command they name gets its
+    options (and for ``train`` / ``pretrain`` only the variant / method): the other commands are listed
+    by name and summary, which is all that parsing ``argv`` needs."""
     parser = Parser(prog="aekit", description="The classical autoencoder family: train, encode, reconstruct, "
                                                "evaluate.")
     parser.add_argument("--version", action="version", version=f"aekit {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser, required=True)
+    sub = _Commands(parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser, required=True),
+                    argv)
     _add_train(sub)
     _add_pretraining(sub)
     grid = f"; for image data also .png, a grid of the first {GRID_IMAGES} inputs and their {{}}"
@@ -749,33 +1034,38 @@ def build_parser() -> Parser:
     p.set_defaults(func=_cmd_score)
     p = sub.add_parser("evaluate", help="reconstruction error against the PCA baseline, as JSON",
                        description="Per-example summed squared error (as Hinton & Salakhutdinov 2006 report it), "
-                                   "MSE per value, and PCA with the same code size fitted on the same training split.")
-    p.add_argument("run", type=Path, metavar="DIR", help="run directory")
-    p.add_argument("--data", default=None, help="data to evaluate (default: the run's own data)")
-    p.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
-                   help="split of the run's data to evaluate (default: test)")
-    p.add_argument("--no-pca", action="store_true", help="skip the PCA baseline")
-    noise = p.add_argument_group("denoising", "corrupt the clean data in model space with a seeded corruption "
-                                 "(Vincent et al. 2008), denoise it with the model and report psnr_noisy and "
-                                 "psnr_denoised (mean per-example PSNR in dB; data range 1 with the unit scaling, "
-                                 "whose [0, 1] also clips gaussian noise; else the clean data's max - min)")
-    noise.add_argument("--noise", default=None, choices=NOISE_KINDS, help="corruption process")
-    noise.add_argument("--sigma", type=float, default=None,
-                       help=f"standard deviation of the gaussian noise (default: {DEFAULT_SIGMA})")
-    noise.add_argument("--nu", type=float, default=None,
-                       help=f"fraction of the entries corrupted by mask and salt_pepper (default: {DEFAULT_NU})")
-    noise.add_argument("--noise-seed", type=int, default=None, help="seed of the corruption (default: 0)")
-    p.add_argument("--iw-samples", type=int, default=100,
-                   help="VAE family: importance samples per example for the -log p(x) estimate reported with "
-                        "the negative ELBO (Burda et al. 2016; default: 100, 0 to skip)")
-    comp = p.add_argument_group("compression", "quantize the codes (and PCA's) uniformly to --bits bits per dimension "
-                                "over ranges fitted on the training codes; add `compression`: bits per input "
-                                "(fixed and the symbols' empirical entropy), per-example squared error and PSNR")
-    comp.add_argument("--bits", type=int, default=None, help="bits per code dimension, 1 to 16")
-    comp.add_argument("--ranges", choices=("minmax", "quantile"), default=None,
-                      help="per-dimension range of the quantizer (default: minmax)")
-    p.add_argument("-o", "--output", type=Path, default=None, help="also write the JSON here")
-    p.set_defaults(func=_cmd_evaluate)
+                                   "MSE per value, and PCA with the same code size fitted on the same training "
+                                   "split, as strict JSON: a value that is not a finite number (e.g. the ratio to a "
+                                   "PCA error of 0 on constant data) is null.")
+    if p is not _UNBUILT:  # the constants are read only for the command that is run
+        p.add_argument("run", type=Path, metavar="DIR", help="run directory")
+        p.add_argument("--data", default=None, help="data to evaluate (default: the run's own data)")
+        p.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
+                       help="split of the run's data to evaluate (default: test)")
+        p.add_argument("--no-pca", action="store_true", help="skip the PCA baseline")
+        noise = p.add_argument_group("denoising", "corrupt the clean data in model space with a seeded corruption "
+                                     "(Vincent et al. 2008), denoise it with the model and report psnr_noisy and "
+                                     "psnr_denoised (mean per-example PSNR in dB; data range 1 with the unit scaling, "
+                                     "whose [0, 1] also clips gaussian noise; else the clean data's max - min)")
+        noise.add_argument("--noise", default=None, choices=_noise("NOISE_KINDS"), help="corruption process")
+        noise.add_argument("--sigma", type=float, default=None,
+                           help=f"standard deviation of the gaussian noise (default: {_noise('DEFAULT_SIGMA')})")
+        noise.add_argument("--nu", type=float, default=None,
+                           help=f"fraction of the entries corrupted by mask and salt_pepper (default: "
+                                f"{_noise('DEFAULT_NU')})")
+        noise.add_argument("--noise-seed", type=_seed, default=None, help="seed of the corruption (default: 0)")
+        p.add_argument("--iw-samples", type=int, default=100,
+                       help="VAE family: importance samples per example for the -log p(x) estimate reported with "
+                            "the negative ELBO (Burda et al. 2016; default: 100, 0 to skip)")
+        comp = p.add_argument_group("compression", "quantize the codes (and PCA's) uniformly to --bits bits per "
+                                    "dimension over ranges fitted on the training codes; add `compression`: bits per "
+                                    "input (fixed and the symbols' empirical entropy), per-example squared error and "
+                                    "PSNR")
+        comp.add_argument("--bits", type=int, default=None, help="bits per code dimension, 1 to 16")
+        comp.add_argument("--ranges", choices=("minmax", "quantile"), default=None,
+                          help="per-dimension range of the quantizer (default: minmax)")
+        p.add_argument("-o", "--output", type=Path, default=None, help="also write the JSON here")
+        p.set_defaults(func=_cmd_evaluate)
     _add_latent(sub)
     _add_search(sub)
     _add_report(sub)
@@ -788,28 +1078,89 @@ def build_parser() -> Parser:
     return parser
 
 
+def _os_error(e: OSError) -> str:
+    """One sentence for an OSError that no aekit code turned into an AekitError."""
+    where = ": ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    return f"{where}: {e.strerror}" if where and e.strerror else (e.strerror or str(e) or type(e).__name__)
+
+
+def _set_signals(handler: Any) -> None:
+    for s in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(s, handler)
+        except (ValueError, OSError):  # not the main thread
+            pass
+
+
+def _interrupt_once(signum: int, frame: Any) -> None:
+    """SIGINT / SIGTERM of the ``aekit`` program outside training: KeyboardInterrupt, once; the signals
+    that follow are ignored while the process reports it and exits (a second Ctrl-C must not break
+    that with a traceback from an exit handler)."""
+    _set_signals(signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _interruption(e: BaseException | None, chain: bool = True) -> AekitError | None:
+    """``e`` if it is a training interruption (aekit.train.Interrupted), else (with ``chain``) the one
+    that it arrived on top of, if any."""
+    train = sys.modules.get(f"{__package__}.train")  # (not imported: there was none)
+    while e is not None and train is not None:
+        if isinstance(e, train.Interrupted):
+            return e  # type: ignore[return-value]
+        e = e.__context__ if chain else None
+    return None
+
+
+def _interrupted(e: BaseException) -> int:
+    """Report an interruption (one line) and return its exit status."""
+    interruption = _interruption(e)
+    if interruption is None:
+        sys.stderr.write("aekit: interrupted\n")
+        return EXIT_INTERRUPTED
+    from .distributed import is_main
+    if is_main():  # every process of a distributed run stopped at the same step
+        sys.stderr.write(f"aekit: {interruption}\n")
+    return EXIT_INTERRUPTED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return the exit status."""
-    parser = build_parser()
+    """Run the CLI; return the exit status.
+
+    Without ``argv`` (the ``aekit`` program itself: ``sys.argv``) SIGINT and SIGTERM interrupt a command
+    once, and once it is interrupted the signals that follow are ignored while the process exits;
+    called with ``argv``, main leaves the signal handlers as they are.
+    """
+    program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     args.argv = argv  # for `aekit train --nproc N`, which runs the same command in N processes
+    if program:
+        _set_signals(_interrupt_once)  # the Trainer takes them over while it trains
+    try:
+        return _run(args, program)
+    except KeyboardInterrupt as e:  # one that came while an error or an interruption was being reported
+        return _interrupted(e)
+
+
+def _run(args: argparse.Namespace, program: bool) -> int:
     try:
         return args.func(args)
     except AekitError as e:
-        from .train import Interrupted
-        if isinstance(e, Interrupted):
-            from .distributed import is_main
-            if is_main():  # every process of a distributed run stopped at the same step
-                sys.stderr.write(f"aekit: {e}\n")
-            return EXIT_INTERRUPTED
+        if _interruption(e, chain=False) is not None:
+            if program:
+                _set_signals(signal.SIG_IGN)
+            return _interrupted(e)
         sys.stderr.write(f"aekit: error: {e}\n")
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        sys.stderr.write("aekit: interrupted\n")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:
+        if program:
+            _set_signals(signal.SIG_IGN)
+        return _interrupted(e)
     except BrokenPipeError:
         return 1
+    except OSError as e:  # a file that cannot be read or written, where no aekit code said so
+        sys.stderr.write(f"aekit: error: {_os_error(e)}\n")
+        return EXIT_USAGE
     except RuntimeError as e:  # a distributed run: another process stopped
         from .distributed import peer_failure
         message = peer_failure(e)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -62,20 +63,46 @@ def _fsync_dir(folder: Path) -> None:
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is fsynced and renamed onto
-    ``path`` (and the folder fsynced), so ``path`` is always either the old or the whole new file."""
+    ``path`` (and the folder fsynced), so ``path`` is always either the old or the whole new file.
+
+    A file that cannot be written is a :class:`RunError` naming ``path`` and the reason: any OSError
+    here or in the block (a folder that cannot be made or lies below a file, no permission, a
+    read-only or full disk, a name too long); the temporary file is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    os.close(fd)
+
+    # mkstemp's name is ".NAME." + 8 characters + ".tmp": keep it within the usual 255 bytes of a file name
+    stem = path.name
+    while len(os.fsencode(stem)) > 255 - 14:
+        stem = stem[:-1]
+
+    def failure(e: OSError) -> RunError:
+        if isinstance(e, (FileExistsError, NotADirectoryError)):
+            blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+            if blocker is not None:
+                return RunError(f"{path}: cannot write the file: {blocker} is not a folder")
+        reason = e.strerror or str(e) or type(e).__name__
+        other = os.path.basename(os.fspath(e.filename)) if e.filename is not None else None
+        if other is not None and other != path.name and not other.startswith(f".{stem}."):  # not this file
+            reason = f"{e.filename}: {reason}"
+        return RunError(f"{path}: cannot write the file ({reason})")
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=TMP_SUFFIX, dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise failure(e) from None
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 -> what open() would have given
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as e:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise failure(e) from None
         raise
     _fsync_dir(path.parent)
 
@@ -122,6 +149,13 @@ def remove_stale_temporaries(run_dir: str | Path, names: tuple[str, ...]) -> Non
             for p in run_dir.glob(f".{glob.escape(own)}.*{TMP_SUFFIX}"):
                 with contextlib.suppress(OSError):
                     p.unlink()
+
+
+def _check_regular(path: Path) -> None:
+    """RunError unless ``path`` (followed through links) is a regular file: a device such as
+    ``/dev/zero`` would be read without end, and opening a FIFO waits for a writer forever."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise RunError(f"{path}: not a regular file (a device, FIFO or socket); aekit reads only files")
 
 
 def sha256_file(path: str | Path) -> str:
@@ -198,6 +232,7 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
 
     path = Path(path)
     try:
+        _check_regular(path)
         raw = path.read_bytes()
     except FileNotFoundError:
         raise RunError(f"{path}: no such file") from None
@@ -234,6 +269,7 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 def read_json(path: str | Path) -> Any:
     path = Path(path)
     try:
+        _check_regular(path)
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise RunError(f"{path}: no such file") from None

@@ -28,8 +28,14 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def loss_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """One panel per loss term (and the total), training and validation against epoch."""
+    """One panel per loss term (and the total), training and validation against epoch; with no
+    epoch in ``history``, one panel that says so."""
     plt = _pyplot()
+    if not history:
+        fig, ax = plt.subplots(figsize=(4.2, 3.2))
+        ax.text(0.5, 0.5, "no training epochs", ha="center", va="center", transform=ax.transAxes)
+        ax.axis("off")
+        return _save(fig, Path(path))
     epochs = [r["epoch"] for r in history]
     terms = sorted({k[6:] for r in history for k in r if k.startswith("train_")})
     terms = [t for t in terms if t != "loss"]
@@ -46,7 +52,8 @@ def loss_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
         ax.set_title(term)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.lines:
+            ax.legend()
         if all((r.get(f"train_{term}") or 0) > 0 for r in history):
             ax.set_yscale("log")
     for ax in list(axes.flat)[len(terms):]:
@@ -112,9 +119,10 @@ def _as_image(row: np.ndarray, image_shape: Sequence[int]) -> np.ndarray:
 
 
 def run_figures(run_dir: str | Path, model: Any, history: Sequence[dict[str, Any]], splits: Any) -> list[Path]:
-    """Write the standard figures of a finished run into ``run_dir/figures``."""
+    """Write the standard figures of a finished run into ``run_dir/figures`` (the loss curves only
+    when it trained at least one epoch)."""
     fig_dir = Path(run_dir) / FIGURES
-    written = [loss_curves(history, fig_dir / "loss.png")]
+    written = [loss_curves(history, fig_dir / "loss.png")] if history else []
     ds = splits.test if len(splits.test) else (splits.val if len(splits.val) else splits.train)
     if ds.image_shape is not None:
         x = ds.x[:16]

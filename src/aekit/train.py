@@ -538,19 +538,18 @@ def _progress(enabled: bool, total: int, initial: int, desc: str) -> Any:
 
 class _SignalGuard:
     """Turn SIGINT / SIGTERM into a checkpoint after the current step (main thread only).
-    A second signal interrupts at once."""
+
+    Further signals change nothing: the trainer still finishes the step and writes the checkpoint,
+    so that a double Ctrl-C (or torchrun passing one Ctrl-C on a second time) ends like a single
+    one, with a run that ``--resume`` continues; a signal that arrived in the middle of writing the
+    checkpoint would otherwise leave none. A step is short, and a process killed outright (SIGKILL)
+    resumes from its last checkpoint as well."""
 
     def __init__(self, trainer: Trainer):
         self.trainer = trainer
         self.previous: dict[int, Any] = {}
 
     def _handler(self, signum: int, frame: Any) -> None:
-        if self.trainer._interrupt:
-            # under torchrun Ctrl-C arrives twice at once (from the terminal, then from torchrun's agent)
-            if distributed.active() and time.monotonic() - getattr(self, "_first", 0.0) < 2.0:
-                return
-            raise KeyboardInterrupt
-        self._first = time.monotonic()
         self.trainer._interrupt = True
 
     def __enter__(self) -> "_SignalGuard":
