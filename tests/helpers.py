@@ -27,9 +27,9 @@ def tiny_dsprites_run(out, monkeypatch):
     """A 1-epoch beta-VAE run on a 300-image dSprites builtin, whose evaluation scores MIG on 500
     combinations; returns the run directory ``out``."""
     import aekit
-    from aekit import api
+    from aekit import evaluation
     from aekit.data import builtin
     monkeypatch.setattr(builtin, "DSPRITES_BUILTIN_SIZE", 300)
-    monkeypatch.setattr(api, "DSPRITES_MIG_N", 500)
+    monkeypatch.setattr(evaluation, "DSPRITES_MIG_N", 500)
     aekit.fit("beta-vae", "dsprites", hidden=(32,), latent=4, epochs=1, out=out, progress=False, figures=False)
     return out

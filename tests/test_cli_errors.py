@@ -183,7 +183,7 @@ print(json.dumps(out))
     assert res.returncode == 0, res.stderr
     static = json.loads(res.stdout)
     assert "torch" in sys.modules  # here the real modules are loaded: lookup returns them
-    real = json.loads(subprocess.run([sys.executable, "-c", "import aekit.variants, aekit.api, aekit.compress, "
+    real = json.loads(subprocess.run([sys.executable, "-c", "import aekit.variants, aekit.data.config, aekit.compress, "
                                       "aekit.search\n" + script.replace('assert "torch" not in', 'assert "torch" in')],
                                      capture_output=True, text=True, timeout=120, check=True).stdout)
     assert static == real

@@ -100,7 +100,7 @@ def test_constant_dimension_is_reproduced_exactly():
 
 
 def test_16_bits_reconstruct_nearly_exactly(model, digits_x):
-    X = model._prepare(digits_x)
+    X = model.prepare(digits_x)
     rd = C.rate_distortion(*C.model_coder(model), X, X, 16)
     assert rd["bits_per_input"] == 6 * 16
     assert rd["per_example_squared_error"] == pytest.approx(rd["unquantized"]["per_example_squared_error"], rel=1e-4)
@@ -114,7 +114,7 @@ def test_16_bits_reconstruct_nearly_exactly(model, digits_x):
 
 
 def test_pca_baseline_matches_unquantized_pca_and_degrades_with_fewer_bits(model, digits_x):
-    X = model._prepare(digits_x)
+    X = model.prepare(digits_x)
     train, test = X[:1200], X[1200:]
     fine = C.compression_scores(model, test, train, 16)
     want = pca_reconstruction_errors(train, test, 6)
@@ -155,7 +155,7 @@ def test_cli_compress_decompress_round_trip(run, model, digits_x, tmp_path, caps
     assert "48 bits per input" in out and "PSNR" in out
     packed = C.load_codes(codes)
     assert packed.symbols.dtype == np.uint8 and packed.symbols.shape == (len(digits_x), 6)
-    train = C.training_rows(model)
+    train = aekit.data.training_rows(model.run_config)
     q = C.Quantizer.fit(model.encode_array(train), 8)
     np.testing.assert_array_equal(packed.symbols, C.compress(model, digits_x, q).symbols)
     np.testing.assert_array_equal(packed.quantizer.low, q.low)

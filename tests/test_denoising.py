@@ -9,7 +9,7 @@ import torch
 
 import aekit
 from aekit import noise
-from aekit.api import denoise, evaluate
+from aekit.evaluation import denoise, evaluate
 from aekit.cli import main
 from aekit.errors import ConfigError
 from aekit.losses import squared_error

@@ -117,11 +117,11 @@ def test_ksparse_activation_table_counts_the_kept_units(reports):
 
 
 def test_evaluation_json_is_shown_instead_of_recomputed(runs, tmp_path, monkeypatch):
-    import aekit.api
+    import aekit.evaluation
     out = tmp_path / "r.html"
     io.atomic_write_json(runs / "ae" / "evaluation.json", {"autoencoder": {"mse": 0.123456}, "marker": "from-file"})
     try:
-        monkeypatch.setattr(aekit.api, "evaluate", lambda *a, **k: pytest.fail("evaluate must not be called"))
+        monkeypatch.setattr(aekit.evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluate must not be called"))
         text = report(runs / "ae", out).read_text()
     finally:
         (runs / "ae" / "evaluation.json").unlink()

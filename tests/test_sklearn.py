@@ -345,7 +345,7 @@ def test_pretraining_lowers_the_reconstruction_error(digits, method):
 
     def error(clf):
         ae = clf.classifier_.autoencoder
-        return float(((ae._batched(x, ae.reconstruct, 4096) - x) ** 2).sum(1).mean())
+        return float(((ae.batched(x, ae.reconstruct, 4096) - x) ** 2).sum(1).mean())
 
     pretrained = fitted(method)
     assert error(pretrained) < 0.5 * error(fitted("none"))

@@ -239,7 +239,7 @@ def test_interpolation_paths(trained, binary_digits):
     a, b = binary_digits[0], binary_digits[1]
     path = interpolate(trained, a, b, steps=5)
     codes = trained.encode_array(np.stack([a, b]))
-    ends = trained._batched(codes, trained.decode, 10)
+    ends = trained.batched(codes, trained.decode, 10)
     assert path.shape == (5, 64) and np.allclose(path[[0, -1]], ends, atol=1e-6)
     p, q = np.array([3.0, 0.0]), np.array([0.0, 3.0])
     arc = slerp(p, q, np.linspace(0, 1, 7))

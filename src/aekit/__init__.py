@@ -13,11 +13,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from .version import __version__
 
 #: public name -> the module (relative to this package) that defines it
 _EXPORTS = {
-    **dict.fromkeys(("DataConfig", "anomaly_scores", "denoise", "evaluate", "fit"), "api"),
+    "anomaly_scores": "anomaly",
+    "DataConfig": "data",
+    **dict.fromkeys(("denoise", "evaluate"), "evaluation"),
+    "fit": "fitting",
     **dict.fromkeys(("Classifier", "finetune", "load_classifier"), "classifier"),
     **dict.fromkeys(("Dataset", "Transform", "load_data", "load_splits"), "data"),
     **dict.fromkeys(("AekitError", "ConfigError", "DataError", "RunError", "TrainingError"), "errors"),

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import io
+from .version import __version__
 from .config import from_dict, jsonable, to_dict
 from .errors import AekitError, ConfigError, DataError, RunError
 
@@ -173,7 +174,7 @@ def finetune(model: Any, data: Any = None, labels: Any = None, *, out: str | Pat
         Replace an existing run directory.
     **kwargs
         Fields of :class:`~aekit.train.TrainConfig` (``epochs``, ``lr``, ``batch_size``, ``seed`` ...)
-        and the split fields of :class:`~aekit.api.DataConfig` (``val_fraction``, ``test_fraction``,
+        and the split fields of :class:`~aekit.data.DataConfig` (``val_fraction``, ``test_fraction``,
         ``split_seed``, ``data_dir``, ``label_column``).
 
     Returns
@@ -182,8 +183,7 @@ def finetune(model: Any, data: Any = None, labels: Any = None, *, out: str | Pat
         In eval mode; ``history`` holds the Trainer's history (``train_nll``, ``val_accuracy`` ...)
         and ``scores`` the accuracy on each split (``test_accuracy`` ...).
     """
-    from .api import IN_MEMORY, DataConfig, _version
-    from .data import Dataset
+    from .data import IN_MEMORY, DataConfig, Dataset
     from .model import Autoencoder
     from .train import Trainer, TrainConfig
 
@@ -212,14 +212,14 @@ def finetune(model: Any, data: Any = None, labels: Any = None, *, out: str | Pat
     splits = _labelled_splits(data if isinstance(data, (str, Path, Dataset)) else np.asarray(data), labels, data_cfg)
     parts = {name: ds for name, ds in (("train", splits.train), ("val", splits.val), ("test", splits.test)) if len(ds)}
     classes = np.unique(np.concatenate([ds.y for ds in parts.values()]))
-    tensors = {name: pack(torch.from_numpy(model._prepare(ds.x, where=ds.source)), _index(ds.y, classes))
+    tensors = {name: pack(torch.from_numpy(model.prepare(ds.x, where=ds.source)), _index(ds.y, classes))
                for name, ds in parts.items()}
     torch.manual_seed(train_cfg.seed)
     clf = Classifier(model.train(), classes)
     out_dir = Path(out) if out is not None else None
     config = {"kind": KIND,
               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "aekit_version": _version(), "source_run": source_run,
+              "aekit_version": __version__, "source_run": source_run,
               "classes": jsonable(classes.tolist()), "head": "softmax on the encoder's code",
               "model": to_dict(model.config), "transform": model.transform.to_dict() if model.transform else None,
               "train": to_dict(train_cfg), "data": to_dict(data_cfg),

@@ -148,7 +148,7 @@ def _train_groups(spec: Any) -> list[tuple[str, type, dict[str, Any]]]:
     """``(dest prefix, dataclass, the defaults aekit.fit applies over the class's own)`` of the flags
     of ``aekit train VARIANT``: data, model (with the variant's registered defaults), variant options,
     training."""
-    return [("data.", lookup(f"{__package__}.api", "DataConfig"), {}),
+    return [("data.", lookup(f"{__package__}.data.config", "DataConfig"), {}),
             ("model.", lookup(f"{__package__}.model", "ModelConfig"), spec.defaults),
             ("opt.", spec.options, spec.option_defaults),
             ("train.", lookup(f"{__package__}.train", "TrainConfig"), {})]
@@ -230,7 +230,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         _remove_if_empty(made)
         return status
     from . import distributed
-    from .api import fit
+    from .fitting import fit
     out = args.out
     if distributed.init_from_env():
         if out is None:
@@ -303,7 +303,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .api import anomaly_scores
+    from .anomaly import anomaly_scores
     from .io import load
     model = load(args.run)
     ds = _input(args)
@@ -327,7 +327,7 @@ GRID_IMAGES = 64
 def _write_reconstructions(args: argparse.Namespace, what: str) -> int:
     """Reconstruct INPUT with the run's model and write it (.npy, .csv, or for image data a
     .png grid of the first :data:`GRID_IMAGES` inputs above their reconstructions)."""
-    from .api import denoise
+    from .evaluation import denoise
     from .io import load
     model = load(args.run)
     ds = _input(args)
@@ -504,7 +504,7 @@ def _json(value: Any, **kwargs: Any) -> str:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .api import evaluate
+    from .evaluation import evaluate
     noise_kwargs = {k: getattr(args, k) for k in NOISE_FLAGS if getattr(args, k) is not None}
     if noise_kwargs and args.noise is None:
         flags = ", ".join("--" + k.replace("_", "-") for k in noise_kwargs)
@@ -647,7 +647,7 @@ def _add_pretraining(sub: _Commands) -> None:
                                                       "with the data rows, or the label column of CSV / Parquet data "
                                                       "(default: the data's own labels, e.g. digits, fashion-mnist)")
         _new_run_flags(p, "finetune")
-        add_arguments(p, lookup(f"{__package__}.api", "DataConfig"),
+        add_arguments(p, lookup(f"{__package__}.data.config", "DataConfig"),
                       exclude=("data", "label_column", "scale", "stream", "buffer_mb"), group_title="data",
                       dest_prefix="data.")
         add_arguments(p, lookup(f"{__package__}.train", "TrainConfig"), group_title="training", dest_prefix="train.")
@@ -690,7 +690,7 @@ def _add_pretrain_methods(msub: _Commands) -> None:
         m.add_argument("--seed", type=_seed, default=0,
                        help="seed of initialisation, data order and sampling (default: 0)")
         _new_run_flags(m, f"pretrain-{method}")
-        add_arguments(m, lookup(f"{__package__}.api", "DataConfig"), group_title="data", dest_prefix="data.")
+        add_arguments(m, lookup(f"{__package__}.data.config", "DataConfig"), group_title="data", dest_prefix="data.")
         skip = ("pretrain", "pretrain_epochs", "pretrain_batch_size",
                 *(f for f in lookup(deep, "RBM_OPTIONS") + lookup(deep, "DAE_OPTIONS") if f not in own))
         add_arguments(m, options, exclude=skip, group_title=f"{method} options", dest_prefix="opt.")
@@ -698,11 +698,13 @@ def _add_pretrain_methods(msub: _Commands) -> None:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from .api import DataConfig, fit
+    from .data import DataConfig
+    from .fitting import fit
     from .model import ModelConfig
     from .variants.deep import DeepOptions
 
-    widths = coerce(ModelConfig, {"hidden": args.hidden}, where="--hidden")["hidden"]
+    widths = () if not args.hidden.replace(",", "").strip() else coerce(ModelConfig, {"hidden": args.hidden},
+                                                                         where="pretrain")["hidden"]
     if not widths:
         raise ConfigError("--hidden needs at least one layer width")
     kwargs = {**given(args, DataConfig, "data."), **given(args, DeepOptions, "opt.")}
@@ -732,7 +734,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    from .api import DataConfig
+    from .data import DataConfig
     from .classifier import finetune
     from .train import TrainConfig
 
@@ -920,50 +922,24 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_compress(args: argparse.Namespace) -> int:
-    from .api import psnr_data_range
-    from .compress import CompressedCodes, Quantizer, check_bits, entropy_bits, model_coder, save_codes, training_rows
-    from .io import MODEL, load
-    from .metrics import psnr, reconstruction_errors
-    from .io import sha256_file
+    from .compress import compress_run, entropy_bits
 
-    if args.output.suffix.lower() != ".npz":
-        raise ConfigError(f"{args.output}: compressed codes are written as .npz")
-    check_bits(args.bits)
-    model = load(args.run)
-    ds = _input(args)
-    fit_rows = training_rows(model)
-    fitted_on = "the run's training split"
-    if fit_rows is None:
-        fit_rows, fitted_on = ds.x, f"{ds.source} itself (the run was trained on in-memory data)"
-    fit_codes = model.encode_array(fit_rows, batch_size=args.batch_size, where="training data")
-    quantizer = Quantizer.fit(fit_codes, args.bits, args.ranges, args.quantile)
-    X = model._prepare(ds.x, ds.source)
-    encode, decode = model_coder(model, args.batch_size)
-    packed = CompressedCodes(quantizer.quantize(encode(X)), quantizer,
-                             {"source": ds.source, "ranges": args.ranges, "model_sha256": sha256_file(args.run / MODEL),
-                              "image_shape": ds.image_shape})
-    recon = decode(quantizer.dequantize(packed.symbols))
-    err = reconstruction_errors(X, recon)["per_example_squared_error"]
-    save_codes(args.output, packed)
-    print(f"wrote {len(packed.symbols)} codes of size {quantizer.dim} at {quantizer.bits} bits to {args.output}: "
+    done = compress_run(args.run, args.input, args.output, bits=args.bits, ranges=args.ranges, quantile=args.quantile,
+                        batch_size=args.batch_size, label_column=args.label_column)
+    packed, q = done.codes, done.codes.quantizer
+    print(f"wrote {len(packed.symbols)} codes of size {q.dim} at {q.bits} bits to {args.output}: "
           f"{packed.bits_per_input} bits per input (entropy {entropy_bits(packed.symbols):.1f}); ranges "
-          f"({args.ranges}) fitted on {fitted_on}")
-    print(f"distortion on {ds.source} (model space): per-example squared error {err:.4g}, "
-          f"PSNR {psnr(X, recon, psnr_data_range(model, X)):.2f} dB")
+          f"({args.ranges}) fitted on {done.fitted_on}")
+    print(f"distortion on {done.source} (model space): per-example squared error {done.per_example_squared_error:.4g}, "
+          f"PSNR {done.psnr:.2f} dB")
     return 0
 
 
 def _cmd_decompress(args: argparse.Namespace) -> int:
-    from .compress import decompress, load_codes
-    from .io import MODEL, load, sha256_file
+    from .compress import decompress_run
 
-    model = load(args.run)
-    packed = load_codes(args.codes)
-    recorded = packed.meta.get("model_sha256")
-    if recorded and sha256_file(args.run / MODEL) != recorded:  # load() has read the model file
-        raise ConfigError(f"{args.codes} was compressed with other weights than those of {args.run}")
+    model, packed, rows = decompress_run(args.run, args.codes, batch_size=args.batch_size)
     png = args.output.suffix.lower() == ".png"
-    rows = decompress(model, packed, batch_size=args.batch_size)
     _write_images(args.output, rows[:GRID_IMAGES] if png else rows, _image_shape(model),
                   f"decompressed rows ({packed.quantizer.bits}-bit codes)", cols=8)
     return 0

@@ -200,8 +200,8 @@ def rate_distortion(encode: Callable[[np.ndarray], np.ndarray], decode: Callable
 
 def model_coder(model: Any, batch_size: int = 4096) -> tuple[Callable, Callable]:
     """``(encode, decode)`` of a model between model-space rows and codes (NumPy, float32)."""
-    encode = lambda x: model._batched(np.ascontiguousarray(x, np.float32), model.encode, batch_size)  # noqa: E731
-    decode = lambda z: model._batched(np.ascontiguousarray(z, np.float32), model.decode, batch_size)  # noqa: E731
+    encode = lambda x: model.batched(np.ascontiguousarray(x, np.float32), model.encode, batch_size)  # noqa: E731
+    decode = lambda z: model.batched(np.ascontiguousarray(z, np.float32), model.decode, batch_size)  # noqa: E731
     return encode, decode
 
 
@@ -221,8 +221,7 @@ def compression_scores(model: Any, X: np.ndarray, fit_x: np.ndarray, bits: int, 
     bits = check_bits(bits)
     X = np.asarray(X, np.float32)
     fit_x = np.asarray(fit_x, np.float32)
-    from .api import psnr_data_range
-    data_range = psnr_data_range(model, X)
+    data_range = model.psnr_data_range(X)
     kwargs = dict(ranges=ranges, quantile=quantile, data_range=data_range)
     result: dict[str, Any] = {"bits": bits, "ranges": ranges, "data_range": data_range,
                               "fit_rows": int(len(fit_x)), "features": int(X.shape[1]),
@@ -236,21 +235,6 @@ def compression_scores(model: Any, X: np.ndarray, fit_x: np.ndarray, bits: int, 
                       "entropy of the symbols of these rows, per dimension, summed (what an entropy coder reaches, "
                       "frequency tables not counted); errors and PSNR in model space, against these rows")
     return result
-
-
-def training_rows(model: Any) -> np.ndarray | None:
-    """The raw training split of a run (the rows its quantizer ranges are fitted on), or None for a
-    run trained on in-memory data."""
-    from .api import IN_MEMORY, DataConfig, _load_data
-    from .config import from_dict
-
-    cfg = getattr(model, "run_config", None) or {}
-    if not cfg.get("data"):
-        return None
-    d = from_dict(DataConfig, cfg["data"])
-    if d.data == IN_MEMORY:
-        return None
-    return _load_data(d.data, d, {}).train.x
 
 
 # -- compressed codes on disk --------------------------------------------------------------------
@@ -344,3 +328,63 @@ def load_codes(path: str | Path) -> CompressedCodes:
             "model_sha256": str(arrays.get("model_sha256", "")) or None,
             "image_shape": tuple(int(v) for v in shape) if shape is not None and len(shape) else None}
     return CompressedCodes(symbols, quantizer, meta)
+
+
+@dataclass(frozen=True)
+class CompressionReport:
+    """What :func:`compress_run` did: the codes written, on what rows the quantizer's ranges were
+    fitted, and the distortion of the decoded codes (model space)."""
+
+    codes: CompressedCodes
+    source: str
+    fitted_on: str
+    per_example_squared_error: float
+    psnr: float
+
+
+def compress_run(run_dir: str | Path, data: Any, output: str | Path, *, bits: int = 8, ranges: str = "minmax",
+                 quantile: float = DEFAULT_QUANTILE, batch_size: int = 4096,
+                 label_column: Any = None) -> CompressionReport:
+    """Compress the rows of ``data`` (a file, folder, built-in set name, array or Dataset) with the model
+    of ``run_dir`` into ``output`` (``.npz``): the codes quantized to ``bits`` per dimension over ranges
+    fitted on the run's training codes (on ``data`` itself for a run trained on in-memory data), with
+    the SHA-256 of the model file, so that :func:`decompress_run` refuses other weights."""
+    from .data import load_data, training_rows
+    from .io import MODEL, load, sha256_file
+    from .metrics import psnr, reconstruction_errors
+
+    output = Path(output)
+    if output.suffix.lower() != ".npz":
+        raise ConfigError(f"{output}: compressed codes are written as .npz")
+    check_bits(bits)
+    model = load(run_dir)
+    ds = load_data(data, label_column=label_column)
+    fit_rows = training_rows(model.run_config)
+    fitted_on = "the run's training split"
+    if fit_rows is None:
+        fit_rows, fitted_on = ds.x, f"{ds.source} itself (the run was trained on in-memory data)"
+    fit_codes = model.encode_array(fit_rows, batch_size=batch_size, where="training data")
+    quantizer = Quantizer.fit(fit_codes, bits, ranges, quantile)
+    X = model.prepare(ds.x, ds.source)
+    encode, decode = model_coder(model, batch_size)
+    packed = CompressedCodes(quantizer.quantize(encode(X)), quantizer,
+                             {"source": ds.source, "ranges": ranges, "model_sha256": sha256_file(Path(run_dir) / MODEL),
+                              "image_shape": ds.image_shape})
+    recon = decode(quantizer.dequantize(packed.symbols))
+    err = reconstruction_errors(X, recon)["per_example_squared_error"]
+    save_codes(output, packed)
+    return CompressionReport(packed, ds.source, fitted_on, err, psnr(X, recon, model.psnr_data_range(X)))
+
+
+def decompress_run(run_dir: str | Path, codes: str | Path, *, batch_size: int = 4096) -> tuple[Any, CompressedCodes,
+                                                                                            np.ndarray]:
+    """``(model, codes, rows)``: the compressed codes in ``codes`` decoded by the model of ``run_dir``
+    (ConfigError when they were compressed with other weights)."""
+    from .io import MODEL, load, sha256_file
+
+    model = load(run_dir)
+    packed = load_codes(codes)
+    recorded = packed.meta.get("model_sha256")
+    if recorded and sha256_file(Path(run_dir) / MODEL) != recorded:  # load() has read the model file
+        raise ConfigError(f"{codes} was compressed with other weights than those of {run_dir}")
+    return model, packed, decompress(model, packed, batch_size=batch_size)

@@ -238,12 +238,12 @@ class Autoencoder(nn.Module):
         return Output(self._activate(logits[:n]), z[:n], losses, logits[:n], metrics)
 
     # -- NumPy helpers ----------------------------------------------------------------------
-    def _prepare(self, X: Any, where: str = "input") -> np.ndarray:
+    def prepare(self, X: Any, where: str = "input") -> np.ndarray:
         """Raw rows (or images) as float32 model-space rows; DataError for anything else."""
-        X = self._raw_rows(X, where)
+        X = self.raw_rows(X, where)
         return self.transform.apply(X) if self.transform is not None else X
 
-    def _raw_rows(self, X: Any, where: str = "input") -> np.ndarray:
+    def raw_rows(self, X: Any, where: str = "input") -> np.ndarray:
         """Raw rows (or images) checked and as float32 rows in the input's units (before the scaling)."""
         try:
             X = np.asarray(X)
@@ -261,7 +261,22 @@ class Autoencoder(nn.Module):
             raise DataError(f"{where}: holds NaN, infinite values or values beyond the float32 range")
         return X
 
-    def _batched(self, X: np.ndarray, fn: Any, batch_size: int) -> np.ndarray:
+    def data_range(self, X: np.ndarray) -> tuple[float, float, bool]:
+        """The data range ``(lo, hi)`` of model-space rows ``X`` and whether it is the fixed [0, 1] of
+        the ``unit`` scaling (else ``X``'s own min and max)."""
+        if self.transform is not None and self.transform.kind == "unit":
+            return 0.0, 1.0, True
+        return float(X.min()), float(X.max()), False
+
+    def psnr_data_range(self, X: np.ndarray) -> float:
+        """The data range R of a PSNR of model-space rows ``X``: 1 for the ``unit`` scaling, else
+        ``X``'s max - min (1 when ``X`` is constant)."""
+        lo, hi, _ = self.data_range(X)
+        return hi - lo if hi > lo else 1.0
+
+    def batched(self, X: np.ndarray, fn: Any, batch_size: int) -> np.ndarray:
+        """``fn`` over model-space rows ``X`` in batches of ``batch_size``, in eval mode without
+        gradients, on the model's device; the results concatenated as a NumPy array."""
         device = next(self.parameters()).device
         was_training = self.training
         self.eval()
@@ -285,7 +300,7 @@ class Autoencoder(nn.Module):
         of whole batches at a time and the results are written into one preallocated output: the same
         batches as in one go, so the same numbers, with no full-size float32 copy of the input."""
         def run(rows: Any) -> np.ndarray:
-            out = self._batched(self._prepare(rows, where), fn, batch_size)
+            out = self.batched(self.prepare(rows, where), fn, batch_size)
             return self.transform.invert(out) if invert and self.transform is not None else out
 
         block = batch_size * max(1, self.PREPARE_ROWS // batch_size) if batch_size > 0 else 0
@@ -310,5 +325,5 @@ class Autoencoder(nn.Module):
 
     def decode_array(self, Z: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Decoded means of model-space codes ``Z`` ``(N, latent)`` in the original units, shape ``(N, D)``."""
-        out = self._batched(np.ascontiguousarray(Z, dtype=np.float32), self.decode, batch_size)
+        out = self.batched(np.ascontiguousarray(Z, dtype=np.float32), self.decode, batch_size)
         return self.transform.invert(out) if self.transform is not None else out

@@ -326,8 +326,8 @@ def _as_rows(x: Any, visible: str = "gaussian", where: str = "pretraining data")
 
 
 def _progress_bar(progress: bool | None, total: int, desc: str) -> Any:
-    from .train import _progress
-    return _progress(sys.stderr.isatty() if progress is None else progress, total, 0, desc)
+    from .callbacks import progress_bar
+    return progress_bar(sys.stderr.isatty() if progress is None else progress, total, 0, desc)
 
 
 def train_rbm(x: Any, n_hidden: int, *, visible: str = "bernoulli", hidden: str = "bernoulli", seed: int = 0,

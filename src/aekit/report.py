@@ -368,7 +368,7 @@ def _evaluation(run_dir: Path, model: Any, test_x: Any, own_splits: Any, evaluat
         return result, f"From {EVALUATION} in the run directory (aekit evaluate)."
     if not evaluate:
         return None, f"Not computed (no {EVALUATION} in the run directory and evaluation was turned off)."
-    from .api import evaluate as run_evaluation
+    from .evaluation import evaluate as run_evaluation
     if own_splits is not None:
         return (run_evaluation(model, splits=own_splits),
                 "Computed for this report by aekit.evaluate on the run's test split.")
@@ -394,8 +394,8 @@ def _split(splits: Any) -> tuple[Any, str]:
 
 def _autoencoder_page(run_dir: Path, cfg: dict[str, Any], tmp: Path, data: Any,
                       evaluate: bool) -> tuple[list[tuple[str, Any]], list[Section]]:
-    from .api import IN_MEMORY, DataConfig, _load_data
-    from .config import from_dict, to_dict
+    from .data import IN_MEMORY, DataConfig, load_run_splits
+    from .config import from_dict
 
     model = io.load(run_dir)
     m = model.config
@@ -404,7 +404,7 @@ def _autoencoder_page(run_dir: Path, cfg: dict[str, Any], tmp: Path, data: Any,
     ds, split, problem, splits = None, "test", None, None
     if data is not None or reloadable:
         try:
-            splits = _load_data(data if data is not None else data_cfg.data, data_cfg, to_dict(m))
+            splits = load_run_splits(data_cfg, data, m.image_shape)
             ds, split = _split(splits)
         except AekitError as e:
             problem = f"The data could not be loaded, so the figures that need it are left out: {e}"

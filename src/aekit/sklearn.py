@@ -67,8 +67,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import variants
-from .api import fit as _aekit_fit
-from .api import correct_for_complexity, model_space_anomaly_scores
+from .anomaly import correct_for_complexity, model_space_anomaly_scores
+from .fitting import fit as _aekit_fit
 from .classifier import Classifier, finetune
 from .config import from_dict, jsonable, to_dict
 from .data import TRANSFORM_KINDS, Transform
@@ -431,7 +431,7 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         """
         X = self._check(X)
         model = self._network(X.dtype)
-        return model._batched(_model_space(model, X), model.encode, INFERENCE_BATCH)
+        return model.batched(_model_space(model, X), model.encode, INFERENCE_BATCH)
 
     def inverse_transform(self, X):
         """Decode codes back to rows in the input units (the decoder's mean output).
@@ -452,7 +452,7 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             raise ValueError(f"X has {Z.shape[1]} features, but {type(self).__name__}.inverse_transform is "
                              f"expecting codes of {self.n_components_} features")
         model = self._network(Z.dtype)
-        return _input_space(model, model._batched(Z, model.decode, INFERENCE_BATCH))
+        return _input_space(model, model.batched(Z, model.decode, INFERENCE_BATCH))
 
     def score(self, X, y=None):
         """The mean of :meth:`score_samples` over the rows of ``X`` (higher is better, e.g. for
@@ -820,7 +820,7 @@ class StackedAutoencoderClassifier(ClassifierMixin, _PackedState, BaseEstimator)
         X = validate_data(self, X, reset=False, dtype=np.float64)
         clf = copy.deepcopy(self.classifier_).double()
         model = clf.autoencoder
-        return model._batched(_model_space(model, X), clf.logits, INFERENCE_BATCH)
+        return model.batched(_model_space(model, X), clf.logits, INFERENCE_BATCH)
 
     def decision_function(self, X):
         """The logits of the softmax head: shape (n_samples, n_classes), or for two classes the

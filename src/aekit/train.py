@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from . import distributed
+from .callbacks import Callback, progress_bar
 from .config import option
 from .errors import ConfigError, RunError, TrainingError
 from .io import (CHECKPOINT_FILES, HISTORY, atomic_write_json, read_safetensors, remove_stale_temporaries,
@@ -97,17 +98,6 @@ class TrainConfig:
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"train.device is {self.device!r} but no CUDA device is available")
         return dev
-
-
-class Callback:
-    """Hooks called by :class:`Trainer`. Override what you need; ``trainer.stop()`` ends
-    training after the current epoch, ``trainer.interrupt()`` checkpoints after the current
-    step and raises :class:`Interrupted`."""
-
-    def on_train_begin(self, trainer: "Trainer") -> None: ...
-    def on_step_end(self, trainer: "Trainer", step: int, losses: dict[str, float]) -> None: ...
-    def on_epoch_end(self, trainer: "Trainer", record: dict[str, Any]) -> None: ...
-    def on_train_end(self, trainer: "Trainer") -> None: ...
 
 
 class Interrupted(TrainingError):
@@ -383,7 +373,7 @@ class Trainer:
         sums = {k: torch.tensor(v, dtype=torch.float64) for k, v in self._sums.items()}
         t0 = time.perf_counter()
         done_before = self._count
-        bar = _progress(self.progress, steps, self._pos, f"epoch {self._epoch + 1}/{cfg.epochs}")
+        bar = progress_bar(self.progress, steps, self._pos, f"epoch {self._epoch + 1}/{cfg.epochs}")
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         # bfloat16: the forward under autocast; the backward pass and the update in float32
@@ -527,13 +517,6 @@ def evaluate_terms(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
     finally:
         model.train(was)
     return {k: v / len(x) for k, v in sums.items()}
-
-
-def _progress(enabled: bool, total: int, initial: int, desc: str) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-    return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True, mininterval=0.2)
 
 
 class _SignalGuard:

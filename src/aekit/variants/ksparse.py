@@ -30,7 +30,7 @@ import torch
 
 from ..config import option
 from ..errors import ConfigError
-from ..train import Callback
+from ..callbacks import Callback
 from . import Variant, register
 
 #: k when the option is not given, lowered to the code size when that is smaller.

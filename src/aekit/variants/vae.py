@@ -50,7 +50,7 @@ from ..config import option
 from ..errors import ConfigError
 from ..losses import gaussian_kl, gaussian_kl_per_dim, gaussian_log_density, gaussian_nll
 from ..noise import bernoulli
-from ..train import Callback
+from ..callbacks import Callback
 from . import Variant, register
 
 #: A latent dimension is active when the variance of its posterior mean over inputs exceeds this
@@ -418,4 +418,4 @@ def elbo_per_example(model: Any, X: np.ndarray, samples: int = 32, *, seed: int 
         log_px = log_likelihood(z, x.reshape(len(x), -1).repeat(samples, 1)).reshape(samples, len(x)).mean(0)
         return log_px - gaussian_kl(mu, logvar, "none")
 
-    return model._batched(X, elbo, max(1, max_rows // samples))
+    return model.batched(X, elbo, max(1, max_rows // samples))
