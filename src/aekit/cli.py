@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
-from . import __version__
+from .version import __version__
 from .config import NotStatic, add_arguments, check_seed, coerce, given, lookup, static_calls, static_value
 from .errors import AekitError, ConfigError, RunError
 from .io import atomic_path

@@ -142,7 +142,7 @@ footer { text-align: center; color: #57606a; font-size: .8rem; padding-bottom: 1
 
 def render(title: str, header: Sequence[tuple[str, Any]], sections: Sequence[Section]) -> str:
     """The whole page: a header with ``(term, value)`` pairs, a table of contents and the sections."""
-    from . import __version__
+    from .version import __version__
     dl = "".join(f"<dt>{esc(k)}</dt><dd>{esc(fmt(v))}</dd>" for k, v in header)
     nav = "".join(f'<a href="#{esc(s.id)}">{esc(s.title)}</a>' for s in sections)
     body = "".join(f'<section id="{esc(s.id)}"><h2>{esc(s.title)}</h2>{s.body}</section>' for s in sections)

@@ -163,7 +163,7 @@ def build_index(model: Any, X: Any, metric: str = "l2", *, data: str | None = No
     x = x.reshape(len(x), -1) if x.ndim > 2 else x
     codes = model.encode_array(x, batch_size=batch_size, where=str(data or "input"))
     index = index_codes(codes, metric)
-    from . import __version__
+    from .version import __version__
     meta: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, **index.meta,
                             "data": str(data) if data is not None else "<in-memory>",
                             "data_resolved": str(Path(data).resolve()) if data is not None and Path(data).exists()
