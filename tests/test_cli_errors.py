@@ -309,10 +309,13 @@ def test_evaluate_on_constant_data_prints_and_writes_strict_json(tmp_path, capsy
     np.save(data, np.ones((200, 6), np.float32))
     assert main(["train", "ae", "--data", str(data), "--epochs", "1", *TINY, "--out", str(tmp_path / "r")]) == 0
     capsys.readouterr()
-    assert main(["evaluate", str(tmp_path / "r"), "-o", str(tmp_path / "e.json")]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to explain is no reason for a warning (0 / 0)
+        assert main(["evaluate", str(tmp_path / "r"), "-o", str(tmp_path / "e.json")]) == 0
     printed = _strict(capsys.readouterr().out)
     assert _strict((tmp_path / "e.json").read_text()) == printed
     assert printed["pca"]["per_example_squared_error"] == 0 and printed["ratio_to_pca"] is None
+    assert printed["pca"]["explained_variance_ratio"] is None
 
 
 # -- 8. default run directories -------------------------------------------------------------------------------

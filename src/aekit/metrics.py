@@ -34,11 +34,13 @@ def pca_reconstruction_errors(train: np.ndarray, x: np.ndarray, n_components: in
     from sklearn.decomposition import PCA
 
     k = min(n_components, train.shape[0], train.shape[1])
-    pca = PCA(n_components=k, random_state=seed).fit(train)
+    with np.errstate(invalid="ignore", divide="ignore"):  # constant rows: no variance, 0 / 0 below
+        pca = PCA(n_components=k, random_state=seed).fit(train)
     recon = pca.inverse_transform(pca.transform(x))
     out: dict[str, Any] = reconstruction_errors(x, recon)
     out["n_components"] = int(k)
-    out["explained_variance_ratio"] = float(pca.explained_variance_ratio_.sum())
+    ratio = float(pca.explained_variance_ratio_.sum())
+    out["explained_variance_ratio"] = ratio if np.isfinite(ratio) else None  # None: nothing to explain
     return out
 
 
