@@ -29,9 +29,8 @@ import torch
 import torch.nn.functional as F
 
 import aekit
+from aekit.bounds import LikelihoodFn, PosteriorFn, importance_weighted_bounds
 from aekit.data import load_splits
-from aekit.variants.vae import (LikelihoodFn, PosteriorFn, importance_weighted_bounds,
-                               model_log_likelihood, model_posterior)
 
 from .common import publish, table
 
@@ -39,7 +38,7 @@ from .common import publish, table
 def iw_nll(posterior: PosteriorFn, log_lik: LikelihoodFn, X: np.ndarray, k: int,
            seed: int = 0) -> tuple[float, float]:
     """Mean importance-weighted -log p(x) with ``k`` samples and the negative ELBO, by aekit's estimator
-    (:func:`aekit.variants.vae.importance_weighted_bounds`) for any library's model."""
+    (:func:`aekit.bounds.importance_weighted_bounds`) for any library's model."""
     out = importance_weighted_bounds(posterior, log_lik, X, k, seed=seed, batch_size=20, max_rows=20_000)
     return out["nll_iw"], out["recon"] + out["kl"]
 
@@ -53,7 +52,8 @@ def _aekit(train: np.ndarray, epochs: int, out: str, **extra: Any) -> tuple[Any,
 
 
 def _aekit_scorers(model: Any) -> tuple[PosteriorFn, LikelihoodFn]:
-    return model_posterior(model), model_log_likelihood(model)  # Bernoulli on the decoder's logits
+    v = model.variant  # its posterior and the decoder's own likelihood (Bernoulli on the logits)
+    return v.posterior_fn(model), v.log_likelihood_fn(model)
 
 
 class _DynamicBinarization(torch.utils.data.Dataset):

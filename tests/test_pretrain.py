@@ -204,7 +204,7 @@ def test_the_unrolled_decoder_is_the_transpose_of_the_encoder(method, tied, digi
     torch.manual_seed(0)
     model = Autoencoder(ModelConfig(variant="deep", input_dim=64, hidden=(16, 8), latent=4, activation="sigmoid",
                                     loss="bce", tied=tied, options={"pretrain": method, "pretrain_epochs": 1}))
-    record = model.variant.pretrain(model, torch.from_numpy(digits01[:300]), seed=0)
+    record = model.variant.pretrain(model, torch.from_numpy(digits01[:300]), seed=0, train_layer=pretrain.train_layer)
     assert record["method"] == method and [layer["n_hidden"] for layer in record["layers"]] == [16, 8, 4]
     assert all(len(layer["history"]) == 1 for layer in record["layers"])
     json.dumps(record)

@@ -1,7 +1,11 @@
 """The scikit-learn estimators of aekit.sklearn: scikit-learn's own estimator checks for several
 variants, and the property that defines each method."""
 
+import dataclasses
+import math
 import pickle
+import typing
+from numbers import Real
 
 import numpy as np
 import pytest
@@ -14,15 +18,19 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import aekit
-from aekit.data import Transform
+from aekit import io, noise
+from aekit.config import field_default
+from aekit.data import DataConfig, Transform
 from aekit.model import ModelConfig
 from aekit.pretrain import stack_denoising, train_dbn
-from aekit.sklearn import (AutoencoderOutlierDetector, AutoencoderTransformer, StackedAutoencoderClassifier,
-                           _model_space, _seed)
+from aekit.sklearn import (AUTOENCODER_OVERRIDES, CLASSIFIER_OVERRIDES, AutoencoderOutlierDetector,
+                           AutoencoderTransformer, StackedAutoencoderClassifier, _accepts, _model_space, _seed)
 from aekit.train import TrainConfig
+from aekit.variants.deep import DeepOptions
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +79,94 @@ def test_defaults_are_aekits_own():
     assert (est.loss, est.scale) == ("mse", "standard")
     assert AutoencoderOutlierDetector().get_params().keys() - est.get_params().keys() == {"contamination",
                                                                                           "complexity"}
+
+
+#: Every dataclass the estimators' parameters come from.
+SOURCES = (ModelConfig, TrainConfig, DataConfig, DeepOptions)
+ESTIMATORS = [(AutoencoderTransformer, AUTOENCODER_OVERRIDES), (AutoencoderOutlierDetector, AUTOENCODER_OVERRIDES),
+              (StackedAutoencoderClassifier, CLASSIFIER_OVERRIDES)]
+
+
+def _source(name):
+    """The dataclass among SOURCES that has a field ``name`` (the first: ModelConfig before DeepOptions);
+    None for the estimators' own parameters, and for ``options`` (the variant's options, a dict of
+    another dataclass's fields, None by default as scikit-learn wants)."""
+    if name == "options":
+        return None
+    return next((cls for cls in SOURCES if name in {f.name for f in dataclasses.fields(cls)}), None)
+
+
+@pytest.mark.parametrize("cls, overrides", ESTIMATORS)
+def test_defaults_are_the_dataclasses_but_the_declared_overrides(cls, overrides):
+    """A parameter named like an option of aekit defaults to that option's default, unless the
+    estimator's override table says otherwise; every TrainConfig field but the seed, the checkpoints'
+    and the validation-only restore_best is a parameter."""
+    params = cls().get_params()
+    derived = {name: _source(name) for name in params if _source(name) is not None}
+    for name, source in derived.items():
+        field = next(f for f in dataclasses.fields(source) if f.name == name)
+        expected = overrides.get(name, field_default(field))
+        assert params[name] == expected, name
+    assert set(overrides) <= set(derived)
+    train = {f.name for f in dataclasses.fields(TrainConfig)} - {"seed", "checkpoint_every", "restore_best"}
+    assert train <= set(params)
+
+
+def _probes(constraint):
+    """Numbers at and next to the ends of an Interval, and inside it."""
+    points = [-2, -1, 0, 1, 2, 3, 0.5, 10.0]
+    for end in (constraint.left, constraint.right):
+        if end is not None:
+            points += [end, math.nextafter(end, -math.inf), math.nextafter(end, math.inf)]
+    return points
+
+
+@pytest.mark.parametrize("cls, overrides", ESTIMATORS)
+def test_constraints_are_what_aekit_accepts(cls, overrides):
+    """Each derived constraint says what aekit's own check of the option says: the choices, and for
+    numbers the same verdict at and around the ends of the range (nu: [0, 1], as aekit.noise has it)."""
+    constraints = cls._parameter_constraints
+    assert set(constraints) == set(cls().get_params())
+    for name, allowed in constraints.items():
+        source = _source(name)
+        if source is None or name == "variant":  # not an option (variant: the registry's names)
+            continue
+        field = next(f for f in dataclasses.fields(source) if f.name == name)
+        choices = field.metadata.get("choices")
+        options = [c for c in allowed if isinstance(c, StrOptions)]
+        if choices:
+            assert [o.options for o in options] == [set(choices)], name
+        for interval in (c for c in allowed if isinstance(c, Interval)):
+            wrap = (lambda v: (int(v),)) if name == "hidden" else (lambda v: v)
+            for v in _probes(interval):
+                if interval.type is not Real and not float(v).is_integer():
+                    continue
+                v = int(v) if interval.type is not Real else float(v)
+                assert interval.is_satisfied_by(v) == _accepts(source, name, wrap(v)), (name, v)
+        optional = type(None) in typing.get_args(typing.get_type_hints(source)[name])
+        assert (None in allowed) == (optional or overrides.get(name, 0) is None), name
+
+
+def test_nu_takes_the_rule_of_the_noise():
+    """The whole fraction of entries may be corrupted, as aekit.noise allows; beyond it is refused."""
+    noise.check_parameters("mask", nu=1.0)
+    StackedAutoencoderClassifier(nu=1.0)._validate_params()
+    with pytest.raises(InvalidParameterError, match="'nu' parameter"):
+        StackedAutoencoderClassifier(nu=math.nextafter(1.0, 2.0))._validate_params()
+
+
+def test_training_settings_reach_the_trainer(digits):
+    """The TrainConfig parameters are the run's training configuration; patience stops training once
+    the training loss stops improving by min_delta."""
+    X, y = digits[0][:200], digits[1][:200]
+    settings = {"optimizer": "sgd", "momentum": 0.5, "weight_decay": 1e-4, "schedule": "cosine", "clip_grad": 1.0,
+                "patience": 1, "min_delta": 1e9}
+    est = AutoencoderTransformer(latent=3, hidden=(16,), epochs=5, random_state=0, **settings).fit(X)
+    assert {k: est.model_.run_config["train"][k] for k in settings} == settings
+    assert est.n_iter_ == 2 and est.history_[-1].get("early_stop")  # the second epoch cannot beat the first by 1e9
+    clf = StackedAutoencoderClassifier(hidden=(8,), pretrain="none", epochs=5, random_state=0, **settings).fit(X, y)
+    assert {k: clf.classifier_.run_config["train"][k] for k in settings} == settings
+    assert clf.n_iter_ == 2
 
 
 # -- the transformer -----------------------------------------------------------------------------
@@ -125,6 +221,30 @@ def test_pickle_round_trip_holds_no_torch_objects(digits, cls, variant):
     assert np.array_equal(back.score_samples(X), est.score_samples(X))
     assert back.history_ == est.history_ == back.model_.history
     assert getattr(back, "offset_", None) == getattr(est, "offset_", None)
+
+
+def test_pickle_holds_aekits_model_bytes(digits):
+    """The pickled model is aekit's one model serializer: checksummed safetensors whose weights are
+    those a run directory's model.safetensors holds; a flipped byte or a pickle in its place is refused."""
+    X = digits[0][:200]
+    est = AutoencoderTransformer(latent=3, hidden=(16,), epochs=1, random_state=0).fit(X)
+    raw = est.__getstate__()["model_"]
+    assert isinstance(raw, bytes)
+    tensors, metadata = io.parse_safetensors(raw, "packed")
+    plain, _ = io.parse_safetensors(io.model_to_bytes(est.model_), "plain")  # what save_model writes
+    assert tensors.keys() == plain.keys() and all(torch.equal(tensors[k], plain[k]) for k in tensors)
+    assert metadata["format"] == io.FORMAT and io.CHECKSUM_KEY in metadata
+    model, config = io.model_from_bytes(raw)
+    assert config["model"] == est.model_.run_config["model"] and model.history == est.history_
+    assert np.array_equal(model.encode_array(X), est.model_.encode_array(X))
+    with pytest.raises(aekit.RunError, match="no configuration"):
+        io.model_from_bytes(io.model_to_bytes(est.model_))  # a run directory's file needs its config.json
+    flipped = bytearray(raw)
+    flipped[-1] ^= 1
+    with pytest.raises(aekit.RunError, match="checksum"):
+        io.model_from_bytes(bytes(flipped))
+    with pytest.raises(aekit.RunError, match="pickle"):
+        io.model_from_bytes(pickle.dumps({"weights": 1}))
 
 
 def test_same_random_state_same_codes(digits):

@@ -10,10 +10,11 @@ import torch
 
 import aekit
 from aekit import Autoencoder, ConfigError, ModelConfig, TrainConfig, Trainer
+from aekit.evaluation import likelihood_bounds
 from aekit.latent import interpolate, sample, slerp, traverse
 from aekit.losses import gaussian_kl, gaussian_kl_per_dim, gaussian_log_density, gaussian_nll
 from aekit.train import Interrupted
-from aekit.variants.vae import VAE, capacity_at, likelihood_bounds, warmup_weight
+from aekit.variants.vae import VAE, capacity_at, warmup_weight
 from helpers import InterruptAt, run_cli, tiny_dsprites_run
 
 

@@ -19,7 +19,7 @@ from .version import __version__
 _EXPORTS = {
     "anomaly_scores": "anomaly",
     "DataConfig": "data",
-    **dict.fromkeys(("denoise", "evaluate"), "evaluation"),
+    **dict.fromkeys(("denoise", "evaluate", "likelihood_bounds"), "evaluation"),
     "fit": "fitting",
     **dict.fromkeys(("Classifier", "finetune", "load_classifier"), "classifier"),
     **dict.fromkeys(("Dataset", "Transform", "load_data", "load_splits"), "data"),
@@ -28,7 +28,6 @@ _EXPORTS = {
     **dict.fromkeys(("interpolate", "sample", "traverse"), "latent"),
     **dict.fromkeys(("Autoencoder", "ModelConfig", "Output"), "model"),
     **dict.fromkeys(("Callback", "Trainer", "TrainConfig"), "train"),
-    "likelihood_bounds": "variants.vae",
 }
 __all__ = [
     "AekitError", "Autoencoder", "Callback", "Classifier", "ConfigError", "DataConfig", "DataError", "Dataset",

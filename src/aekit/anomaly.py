@@ -18,10 +18,11 @@ def anomaly_scores(model: Autoencoder | str | Path, X: Any, *, elbo_samples: int
                    where: str = "input", complexity: bool | tuple[float, float] = False) -> np.ndarray:
     """The anomaly score of each row of raw data ``X`` (higher: less like the training data).
 
-    For every variant but the VAE family, the summed squared reconstruction error
-    ``||x - g(f(x))||^2`` in the units of ``X``; for the VAE family minus the evidence lower bound,
-    in nats, with ``elbo_samples`` Monte Carlo draws shared by every row
-    (:func:`aekit.variants.vae.elbo_per_example`). ``model`` is a model or a run directory.
+    The model's variant scores the rows (``model.variant.anomaly_scores``): by default the summed
+    squared reconstruction error ``||x - g(f(x))||^2`` in the units of ``X``; for the VAE family minus
+    the evidence lower bound, in nats, with ``elbo_samples`` Monte Carlo draws shared by every row
+    (:meth:`aekit.variants.vae.VAE.elbo_per_example`). ``model.variant.score_units()`` says which.
+    ``model`` is a model or a run directory.
 
     With ``complexity`` the scores are corrected by each row's input complexity (Serra et al.
     2020; :func:`correct_for_complexity`), the rows being quantized to 8 bits over the run's
@@ -35,11 +36,11 @@ def anomaly_scores(model: Autoencoder | str | Path, X: Any, *, elbo_samples: int
     data_range = _complexity_range(model, complexity)
     raw = model.raw_rows(X, where)
     X = model.transform.apply(raw) if model.transform is not None else raw
-    scores = model_space_anomaly_scores(model, X, elbo_samples=elbo_samples, batch_size=batch_size)
+    scores = model.variant.anomaly_scores(model, X, elbo_samples=elbo_samples, batch_size=batch_size)
     if data_range is None:
         return scores
     from .metrics import input_complexity
-    return correct_for_complexity(scores, input_complexity(raw, *data_range), model.variant.generative)
+    return model.variant.correct_for_complexity(scores, input_complexity(raw, *data_range))
 
 
 def _complexity_range(model: Autoencoder, complexity: Any) -> tuple[float, float] | None:
@@ -61,27 +62,23 @@ def _complexity_range(model: Autoencoder, complexity: Any) -> tuple[float, float
     return low, high
 
 
-def correct_for_complexity(scores: np.ndarray, bits: np.ndarray, generative: bool) -> np.ndarray:
-    """Anomaly ``scores`` corrected by the rows' input complexity ``bits``
+def correct_for_complexity(scores: np.ndarray, bits: np.ndarray, model: Autoencoder) -> np.ndarray:
+    """Anomaly ``scores`` of ``model`` corrected by the rows' input complexity ``bits``
     (:func:`aekit.metrics.input_complexity`; Serra et al. 2020, "Input complexity and
-    out-of-distribution detection with likelihood-based generative models", ICLR).
+    out-of-distribution detection with likelihood-based generative models", ICLR), as the model's
+    variant does it (``model.variant.correct_for_complexity``).
 
-    Minus the ELBO (the VAE family, ``generative``) becomes Serra et al.'s score
+    Minus the ELBO (the VAE family) becomes Serra et al.'s score
     :math:`-\\mathrm{ELBO}(x) - L(x) \\ln 2` (nats less the input's length under a generic
     compressor); a reconstruction error is divided by :math:`L(x)`, an error per bit of input.
     Either way simple inputs, which any model reconstructs well, stop looking typical for
     that reason alone."""
-    return scores - bits * np.log(2.0) if generative else scores / bits
+    return model.variant.correct_for_complexity(scores, bits)
 
 
 def model_space_anomaly_scores(model: Autoencoder, X: np.ndarray, *, elbo_samples: int = 32,
                                batch_size: int = 4096) -> np.ndarray:
     """:func:`anomaly_scores` of rows already in model space (after the run's scaling), computed in
-    their precision (float32, or float64 with a float64 copy of the model)."""
-    if model.variant.generative:
-        from .variants.vae import elbo_per_example
-        return -elbo_per_example(model, X, elbo_samples)
-    recon = model.batched(X, model.reconstruct, batch_size)
-    if model.transform is not None:  # errors in the input's units
-        X, recon = (model.transform.invert(a, dtype=X.dtype) for a in (X, recon))
-    return ((X - recon) ** 2).sum(1)
+    their precision (float32, or float64 with a float64 copy of the model): the model's variant's
+    ``anomaly_scores``."""
+    return model.variant.anomaly_scores(model, X, elbo_samples=elbo_samples, batch_size=batch_size)

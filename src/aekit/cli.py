@@ -97,13 +97,14 @@ class _Entry:
     defaults: dict[str, Any]
     option_defaults: dict[str, Any]
     load_options: Callable[[], type]
+    layerwise: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     @functools.cached_property
     def options(self) -> type:
         return self.load_options()
 
 
-_REGISTER = ("name", "summary", "options", "defaults", "option_defaults")  # aekit.variants.register's parameters
+_REGISTER = ("name", "summary", "options", "defaults", "option_defaults", "layerwise")  # variants.register's parameters
 
 
 def _static_variants() -> list[_Entry]:
@@ -117,10 +118,12 @@ def _static_variants() -> list[_Entry]:
             bound = {**dict(zip(_REGISTER, args)), **kwargs}
             if set(bound) - set(_REGISTER) or not {"name", "summary"} <= set(bound):
                 raise NotStatic(f"{path}: a register(...) call of another form")
-            name, summary, defaults, option_defaults = (bound[k]() if k in bound else None
-                                                        for k in ("name", "summary", "defaults", "option_defaults"))
+            name, summary, defaults, option_defaults, layerwise = (
+                bound[k]() if k in bound else None
+                for k in ("name", "summary", "defaults", "option_defaults", "layerwise"))
             options = bound.get("options") or functools.partial(static_value, f"{__package__}.variants", "NoOptions")
-            entries.append(_Entry(name, summary, dict(defaults or {}), dict(option_defaults or {}), options))
+            entries.append(_Entry(name, summary, dict(defaults or {}), dict(option_defaults or {}), options,
+                                  dict(layerwise or {})))
     return sorted(entries, key=lambda e: e.name)
 
 
@@ -142,6 +145,15 @@ def _variant(name: str) -> Any:
     if spec is None:
         raise ConfigError(f"unknown variant {name!r}; known variants: {', '.join(s.name for s in _variants())}")
     return spec
+
+
+def _layerwise() -> Any:
+    """The entry of the variant with layer-wise pretraining (``aekit pretrain``): as
+    :func:`aekit.variants.layerwise`, from the entries :func:`_variants` reads."""
+    found = [s for s in _variants() if s.layerwise]
+    if len(found) != 1:
+        raise ConfigError(f"expected one variant with layer-wise pretraining, found {len(found)}")
+    return found[0]
 
 
 def _train_groups(spec: Any) -> list[tuple[str, type, dict[str, Any]]]:
@@ -310,10 +322,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     scores = anomaly_scores(model, ds.x, elbo_samples=args.elbo_samples, batch_size=args.batch_size, where=ds.source,
                             complexity=args.complexity)
     _write_array(args.output, scores[:, None])
-    what = "minus the ELBO (nats)" if model.variant.generative else "squared reconstruction error"
-    if args.complexity:
-        what += (" less the input complexity (nats)" if model.variant.generative
-                 else " per bit of input complexity")
+    what = model.variant.score_units(complexity=bool(args.complexity))
     q = np.quantile(scores, [0.5, 0.9, 0.99]) if len(scores) else [float("nan")] * 3
     print(f"wrote {len(scores)} anomaly scores ({what}) to {args.output}; median {q[0]:.4g}, "
           f"90% {q[1]:.4g}, 99% {q[2]:.4g}")
@@ -665,14 +674,15 @@ def _add_pretraining(sub: _Commands) -> None:
 
 
 def _add_pretrain_methods(msub: _Commands) -> None:
-    deep = f"{__package__}.variants.deep"
-    options = lookup(deep, "DeepOptions")
+    spec = _layerwise()
+    options, methods = spec.options, spec.layerwise
     defaults = {f.name: f.default for f in dataclasses.fields(options)}
-    for method, summary, own in (
-            ("rbm", "restricted Boltzmann machines trained by CD-k or persistent CD, stacked into a deep belief net "
-                    "(Hinton & Salakhutdinov 2006)", lookup(deep, "RBM_OPTIONS")),
-            ("dae", "one-hidden-layer denoising autoencoders, each trained on the clean codes of the layer below "
-                    "(Vincent et al. 2010)", lookup(deep, "DAE_OPTIONS"))):
+    for method, summary in (
+            ("rbm", ("restricted Boltzmann machines trained by CD-k or persistent CD, stacked into a deep belief "
+                     "net (Hinton & Salakhutdinov 2006)")),
+            ("dae", ("one-hidden-layer denoising autoencoders, each trained on the clean codes of the layer below "
+                     "(Vincent et al. 2010)"))):
+        own = methods[method]
         m = msub.add_parser(method, help=summary, description=summary[0].upper() + summary[1:] + ".")
         if m is _UNBUILT:
             continue
@@ -692,7 +702,7 @@ def _add_pretrain_methods(msub: _Commands) -> None:
         _new_run_flags(m, f"pretrain-{method}")
         add_arguments(m, lookup(f"{__package__}.data.config", "DataConfig"), group_title="data", dest_prefix="data.")
         skip = ("pretrain", "pretrain_epochs", "pretrain_batch_size",
-                *(f for f in lookup(deep, "RBM_OPTIONS") + lookup(deep, "DAE_OPTIONS") if f not in own))
+                *(f for other in methods.values() for f in other if f not in own))
         add_arguments(m, options, exclude=skip, group_title=f"{method} options", dest_prefix="opt.")
         m.set_defaults(func=_cmd_pretrain)
 
@@ -701,18 +711,19 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     from .data import DataConfig
     from .fitting import fit
     from .model import ModelConfig
-    from .variants.deep import DeepOptions
+    from .variants import layerwise
 
+    spec = layerwise()
     widths = () if not args.hidden.replace(",", "").strip() else coerce(ModelConfig, {"hidden": args.hidden},
                                                                          where="pretrain")["hidden"]
     if not widths:
         raise ConfigError("--hidden needs at least one layer width")
-    kwargs = {**given(args, DataConfig, "data."), **given(args, DeepOptions, "opt.")}
+    kwargs = {**given(args, DataConfig, "data."), **given(args, spec.options, "opt.")}
     data = kwargs.pop("data", "digits")
     made = [] if args.out else _new_run_dir(f"pretrain-{args.method}")
     out = args.out or made[0]
     try:
-        model = fit("deep", data, out=out, overwrite=args.overwrite, progress=False if args.quiet else None,
+        model = fit(spec.name, data, out=out, overwrite=args.overwrite, progress=False if args.quiet else None,
                     figures=False, pretrain=args.method, epochs=0, seed=args.seed, hidden=widths[:-1],
                     latent=widths[-1], code_activation=args.top, loss="bce" if args.visible == "bernoulli" else "mse",
                     **kwargs)
@@ -1019,8 +1030,8 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
         p.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
                        help="split of the run's data to evaluate (default: test)")
         p.add_argument("--no-pca", action="store_true", help="skip the PCA baseline")
-        noise = p.add_argument_group("denoising", "corrupt the clean data in model space with a seeded corruption "
-                                     "(Vincent et al. 2008), denoise it with the model and report psnr_noisy and "
+        noise = p.add_argument_group("denoising scores", "corrupt the clean data in model space with a seeded "
+                                     "corruption (Vincent et al. 2008), denoise it with the model and report psnr_noisy and "
                                      "psnr_denoised (mean per-example PSNR in dB; data range 1 with the unit scaling, "
                                      "whose [0, 1] also clips gaussian noise; else the clean data's max - min)")
         noise.add_argument("--noise", default=None, choices=_noise("NOISE_KINDS"), help="corruption process")

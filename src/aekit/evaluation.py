@@ -1,6 +1,6 @@
 """Measuring a trained model: :func:`evaluate` (reconstruction error against PCA of the same code
 size, and where the run allows it denoising, likelihood, compression and disentanglement scores),
-:func:`denoising_scores`, :func:`psnr_data_range` and :func:`denoise`."""
+:func:`likelihood_bounds`, :func:`denoising_scores`, :func:`psnr_data_range` and :func:`denoise`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,51 @@ from .noise import check_parameters as check_noise
 
 #: factor combinations drawn by ``evaluate`` to score the MIG of a run trained on ``dsprites``
 DSPRITES_MIG_N = 10_000
+
+
+def likelihood_bounds(model: Autoencoder, X: np.ndarray, k: int = 5000, *, seed: int = 0, batch_size: int = 100,
+                      max_rows: int = 65536) -> dict[str, Any]:
+    r"""The negative ELBO and the importance-weighted estimate of :math:`-\log p(x)` (nats per example).
+
+    With :math:`K` draws :math:`z_k \sim q(z|x)` (Burda, Grosse & Salakhutdinov 2016):
+
+    .. math:: \log p(x) \approx \log \frac1K \sum_{k=1}^K \frac{p(x|z_k)\,p(z_k)}{q(z_k|x)} \;\ge\;
+              \mathbb E_q[\log p(x|z)] - \mathrm{KL}(q(z|x) \,\|\, p(z)) = \mathcal L(x),
+
+    a bound that tightens as :math:`K` grows (:math:`K = 5000` for reported figures). The
+    negative ELBO uses the same draws for :math:`\mathbb E_q[-\log p(x|z)]` and the closed-form KL.
+    With the Bernoulli decoder the data should be binary for these to be likelihoods. The model's
+    variant computes them (``model.variant.likelihood_bounds``; :mod:`aekit.bounds`).
+
+    Parameters
+    ----------
+    model : Autoencoder
+        A model with a likelihood (the VAE family).
+    X : ndarray, shape (N, D)
+        Data in model space (after the run's transform).
+    k : int
+        Importance samples per example.
+    seed : int
+        Seed of the draws.
+    batch_size : int
+        Examples encoded at once; ``max_rows`` bounds the rows decoded at once.
+
+    Returns
+    -------
+    dict
+        ``nelbo``, ``nll_iw`` (means over examples), ``iw_samples``, ``kl``, ``recon`` (the
+        negative ELBO's two parts) and ``n``.
+
+    Raises
+    ------
+    ConfigError
+        For a model without a likelihood, or ``k < 1``.
+    """
+    bounds = model.variant.likelihood_bounds(model, X, k, seed=seed, batch_size=batch_size, max_rows=max_rows)
+    if bounds is None:
+        raise ConfigError(f"likelihood bounds need a model with a likelihood; this is a "
+                          f"{model.variant.describe()} model, which has none")
+    return bounds
 
 
 def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = "test",
@@ -52,8 +97,8 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
     noise_seed : int
         Seed of the ``torch.Generator`` drawing the noise (the same seed, the same corruption).
     iw_samples : int
-        For the VAE family: importance samples per example of the estimate of -log p(x)
-        (:func:`aekit.variants.vae.likelihood_bounds`), added with the negative ELBO as
+        For a model with a likelihood (the VAE family): importance samples per example of the
+        estimate of -log p(x) (:func:`likelihood_bounds`), added with the negative ELBO as
         ``likelihood``; 5000 for reported figures, 0 to skip.
 
     bits : int, optional
@@ -120,9 +165,9 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
         from .metrics import dsprites_mig
         result["mig"] = {k: v for k, v in dsprites_mig(model.encode_array, n=DSPRITES_MIG_N).items()
                          if k in ("mig", "gaps", "factor_names", "normalized_mutual_info")}
-    if model.variant.generative and iw_samples:
-        from .variants.vae import likelihood_bounds
-        result["likelihood"] = likelihood_bounds(model, X, iw_samples)
+    likelihood = model.variant.likelihood_bounds(model, X, iw_samples) if iw_samples else None
+    if likelihood is not None:  # a model with a likelihood (the VAE family)
+        result["likelihood"] = likelihood
     if noise is not None:
         result.update(denoising_scores(model, X, noise, sigma=sigma, nu=nu, seed=noise_seed))
     if bits is not None:  # quantizer ranges (and PCA) fitted on the training rows; else on X itself

@@ -2,7 +2,8 @@
 
 Every option and the data are checked first; then the run directory is claimed
 (:func:`aekit.io.claim_run_dir`: created, locked, emptied of aekit's own files on overwrite),
-the configuration written, the variant's layer-wise pretraining run (new runs), the
+the configuration written, the variant's layer-wise pretraining run (new runs; its layers trained by
+:func:`aekit.pretrain.train_layer`), the
 :class:`~aekit.train.Trainer` run, and the model and figures written.
 """
 
@@ -23,6 +24,7 @@ from .config import coerce, from_dict, jsonable, to_dict
 from .data import IN_MEMORY, DataConfig, Dataset, Splits, Transform, load_run_splits
 from .errors import ConfigError, RunError
 from .model import Autoencoder, ModelConfig
+from .pretrain import train_layer
 from .train import CHECKPOINT, CHECKPOINTS, Trainer, TrainConfig
 from .version import __version__
 
@@ -169,9 +171,11 @@ def fit(variant: str = "ae", data: Any = None, *, out: str | Path | None = None,
                       "options": groups["options"]}
     if data_cfg.data == IN_MEMORY and (data is None or isinstance(data, (str, Path))):
         raise ConfigError("this run was trained on in-memory data; pass the same array to resume it")
-    if data_cfg.stream and not resume and getattr(from_dict(variants.get(variant).options, model_dict["options"],
-                                                            where=f"{variant} options"), "pretrain", "none") != "none":
-        raise ConfigError("layer-wise pretraining needs the data in memory; use --pretrain none with --stream")
+    if data_cfg.stream and not resume:
+        spec = variants.get(variant)
+        reason = spec.cls.in_memory_reason(from_dict(spec.options, model_dict["options"], where=f"{variant} options"))
+        if reason is not None:
+            raise ConfigError(reason)
     if out_dir is not None:
         io.check_outside(out_dir, (data_cfg.data,))
     splits, sizes, transform, train_t, val_x, (low, high) = _training_data(data, data_cfg, model_dict)
@@ -208,7 +212,8 @@ def fit(variant: str = "ae", data: Any = None, *, out: str | Path | None = None,
             if not resume:
                 distributed.on_main(io.write_config, out_dir, run_config)
         if not resume:
-            record = model.variant.pretrain(model, train_t, seed=train_cfg.seed, progress=progress)
+            record = model.variant.pretrain(model, train_t, seed=train_cfg.seed, progress=progress,
+                                            train_layer=train_layer)
             if record is not None:
                 model.pretrain_record = record
                 if out_dir is not None and distributed.is_main():

@@ -3,6 +3,10 @@
 Model files are safetensors (tensors only) plus JSON; nothing is ever unpickled. Every
 file is written to a temporary name in the same folder and renamed into place, so a
 crash never leaves a half-written file behind.
+
+One serializer makes a model's bytes (:func:`model_to_bytes`, :func:`model_from_bytes`): a run
+directory's ``model.safetensors``, or self-contained bytes that also carry the configuration (what
+the scikit-learn estimators put in a pickle).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .errors import AekitError, RunError
 
@@ -184,17 +188,24 @@ def tensors_digest(tensors: dict[str, Any], metadata: dict[str, str]) -> str:
     return h.hexdigest()
 
 
+def safetensors_bytes(tensors: dict[str, Any], metadata: dict[str, str]) -> bytes:
+    """``tensors`` (moved to the CPU) with ``metadata`` and their checksum (:data:`CHECKSUM_KEY`) as
+    safetensors bytes, the header's metadata in key order: the same tensors and metadata give the
+    same bytes. What :func:`write_safetensors` writes and :func:`parse_safetensors` reads."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    metadata = {**metadata, CHECKSUM_KEY: tensors_digest(tensors, metadata)}
+    return _canonical_header(save(tensors, metadata=metadata))
+
+
 def write_safetensors(path: str | Path, tensors: dict[str, Any], metadata: dict[str, str], *,
                       keep_previous: bool = False) -> Path:
     """Write ``tensors`` with ``metadata`` and their checksum (:data:`CHECKSUM_KEY`) to
-    ``path`` atomically. With ``keep_previous`` the file it replaces stays as
-    :func:`previous_path`, so that a bad newest file can fall back on it."""
-    from safetensors.torch import save
-
+    ``path`` atomically (:func:`safetensors_bytes`). With ``keep_previous`` the file it replaces
+    stays as :func:`previous_path`, so that a bad newest file can fall back on it."""
     path = Path(path)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    metadata = {**metadata, CHECKSUM_KEY: tensors_digest(tensors, metadata)}
-    raw = _canonical_header(save(tensors, metadata=metadata))
+    raw = safetensors_bytes(tensors, metadata)
     with atomic_path(path) as tmp:
         tmp.write_bytes(raw)
         if keep_previous and path.exists():
@@ -227,9 +238,6 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
     """Read a safetensors file as ``(tensors on the CPU, metadata)``, verifying its checksum
     when it has one. Nothing is unpickled: a file that is not safetensors (a pickle, a
     ``torch.save`` archive, truncated or corrupted bytes) is a RunError naming it."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
     path = Path(path)
     try:
         _check_regular(path)
@@ -238,22 +246,33 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
         raise RunError(f"{path}: no such file") from None
     except OSError as e:
         raise RunError(f"{path}: cannot read the file ({e})") from None
+    return parse_safetensors(raw, str(path))
+
+
+def parse_safetensors(raw: bytes, where: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Safetensors bytes as ``(tensors on the CPU, metadata)``, verifying their checksum when they
+    have one. Nothing is unpickled: bytes that are not safetensors (a pickle, a ``torch.save``
+    archive, truncated or corrupted bytes) are a RunError naming ``where`` (a file, or what holds
+    the bytes)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
     n = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else -1
     if not 2 <= n <= len(raw) - 8 or raw[8:9] != b"{":
         if _pickle_like(raw):
-            raise RunError(f"{path}: not a readable safetensors file: it holds a Python pickle (e.g. written by "
+            raise RunError(f"{where}: not a readable safetensors file: it holds a Python pickle (e.g. written by "
                            f"torch.save), which aekit refuses to load")
-        raise RunError(f"{path}: not a readable safetensors file (truncated or corrupted header)")
+        raise RunError(f"{where}: not a readable safetensors file (truncated or corrupted header)")
     try:
         header = json.loads(raw[8:8 + n])
         tensors = load(raw)
     except (SafetensorError, ValueError, TypeError, RuntimeError, OverflowError, UnicodeDecodeError) as e:
-        raise RunError(f"{path}: not a readable safetensors file ({' '.join(str(e).split())})") from None
+        raise RunError(f"{where}: not a readable safetensors file ({' '.join(str(e).split())})") from None
     metadata = header.get("__metadata__") if isinstance(header, dict) else None
     metadata = metadata if isinstance(metadata, dict) else {}
     expected = metadata.get(CHECKSUM_KEY)
     if expected is not None and tensors_digest(tensors, metadata) != expected:
-        raise RunError(f"{path}: corrupted (its checksum does not match its contents)")
+        raise RunError(f"{where}: corrupted (its checksum does not match its contents)")
     return tensors, metadata
 
 
@@ -278,8 +297,10 @@ def read_json(path: str | Path) -> Any:
 
 
 def save_model(run_dir: str | Path, model: Any) -> Path:
-    """Write the model's weights as ``model.safetensors`` (atomically)."""
-    return write_safetensors(Path(run_dir) / MODEL, model.state_dict(), {"format": FORMAT})
+    """Write the model's weights as ``model.safetensors`` (atomically): :func:`model_to_bytes`."""
+    path = Path(run_dir) / MODEL
+    atomic_write_bytes(path, model_to_bytes(model))
+    return path
 
 
 def write_config(run_dir: str | Path, config: dict[str, Any]) -> Path:
@@ -306,19 +327,45 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
 def build_autoencoder(run_dir: Path, cfg: dict[str, Any]) -> Any:
     """The untrained :class:`~aekit.model.Autoencoder` that the run configuration ``cfg`` of
     ``run_dir`` describes, with its data transform (RunError for a bad configuration)."""
+    return autoencoder_from_config(cfg, where=str(Path(run_dir) / CONFIG))
+
+
+def autoencoder_from_config(cfg: dict[str, Any], *, where: str) -> Any:
+    """The untrained :class:`~aekit.model.Autoencoder` that ``cfg["model"]`` describes, with the data
+    transform ``cfg["transform"]`` (what :func:`model_config` gives; a run's ``config.json`` holds
+    them too); a bad configuration is a RunError naming ``where``."""
     from .config import from_dict
     from .data import Transform
     from .model import Autoencoder, ModelConfig
 
     try:
-        model_cfg = from_dict(ModelConfig, cfg.get("model"), where=f"{run_dir / CONFIG}: model")
+        model_cfg = from_dict(ModelConfig, cfg.get("model"), where=f"{where}: model")
         transform = Transform.from_dict(cfg["transform"]) if cfg.get("transform") else None
     except AekitError as e:
         raise RunError(str(e)) from None
     if transform is not None and transform.shift.ndim and transform.shift.shape[0] != model_cfg.input_dim:
-        raise RunError(f"{run_dir / CONFIG}: the transform has {transform.shift.shape[0]} features, "
+        raise RunError(f"{where}: the transform has {transform.shift.shape[0]} features, "
                        f"the model {model_cfg.input_dim}")
     return Autoencoder(model_cfg, transform)
+
+
+def model_config(model: Any) -> dict[str, Any]:
+    """The part of a run configuration that describes ``model`` (an Autoencoder): its model
+    configuration and data transform, what :func:`autoencoder_from_config` rebuilds it from."""
+    from .config import to_dict
+
+    return {"model": to_dict(model.config),
+            "transform": model.transform.to_dict() if model.transform is not None else None}
+
+
+def load_state(module: Any, state: dict[str, Any], where: str, against: str) -> Any:
+    """Load the tensors ``state`` (read from ``where``) into ``module``; RunError when they do not
+    match it (``against``: the configuration it was built from)."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        raise RunError(f"{where}: weights do not match {against} ({str(e).splitlines()[0]})") from None
+    return module
 
 
 def load_weights(module: Any, run_dir: Path, device: str = "cpu") -> Any:
@@ -328,11 +375,69 @@ def load_weights(module: Any, run_dir: Path, device: str = "cpu") -> Any:
     if not weights.exists():
         raise RunError(f"{weights}: no such file (the run has not finished; resume it with --resume)")
     state, _ = read_safetensors(weights)
+    return load_state(module, state, str(weights), CONFIG).to(device).eval()
+
+
+# -- one model serializer: a run directory's model.safetensors, or self-contained bytes -------------
+#: safetensors metadata keys of the self-contained form of :func:`model_to_bytes`: the JSON
+#: configuration the module is rebuilt from, and the JSON records of the module and its submodules
+MODEL_CONFIG_KEY = "aekit_config"
+MODEL_RECORDS_KEY = "aekit_records"
+#: The JSON records a trained module carries as attributes (a run directory holds them in
+#: config.json, history.json and pretrain.json), kept by the self-contained form.
+RECORDS = ("run_config", "history", "pretrain_record", "scores")
+
+
+def model_to_bytes(module: Any, config: dict[str, Any] | None = None) -> bytes:
+    """A module's weights as checksummed safetensors bytes (:func:`safetensors_bytes`).
+
+    Without ``config`` they are exactly a run directory's ``model.safetensors``
+    (:func:`save_model`), whose configuration is the ``config.json`` beside it. With ``config`` (JSON,
+    e.g. :func:`model_config`) the bytes are self-contained: the configuration and the
+    :data:`RECORDS` of the module and of its submodules travel in the metadata, under the checksum,
+    and :func:`model_from_bytes` rebuilds the module from the bytes alone.
+    """
+    metadata = {"format": FORMAT}
+    if config is not None:
+        records = {}
+        for name, sub in module.named_modules():
+            own = {key: getattr(sub, key) for key in RECORDS if getattr(sub, key, None) is not None}
+            if own:
+                records[name] = own
+        metadata[MODEL_CONFIG_KEY] = json.dumps(config)
+        metadata[MODEL_RECORDS_KEY] = json.dumps(records)
+    return safetensors_bytes(module.state_dict(), metadata)
+
+
+def model_from_bytes(raw: bytes, build: Callable[[dict[str, Any]], Any] | None = None, *,
+                     where: str = "the model bytes") -> tuple[Any, dict[str, Any]]:
+    """Rebuild the module that :func:`model_to_bytes` packed with a configuration.
+
+    ``build(config)`` makes the untrained module (default: the Autoencoder of
+    :func:`autoencoder_from_config`); the weights are loaded into it (the checksum verified, nothing
+    unpickled) and its records restored. Returns ``(module on the CPU in eval mode, config)``; bytes
+    that are not such a model are a RunError naming ``where``.
+    """
+    state, metadata = parse_safetensors(raw, where)
+    if metadata.get("format") != FORMAT or MODEL_CONFIG_KEY not in metadata:
+        raise RunError(f"{where}: not a self-contained aekit model (no configuration in its metadata)")
     try:
-        module.load_state_dict(state)
-    except RuntimeError as e:
-        raise RunError(f"{weights}: weights do not match config.json ({str(e).splitlines()[0]})") from None
-    return module.to(device).eval()
+        config = json.loads(metadata[MODEL_CONFIG_KEY])
+        records = json.loads(metadata.get(MODEL_RECORDS_KEY, "{}"))
+    except json.JSONDecodeError as e:
+        raise RunError(f"{where}: its configuration is not valid JSON ({e})") from None
+    if not isinstance(config, dict) or not isinstance(records, dict):
+        raise RunError(f"{where}: its configuration is not a JSON object")
+    module = build(config) if build is not None else autoencoder_from_config(config, where=where)
+    load_state(module, state, where, "its configuration")
+    for name, own in records.items():
+        try:
+            sub = module.get_submodule(name)
+        except AttributeError:
+            raise RunError(f"{where}: its records name a part {name!r} the model does not have") from None
+        for key, value in own.items():
+            setattr(sub, key, value)
+    return module.eval(), config
 
 
 def load(path: str | Path, device: str = "cpu") -> Any:

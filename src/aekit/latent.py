@@ -33,12 +33,13 @@ def _check_count(name: str, n: int, least: int = 1) -> None:
 
 
 def sample(model: Any, n: int = 64, *, seed: int = 0, temperature: float = 1.0) -> np.ndarray:
-    r"""Draw ``n`` codes from the prior :math:`\mathcal N(0, I)` and decode them.
+    r"""Draw ``n`` codes from the model's prior (``model.variant.prior``; :math:`\mathcal N(0, I)` for the
+    VAE family) and decode them.
 
     Parameters
     ----------
     model : Autoencoder or run directory
-        A model of the VAE family (one with a prior).
+        A model with a prior (the VAE family).
     n : int
         Number of samples.
     seed : int
@@ -51,14 +52,15 @@ def sample(model: Any, n: int = 64, *, seed: int = 0, temperature: float = 1.0) 
     ndarray, shape (n, D)
     """
     model = _model(model)
-    if not model.variant.generative:
-        raise ConfigError(f"sampling needs a model with a prior (the VAE family: vae, beta-vae, capacity-vae); "
-                          f"this is a {model.config.variant!r} model")
+    prior = model.variant.prior
+    if prior is None:
+        raise ConfigError(f"sampling needs a model with a prior to draw codes from; this is a "
+                          f"{model.variant.describe()} model, which has none")
     _check_count("n", n)
     if not (np.isfinite(temperature) and temperature > 0):
         raise ConfigError(f"temperature must be a positive number, got {temperature}")
     gen = torch.Generator().manual_seed(int(seed))
-    z = torch.randn((n, model.config.latent), generator=gen) * temperature
+    z = prior.sample(n, generator=gen, temperature=temperature)
     return model.decode_array(z.numpy())
 
 
@@ -116,10 +118,12 @@ def traverse(model: Any, x: Any = None, *, dims: Any = None, steps: int = 9, lim
              data: Any = None) -> tuple[np.ndarray, list[int], np.ndarray]:
     r"""Latent traversals: vary one code dimension at a time, the others fixed, and decode.
 
-    The base code is the code of ``x`` (the posterior mean), or the prior mean 0 without ``x``.
-    Dimension :math:`j` takes ``steps`` values in ``base_j + s_j [-limit, limit]``, where
-    :math:`s_j = 1` for models with a standard normal prior (the VAE family, Higgins et al. 2017)
-    and otherwise the standard deviation of code :math:`j` over ``data`` (which those models need).
+    The base code is the code of ``x`` (the posterior mean), or without ``x`` the prior mean (0 for
+    the VAE family). Dimension :math:`j` takes ``steps`` values in ``base_j + s_j [-limit, limit]``,
+    where :math:`s_j` is the prior's standard deviation of dimension :math:`j` for models with a
+    prior (1 for the standard normal of the VAE family, Higgins et al. 2017) and otherwise the
+    standard deviation of code :math:`j` over ``data`` (which those models need; without ``x`` the
+    base is then the mean code of ``data``).
 
     Parameters
     ----------
@@ -152,12 +156,13 @@ def traverse(model: Any, x: Any = None, *, dims: Any = None, steps: int = 9, lim
     bad = [d for d in dims if not 0 <= d < latent]
     if bad or not dims:
         raise ConfigError(f"dims must be code dimensions between 0 and {latent - 1}, got {bad or dims}")
+    prior = model.variant.prior
     if x is not None:
         base = model.encode_array(np.asarray(x, np.float32).reshape(1, -1), where="traversal input")[0]
     else:
-        base = np.zeros(latent, np.float32)
-    if model.variant.generative:
-        spread = np.ones(latent)
+        base = prior.mean() if prior is not None else np.zeros(latent, np.float32)
+    if prior is not None:
+        spread = prior.std()
     else:
         if data is None or len(np.asarray(data)) < 2:
             raise ConfigError(f"traversing a {model.config.variant!r} model (no prior) needs data (at least 2 "

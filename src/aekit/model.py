@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,12 +65,18 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Check every field, and the size of the model, arithmetically: a config that asks for an
-        unknown variant, ill-typed or absurd sizes is a ConfigError before anything is allocated."""
-        # options arrive as JSON or CLI strings: store them typed and checked
+        unknown variant, ill-typed or absurd sizes is a ConfigError before anything is allocated.
+
+        The variant's options (a dict, as JSON and the CLI give them) are built into the variant's
+        options dataclass and checked; ``options`` keeps them as the JSON-able dict that
+        ``config.json`` stores, and :meth:`variant_options` returns the typed object, so that a
+        config is validated once (by :func:`~aekit.config.from_dict`, or by the
+        :class:`Autoencoder` built from it), not again until one of its fields changes."""
         spec = variants.get(self.variant) if isinstance(self.variant, str) else None
         if spec is None:
             raise ConfigError(f"model.variant must be a variant name, got {self.variant!r}")
-        self.options = to_dict(self.variant_options())
+        typed = from_dict(spec.options, self.options, where=f"{self.variant} options")
+        self.options = to_dict(typed)
         if not isinstance(self.hidden, (tuple, list)) or len(self.hidden) > MAX_LAYERS:
             raise ConfigError(f"model.hidden must be a list of at most {MAX_LAYERS} layer sizes, got "
                               f"{self.hidden if not isinstance(self.hidden, (tuple, list)) else len(self.hidden)}")
@@ -102,10 +110,23 @@ class ModelConfig:
         if n_params > MAX_PARAMETERS:
             raise ConfigError(f"the model would have about {n_params:.3g} parameters, which is absurdly large "
                               f"(limit {MAX_PARAMETERS:.3g})")
+        self._validated = (self._fields(), typed)
+
+    def _fields(self) -> tuple:
+        """The fields' values (copies), to tell whether the config changed since :meth:`validate`."""
+        return tuple(copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self))
+
+    def is_validated(self) -> bool:
+        """Whether :meth:`validate` accepted the config as it is now (no field changed since)."""
+        checked = self.__dict__.get("_validated")
+        return checked is not None and checked[0] == self._fields()
 
     def variant_options(self) -> Any:
-        spec = variants.get(self.variant)
-        return from_dict(spec.options, self.options, where=f"{self.variant} options")
+        """The variant's options dataclass, typed and checked: the one :meth:`validate` built (the
+        config is validated first when it was not, or changed since)."""
+        if not self.is_validated():
+            self.validate()
+        return self._validated[1]
 
 
 @dataclass
@@ -154,11 +175,10 @@ class Autoencoder(nn.Module):
 
     def __init__(self, config: ModelConfig, transform: Any = None):
         super().__init__()
-        config.validate()
+        options = config.variant_options()  # validates the config unless validate() accepted it as it is
         self.config = config
         self.transform = transform
-        spec = variants.get(config.variant)
-        self.variant = spec.cls(config, config.variant_options())
+        self.variant = variants.get(config.variant).cls(config, options)
         c = config
         n_out = c.latent * self.variant.encoder_outputs_per_code
         if c.architecture == "mlp":

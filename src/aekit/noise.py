@@ -21,7 +21,9 @@ of dynamic binarization (:class:`~aekit.variants.vae.VAE`).
 
 Randomness comes from ``generator`` when given, else from torch's global generator (of the
 input's device), which the trainer checkpoints, so a training run stays exactly resumable.
-Invalid parameters raise :class:`~aekit.errors.ConfigError`.
+Invalid parameters raise :class:`~aekit.errors.ConfigError`. :func:`corrupt_unchecked` is the same
+corruption without the check, for a caller that checked the parameters once already (the
+denoising variant's options, validated when they are built, corrupt every training batch).
 """
 
 from __future__ import annotations
@@ -105,6 +107,10 @@ def mask(x: torch.Tensor, nu: float, generator: torch.Generator | None = None) -
         A new tensor shaped like ``x``.
     """
     check_parameters("mask", nu=nu)
+    return _mask(x, nu, generator)
+
+
+def _mask(x: torch.Tensor, nu: float, generator: torch.Generator | None) -> torch.Tensor:
     return x.masked_fill(_choose_entries(x, nu, generator), 0)
 
 
@@ -130,12 +136,16 @@ def gaussian(x: torch.Tensor, sigma: float, generator: torch.Generator | None = 
         A new tensor shaped like ``x``.
     """
     check_parameters("gaussian", sigma=sigma)
-    noisy = x + sigma * _draw(torch.randn, tuple(x.shape), x, generator)
+    noisy = _gaussian(x, sigma, generator)
     if clip is not None:
         lo, hi = clip
         check_parameters("gaussian", sigma=sigma, low=lo, high=hi)
         noisy = noisy.clamp(lo, hi)
     return noisy
+
+
+def _gaussian(x: torch.Tensor, sigma: float, generator: torch.Generator | None) -> torch.Tensor:
+    return x + sigma * _draw(torch.randn, tuple(x.shape), x, generator)
 
 
 def salt_and_pepper(x: torch.Tensor, nu: float, low: float = 0.0, high: float = 1.0,
@@ -164,6 +174,11 @@ def salt_and_pepper(x: torch.Tensor, nu: float, low: float = 0.0, high: float = 
         A new tensor shaped like ``x``.
     """
     check_parameters("salt_pepper", nu=nu, low=low, high=high)
+    return _salt_and_pepper(x, nu, low, high, generator)
+
+
+def _salt_and_pepper(x: torch.Tensor, nu: float, low: float, high: float,
+                     generator: torch.Generator | None) -> torch.Tensor:
     chosen = _choose_entries(x, nu, generator)
     salt = _draw(torch.rand, tuple(x.shape), x, generator) < 0.5
     values = torch.where(salt, torch.as_tensor(high, dtype=x.dtype, device=x.device),
@@ -185,6 +200,20 @@ def corrupt(x: torch.Tensor, kind: str, *, nu: float = DEFAULT_NU, sigma: float 
     if kind == "gaussian":
         return gaussian(x, sigma, generator, clip)
     return salt_and_pepper(x, nu, low, high, generator)
+
+
+def corrupt_unchecked(x: torch.Tensor, kind: str, *, nu: float = DEFAULT_NU, sigma: float = DEFAULT_SIGMA,
+                      low: float = 0.0, high: float = 1.0, clip: tuple[float, float] | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """:func:`corrupt` without checking the parameters (the same draws, the same result): for parameters
+    that :func:`check_parameters` accepted already, once, rather than on every batch (``clip`` too:
+    its bounds as ``low`` and ``high``). Invalid ones give undefined results."""
+    if kind == "mask":
+        return _mask(x, nu, generator)
+    if kind == "gaussian":
+        noisy = _gaussian(x, sigma, generator)
+        return noisy.clamp(*clip) if clip is not None else noisy
+    return _salt_and_pepper(x, nu, low, high, generator)
 
 
 def bernoulli(p: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

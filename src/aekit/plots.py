@@ -129,14 +129,14 @@ def run_figures(run_dir: str | Path, model: Any, history: Sequence[dict[str, Any
         written.append(reconstruction_grid(x, model.reconstruct_array(x), ds.image_shape,
                                            fig_dir / "reconstructions.png",
                                            title=f"{ds.source}: originals and reconstructions"))
-        if model.variant.generative:
+        if model.variant.prior is not None:
             written += generative_figures(fig_dir, model, ds)
     return written
 
 
 def generative_figures(fig_dir: str | Path, model: Any, ds: Any, seed: int = 0, grid: Any = None) -> list[Path]:
     """Samples from the prior, interpolations between pairs of ``ds``'s images, and latent traversals
-    of its first image, for a model of the VAE family on image data. ``grid`` draws each figure
+    of its first image, for a model with a prior (``model.variant.prior``) on image data. ``grid`` draws each figure
     (:func:`image_grid` by default; :func:`image_mosaic` is faster)."""
     from .latent import interpolate, sample, traverse
     draw = grid or image_grid

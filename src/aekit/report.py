@@ -291,8 +291,7 @@ def _filters_section(encoder: Any, image_shape: Any, tmp: Path) -> Section:
 
 
 def _activation_section(model: Any, codes: np.ndarray, split: str, tmp: Path) -> Section:
-    variant = model.config.variant
-    target = model.config.options.get("rho") if variant == "sparse" and getattr(model.variant, "beta", 0) > 0 else None
+    target, marks = model.variant.activation_marks()
     mean = codes.mean(0)
     rows: list[tuple[str, Any]] = [("code units", codes.shape[1]), ("rows", len(codes)),
                                    ("mean activation", float(codes.mean())),
@@ -301,10 +300,7 @@ def _activation_section(model: Any, codes: np.ndarray, split: str, tmp: Path) ->
                                    ("entries exactly zero", float((codes == 0).mean())),
                                    ("non-zero units per row (mean)", float((codes != 0).sum(1).mean())),
                                    ("units zero on every row (dead)", int((codes == 0).all(0).sum()))]
-    if target is not None:
-        rows.insert(3, ("target mean activation rho", target))
-    if variant == "ksparse":
-        rows.insert(3, ("units kept per row at encoding", model.variant.kept(False)))
+    rows[3:3] = marks  # the variant's own measures (e.g. the sparse code's target rho)
     png = plots.activation_histograms(codes, tmp / "activations.png", target=target)
     return Section("activations", "Code activations",
                    figure(png, f"mean activation of each code unit over the {split} split, and all activations") +
@@ -334,16 +330,17 @@ def _data_sections(model: Any, ds: Any, split: str, tmp: Path) -> list[Section]:
     points, axes = codes_2d(codes)
     how = {1: "the 1-D code against a random jitter", 2: "the 2-D codes"}.get(
         codes.shape[1], f"the {codes.shape[1]}-D codes projected on their first two principal components")
-    what = "posterior means" if model.variant.generative else "codes"
+    what = model.variant.code_name
     png = plots.code_scatter(points, labels, tmp / "codes.png", axis_labels=axes)
     caption = (f"{what} of {len(codes)} rows of the {split} split: {how}, "
                + ("coloured by label" if labels is not None else "no labels in this data"))
     sections.append(Section("codes", "Code space", figure(png, caption)))
 
-    if model.variant.generative:
+    prior = model.variant.prior
+    if prior is not None:
         if ds.image_shape is not None and len(ds) >= 1:
             pngs = plots.generative_figures(tmp, model, ds, grid=plots.image_mosaic)
-            captions = {"samples": "64 samples from the prior N(0, I), decoded means",
+            captions = {"samples": f"64 samples from the prior {prior.description}, decoded means",
                         "interpolations": f"decoded straight paths between the codes of pairs of {split} images",
                         "traversals": f"latent traversals of the first {split} image: one code dimension from -3 "
                                       f"to 3, the others fixed (rows z0, z1, ...)"}

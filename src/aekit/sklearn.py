@@ -17,7 +17,7 @@ For a plain autoencoder (every variant outside the VAE family) the score of a ro
 minus its summed squared reconstruction error in the input units,
 :math:`-\sum_i (x_i - \hat x_i)^2`, with :math:`\hat x` the deterministic reconstruction (no
 corruption; the posterior mean or the top-k code where relevant). For the VAE family
-(``model_.variant.generative``) it is the evidence lower bound of the row in nats, in model space
+(whose variants have a prior and an ELBO) it is the evidence lower bound of the row in nats, in model space
 (after the scaling ``scale``):
 
 .. math:: \mathcal L(x) = \frac1K \sum_{k=1}^K \log p(x \mid z_k)
@@ -39,19 +39,33 @@ result then does not depend on the other rows it comes with: float32 results can
 last bit with the batch size or a row's position in the batch (vectorised kernels and their
 tails), float64 results only far below float32's resolution.
 
+Parameters
+----------
+The parameters that are options of aekit (the fields of :class:`~aekit.model.ModelConfig`,
+:class:`~aekit.train.TrainConfig`, :class:`~aekit.data.DataConfig` and the deep variant's
+pretraining options) take their defaults and their scikit-learn constraints from those dataclasses:
+the type and the choices of each field, and the range of numbers that aekit's own validation
+accepts (:func:`_constraint`). The defaults an estimator sets otherwise are listed in one place,
+:data:`AUTOENCODER_OVERRIDES` and :data:`CLASSIFIER_OVERRIDES`, and in the class docstrings.
+
 Pickling
 --------
 The estimators pickle (``pickle``, ``joblib``, ``GridSearchCV(n_jobs=...)``): the fitted model is
-stored in the pickle as its safetensors bytes and JSON configuration, as in a run directory, so
-the pickle holds no torch objects and unpickling rebuilds the model from tensors and JSON. A
-pickle is the user's own object; aekit's run directories (:func:`aekit.load`) never use pickle.
+stored in the pickle as the self-contained bytes of aekit's one model serializer
+(:func:`aekit.io.model_to_bytes`: safetensors with a checksum, the JSON configuration in its
+metadata), so the pickle holds no torch objects and unpickling rebuilds the model from tensors and
+JSON. A pickle is the user's own object; aekit's run directories (:func:`aekit.load`) never use
+pickle.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import json
+import math
+import textwrap
+import types
+import typing
 import warnings
 from numbers import Integral, Real
 from typing import Any, Callable
@@ -66,27 +80,192 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from . import variants
-from .anomaly import correct_for_complexity, model_space_anomaly_scores
+from . import io, variants
 from .fitting import fit as _aekit_fit
 from .classifier import Classifier, finetune
-from .config import from_dict, jsonable, to_dict
-from .data import TRANSFORM_KINDS, Transform
-from .errors import DataError
-from .losses import RECONSTRUCTION_LOSSES
+from .config import field_default, from_dict, jsonable
+from .data import DataConfig
+from .errors import AekitError, DataError
 from .metrics import input_complexity
 from .model import Autoencoder, ModelConfig
-from .nn import ACTIVATIONS
-from .noise import DEFAULT_NU, NOISE_KINDS
-from .variants.deep import PRETRAIN_METHODS, DeepOptions
-from .variants.vae import elbo_per_example
+from .train import TrainConfig
 
-__all__ = ["AutoencoderOutlierDetector", "AutoencoderTransformer", "StackedAutoencoderClassifier", "elbo_per_example"]
+__all__ = ["AutoencoderOutlierDetector", "AutoencoderTransformer", "StackedAutoencoderClassifier"]
+
+#: the options of the variant that pretrains layer-wise (the deep autoencoder), which the classifier drives
+DeepOptions = variants.layerwise().options
 
 #: Rows encoded or decoded at once by transform, inverse_transform and the scores.
 INFERENCE_BATCH = 4096
-#: Marks the packed model inside a pickled estimator.
-PACKED_FORMAT = "aekit-model"
+
+
+# -- parameters derived from aekit's configuration dataclasses -----------------------------------
+#: A valid configuration of each dataclass whose defaults alone are not one (ModelConfig's
+#: ``input_dim`` is set from the data): the base of which :func:`_accepts` changes one field.
+_VALID_BASE: dict[type, dict[str, Any]] = {ModelConfig: {"input_dim": 1}}
+#: Where the range of a real option may end (those of aekit's options all end at 0, 1 or nowhere):
+#: :func:`_range` tries each edge, the numbers next to it, and numbers in between and beyond.
+_EDGES = (0.0, 1.0)
+_INTEGER_PROBES = (-2, -1, 0, 1, 2, 3)
+_REAL_PROBES = tuple(sorted({-2.0, 0.5, 2.0, *(v for e in _EDGES
+                                               for v in (math.nextafter(e, -math.inf), e, math.nextafter(e, math.inf)))}))
+
+
+def _accepts(cls: type, name: str, value: Any) -> bool:
+    """Whether aekit takes ``value`` for field ``name`` of dataclass ``cls``: the check of
+    :func:`aekit.config.from_dict` (the field's type and choices, then the dataclass's ``validate``),
+    which :func:`aekit.fit` applies to every option."""
+    try:
+        from_dict(cls, {**_VALID_BASE.get(cls, {}), name: value})
+    except AekitError:
+        return False
+    return True
+
+
+def _edge(value: float) -> int | float:
+    """An edge as the constraint's message shows it (``[0, 1]``, not ``[0.0, 1.0]``)."""
+    return int(value) if float(value).is_integer() else value
+
+
+def _range(cls: type, name: str, kind: type, wrap: Callable[[Any], Any]) -> Interval:
+    """The :class:`~sklearn.utils._param_validation.Interval` of the numbers (``kind``: Integral or
+    Real) that aekit accepts for field ``name`` of ``cls`` (each number passed as ``wrap(number)``),
+    found by asking :func:`_accepts` at the probes. A rule that is not an interval, or whose real edge
+    is not in :data:`_EDGES`, is a TypeError at import: extend the probes with it."""
+    points = _INTEGER_PROBES if kind is Integral else _REAL_PROBES
+    ok = [_accepts(cls, name, wrap(p)) for p in points]
+    where = f"{cls.__name__}.{name}"
+    if not any(ok):
+        raise TypeError(f"{where} accepts none of the probes {points}")
+    i, j = ok.index(True), len(ok) - 1 - ok[::-1].index(True)
+    if not all(ok[i:j + 1]):
+        raise TypeError(f"{where}: the numbers aekit accepts are not an interval")
+    left = right = None
+    left_closed = right_closed = False
+    if i > 0:  # points[i - 1] refused, points[i] accepted
+        before, first = points[i - 1], points[i]
+        if kind is Integral or (first in _EDGES and before == math.nextafter(first, -math.inf)):
+            left, left_closed = first, True
+        elif before in _EDGES and first == math.nextafter(before, math.inf):
+            left = before
+        else:
+            raise TypeError(f"{where}: its range starts between {before} and {first}, not at an edge of {_EDGES}")
+    if j < len(points) - 1:  # points[j] accepted, points[j + 1] refused
+        last, after = points[j], points[j + 1]
+        if kind is Integral or (last in _EDGES and after == math.nextafter(last, math.inf)):
+            right, right_closed = last, True
+        elif after in _EDGES and last == math.nextafter(after, -math.inf):
+            right = after
+        else:
+            raise TypeError(f"{where}: its range ends between {last} and {after}, not at an edge of {_EDGES}")
+    closed = {(True, True): "both", (True, False): "left", (False, True): "right", (False, False): "neither"}
+    return Interval(kind, None if left is None else _edge(left), None if right is None else _edge(right),
+                    closed=closed[left_closed, right_closed])
+
+
+def _field_type(cls: type, name: str) -> tuple[Any, bool]:
+    """The type of field ``name`` of ``cls`` without ``Optional``, and whether it admits None."""
+    tp = typing.get_type_hints(cls)[name]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0], len(args) != len(typing.get_args(tp))
+    return tp, False
+
+
+def _field(cls: type, name: str) -> dataclasses.Field:
+    return {f.name: f for f in dataclasses.fields(cls)}[name]
+
+
+def _constraint(cls: type, name: str, *, nullable: bool = False) -> list:
+    """The scikit-learn constraint of a parameter that is field ``name`` of dataclass ``cls``, from
+    the field itself: its type (bool, int, float, str, a tuple of ints, dict), its ``choices``
+    (:class:`StrOptions`), for numbers the range aekit accepts (:func:`_range`), and None where the
+    field is optional or the estimator's default is None (``nullable``)."""
+    tp, optional = _field_type(cls, name)
+    choices = _field(cls, name).metadata.get("choices")
+    if choices:
+        out: list = [StrOptions(set(choices))]
+    elif tp is bool:
+        out = ["boolean"]
+    elif tp is int:
+        out = [_range(cls, name, Integral, lambda v: v)]
+    elif tp is float:
+        out = [_range(cls, name, Real, float)]
+    elif tp is str:
+        out = [str]
+    elif typing.get_origin(tp) is tuple and typing.get_args(tp) == (int, ...):
+        out = ["array-like", _range(cls, name, Integral, lambda v: (v,))]  # a single int is one layer
+    elif tp is dict:
+        out = [dict]
+    else:
+        raise TypeError(f"{cls.__name__}.{name}: no scikit-learn constraint for the type {tp}")
+    return [*out, None] if optional or nullable else out
+
+
+def _parameters(fields: dict[str, type], overrides: dict[str, Any]) -> tuple[dict[str, list], dict[str, Any]]:
+    """``(constraints, defaults)`` of estimator parameters that are dataclass fields: ``fields`` maps
+    each to its dataclass, ``overrides`` holds the defaults that differ from the dataclass's (a None
+    default also admits None)."""
+    constraints, defaults = {}, {}
+    for name, cls in fields.items():
+        default = overrides[name] if name in overrides else field_default(_field(cls, name))
+        constraints[name] = _constraint(cls, name, nullable=default is None)
+        defaults[name] = default
+    return constraints, defaults
+
+
+def _shown(cls: type, name: str, default: Any) -> str:
+    """``name : type, default=...`` of a parameter docstring, from the field (type and choices)."""
+    tp, optional = _field_type(cls, name)
+    choices = _field(cls, name).metadata.get("choices")
+    if choices:
+        kind = "{" + ", ".join(f'"{c}"' for c in choices) + "}"
+    else:
+        kind = {bool: "bool", int: "int", float: "float", str: "str", dict: "dict"}.get(tp, "tuple of int")
+    if optional or default is None:
+        kind += " or None"
+    shown = repr(default).replace("'", '"')  # numpydoc's default="standard"
+    return f"{name} : {kind}, default={shown}"
+
+
+def _documented(fields: dict[str, type], defaults: dict[str, Any], texts: dict[str, str]) -> str:
+    """The numpydoc entries of ``fields``: the header from the field (:func:`_shown`), the text from
+    ``texts`` or else the field's help."""
+    entries = []
+    for name, cls in fields.items():
+        text = texts.get(name)
+        if text is None:
+            help_text = _field(cls, name).metadata.get("help", "")
+            text = textwrap.fill(help_text[:1].upper() + help_text[1:] + ".", 92,
+                                 subsequent_indent=" " * 8, break_on_hyphens=False)
+        entries.append(f"    {_shown(cls, name, defaults[name])}\n        {text}\n")
+    return "".join(entries)
+
+
+#: The training settings both kinds of estimator expose: every field of :class:`aekit.train.TrainConfig`
+#: except the seed (``random_state``) and ``checkpoint_every`` and ``restore_best`` (the estimators
+#: write no checkpoints and hold out no validation rows).
+_TRAINING = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule", "clip_grad",
+             "patience", "min_delta", "precision", "device")
+#: The autoencoder estimators' parameters that are options of aekit, each with its dataclass.
+_AUTOENCODER_FIELDS: dict[str, type] = {
+    **dict.fromkeys(("variant", "latent", "hidden", "activation", "code_activation", "output_activation", "tied",
+                     "loss"), ModelConfig),
+    "scale": DataConfig,
+    **dict.fromkeys(_TRAINING, TrainConfig),
+}
+#: Where the defaults of :class:`AutoencoderTransformer` and :class:`AutoencoderOutlierDetector`
+#: differ from aekit's dataclasses: None (the variant's registered default, which :func:`aekit.fit`
+#: applies) for the units and the tying of weights, and per-feature standardisation instead of
+#: DataConfig's ``scale="unit"``, since squared error on standardised features suits any tabular
+#: data (the estimators' tables and results are on that scaling). ``latent``, ``hidden`` and
+#: ``loss`` are ModelConfig's defaults and always given, so a variant's registered ones (the VAE
+#: family's ``loss="bce"``) do not apply.
+AUTOENCODER_OVERRIDES: dict[str, Any] = {"activation": None, "code_activation": None, "output_activation": None,
+                                         "tied": None, "scale": "standard"}
+_AE_CONSTRAINTS, _AE = _parameters(_AUTOENCODER_FIELDS, AUTOENCODER_OVERRIDES)  # _AE: the defaults
+#: The parameters of the autoencoder estimators that are None by default: the variant's own default.
+_VARIANT_DEFAULTED = tuple(name for name, value in AUTOENCODER_OVERRIDES.items() if value is None)
 
 
 # -- helpers shared by the estimators ------------------------------------------------------------
@@ -124,74 +303,54 @@ def _input_space(model: Autoencoder, X: np.ndarray) -> np.ndarray:
     return model.transform.invert(X, dtype=X.dtype) if model.transform is not None else X
 
 
-def _pack_model(model: Autoencoder) -> dict[str, Any]:
-    """The model as plain data: its weights as safetensors bytes and its configuration as JSON
-    (model config, data transform, run configuration, history), what a run directory holds."""
-    from safetensors.torch import save
-
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {"model": to_dict(model.config),
-            "transform": model.transform.to_dict() if model.transform is not None else None,
-            "device": str(next(model.parameters()).device)}
-    for key in ("run_config", "history", "pretrain_record"):
-        if getattr(model, key, None) is not None:
-            meta[key] = getattr(model, key)
-    return {"format": PACKED_FORMAT, "config": json.dumps(meta), "weights": save(state)}
+# -- pickling: the fitted modules as aekit's self-contained model bytes ---------------------------
+def _pack(module: torch.nn.Module, config: dict[str, Any]) -> bytes:
+    """``module`` as :func:`aekit.io.model_to_bytes` with ``config`` and the module's device."""
+    return io.model_to_bytes(module, {**config, "device": str(next(module.parameters()).device)})
 
 
-def _unpack_model(packed: dict[str, Any]) -> Autoencoder:
-    """Rebuild the model that :func:`_pack_model` packed, in eval mode, on its device (on the CPU,
-    with a warning, where that device is not available)."""
-    from safetensors.torch import load
-
-    meta = json.loads(packed["config"])
-    transform = Transform.from_dict(meta["transform"]) if meta["transform"] is not None else None
-    model = Autoencoder(from_dict(ModelConfig, meta["model"]), transform)
-    model.load_state_dict(load(packed["weights"]))
-    for key in ("run_config", "history", "pretrain_record"):
-        if key in meta:
-            setattr(model, key, meta[key])
-    device = torch.device(meta["device"])
+def _unpack(raw: bytes, build: Callable[[dict], torch.nn.Module] | None = None) -> Any:
+    """Rebuild the module that :func:`_pack` packed, in eval mode, on its device (on the CPU, with
+    a warning, where that device is not available)."""
+    module, config = io.model_from_bytes(raw, build, where="the pickled estimator's model")
+    device = torch.device(config["device"])
     if device.type == "cuda" and not torch.cuda.is_available():
         warnings.warn(f"the model was pickled on {device}, which is not available here; it is loaded on the CPU",
-                      RuntimeWarning, stacklevel=3)
+                      RuntimeWarning, stacklevel=4)
         device = torch.device("cpu")
-    return model.to(device).eval()
+    return module.to(device)
 
 
-def _pack_classifier(clf: Classifier) -> dict[str, Any]:
-    """The classifier as plain data: its autoencoder packed by :func:`_pack_model`, plus the softmax
-    head's weights as safetensors bytes, its classes and the fine-tuning record as JSON."""
-    from safetensors.torch import save
-
-    packed = _pack_model(clf.autoencoder)
-    head = {k: v.detach().cpu().contiguous() for k, v in clf.head.state_dict().items()}
-    record = {key: getattr(clf, key) for key in ("history", "scores", "run_config") if hasattr(clf, key)}
-    return {**packed, "head": save(head), "classes": json.dumps(jsonable(clf.classes.tolist())),
-            "record": json.dumps(record)}
+def _pack_model(model: Autoencoder) -> bytes:
+    """The autoencoder, with its configuration and records (history, run configuration ...)."""
+    return _pack(model, io.model_config(model))
 
 
-def _unpack_classifier(packed: dict[str, Any]) -> Classifier:
-    """Rebuild the classifier that :func:`_pack_classifier` packed, in eval mode, on its autoencoder's device."""
-    from safetensors.torch import load
+def _unpack_model(raw: bytes) -> Autoencoder:
+    return _unpack(raw)
 
-    model = _unpack_model(packed)
-    clf = Classifier(model, json.loads(packed["classes"]))
-    clf.head.load_state_dict(load(packed["head"]))
-    for key, value in json.loads(packed["record"]).items():
-        setattr(clf, key, value)
-    return clf.to(next(model.parameters()).device).eval()
+
+def _pack_classifier(clf: Classifier) -> bytes:
+    """The classifier (its autoencoder and softmax head), with its autoencoder's configuration, its
+    classes and the records of both (fine-tuning history, scores, pretraining record ...)."""
+    return _pack(clf, {**io.model_config(clf.autoencoder), "classes": jsonable(clf.classes.tolist())})
+
+
+def _unpack_classifier(raw: bytes) -> Classifier:
+    where = "the pickled estimator's classifier"
+    return _unpack(raw, lambda config: Classifier(io.autoencoder_from_config(config, where=where),
+                                                  config["classes"]))
 
 
 class _PackedState:
     """Pickling of an estimator's fitted torch modules as plain data (abstract mixin, before
     ``BaseEstimator`` in the bases).
 
-    ``_packed`` maps a fitted attribute to ``(pack, unpack)``: ``pack`` turns the module into a dict
-    of safetensors bytes and JSON marked with :data:`PACKED_FORMAT`, ``unpack`` rebuilds it.
+    ``_packed`` maps a fitted attribute to ``(pack, unpack)``: ``pack`` turns the module into the
+    bytes of :func:`aekit.io.model_to_bytes`, ``unpack`` rebuilds it from them.
     """
 
-    _packed: dict[str, tuple[Callable[[Any], dict], Callable[[dict], Any]]] = {}
+    _packed: dict[str, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]] = {}
 
     def __getstate__(self):
         state = dict(super().__getstate__())  # (a copy: object.__getstate__ returns __dict__ itself)
@@ -202,9 +361,63 @@ class _PackedState:
 
     def __setstate__(self, state):
         for name, (_, unpack) in self._packed.items():
-            if isinstance(state.get(name), dict) and state[name].get("format") == PACKED_FORMAT:
+            if isinstance(state.get(name), bytes):
                 state[name] = unpack(state[name])
         super().__setstate__(state)
+
+
+_PARAMETERS_TEXT = {
+    "optimizer": "The optimizer: Adam, AdamW (decoupled weight decay) or SGD (with ``momentum``).",
+    "variant": "A registered variant (``aekit.variants.names()``), e.g. ae, denoising, sparse, contractive,\n"
+               "        ksparse, vae, beta-vae.",
+    "latent": "Code size (``n_components_``).",
+    "hidden": "Widths of the encoder's hidden layers; the decoder mirrors them. ``()``: none.",
+    "activation": "Activation of the hidden layers; None: the variant's default.",
+    "code_activation": "Activation of the code layer; None: the variant's default (e.g. a sigmoid code\n"
+                       "        for ``sparse``).",
+    "output_activation": "Activation of the decoder's output with the mse loss; None: the variant's default.",
+    "tied": "Decoder weights are the transposes of the encoder's; None: the variant's default.",
+    "loss": "Reconstruction loss: squared error (for the VAE family, a Gaussian decoder with standard\n"
+            "        deviation ``options[\"sigma\"]``, 1 by default), right for any real-valued data; or the\n"
+            "        Bernoulli cross-entropy, which needs training data in [0, 1] after scaling: use it with\n"
+            "        ``scale=\"unit\"``.",
+    "scale": "Scaling fitted on the training data and applied before the network: per-feature mean 0 and\n"
+             "        standard deviation 1 (suits any tabular data; aekit's own default is ``\"unit\"``), the\n"
+             "        global min / max to [0, 1], or none.",
+    "epochs": "Passes over the training data; the optimizer takes ``epochs * ceil(n_samples / batch_size)``\n"
+              "        steps, so small data sets want more epochs.",
+    "batch_size": "Rows per update.",
+    "lr": "The optimizer's learning rate (the peak rate for ``schedule=\"onecycle\"``).",
+    "patience": "Stop after this many epochs without an improvement of the training loss by more than\n"
+                "        ``min_delta`` (there is no validation split); None: train all ``epochs``.",
+    "min_delta": "Smallest improvement of the training loss that counts for ``patience``.",
+    "device": "Torch device of training and inference: cpu, cuda, cuda:1 or auto.",
+}
+
+_PARAMETERS_DOC = _documented(_AUTOENCODER_FIELDS, _AE, _PARAMETERS_TEXT) + """    options : dict, default=None
+        Options of the variant, e.g. ``{"beta": 4.0}`` (vae), ``{"noise": "mask", "nu": 0.3}``
+        (denoising), ``{"k": 5}`` (ksparse); ``aekit train VARIANT --help`` lists them.
+    elbo_samples : int, default=32
+        Monte Carlo draws per row of the ELBO that scores a model of the VAE family.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, data order and noise (an int seed for :func:`aekit.fit` is drawn from
+        it): the same ``random_state`` gives the same model on the CPU.
+    verbose : bool or int, default=False
+        Show a progress bar while training.
+"""
+
+def _overrides_doc(overrides: dict[str, Any], sources: str) -> str:
+    """The paragraph of a class docstring that states its defaults: aekit's own but ``overrides``."""
+    shown = ", ".join(f"``{name}={value!r}``".replace("'", '"') for name, value in overrides.items())
+    none = "; None: the variant's registered default" if None in overrides.values() else ""
+    text = (f"The defaults are aekit's own ({sources}), except these estimator-level overrides: {shown}{none}. "
+            f"Each parameter's constraint is derived from its field: type, choices and the range aekit accepts.")
+    return textwrap.indent(textwrap.fill(text, 96, break_on_hyphens=False), " " * 4) + "\n"
+
+
+_DEFAULTS_DOC = _overrides_doc(AUTOENCODER_OVERRIDES, ":class:`~aekit.model.ModelConfig`, "
+                               ":class:`~aekit.train.TrainConfig`, :class:`~aekit.data.DataConfig`; see "
+                               ":data:`AUTOENCODER_OVERRIDES`")
 
 
 class _AutoencoderEstimator(_PackedState, BaseEstimator):
@@ -215,37 +428,44 @@ class _AutoencoderEstimator(_PackedState, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "variant": [StrOptions(set(variants.names()))],
-        "latent": [Interval(Integral, 1, None, closed="left")],
-        "hidden": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(ACTIVATIONS)), None],
-        "code_activation": [StrOptions(set(ACTIVATIONS)), None],
-        "loss": [StrOptions(set(RECONSTRUCTION_LOSSES))],
-        "scale": [StrOptions(set(TRANSFORM_KINDS))],
-        "epochs": [Interval(Integral, 0, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
+        **_AE_CONSTRAINTS,
+        "variant": [StrOptions(set(variants.names()))],  # the registry's names
         "options": [dict, None],
         "elbo_samples": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
-        "device": [str],
         "verbose": ["verbose"],
     }
-    _packed: dict[str, tuple[Callable[[Any], dict], Callable[[dict], Any]]] = {"model_": (_pack_model, _unpack_model)}
+    _packed: dict[str, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]] = {
+        "model_": (_pack_model, _unpack_model)}
 
-    def __init__(self, variant="ae", *, latent=16, hidden=(256, 128), activation=None, code_activation=None,
-                 loss="mse", scale="standard", epochs=20, batch_size=128, lr=1e-3, options=None, elbo_samples=32,
-                 random_state=None, device="cpu", verbose=False):
+    def __init__(self, variant=_AE["variant"], *, latent=_AE["latent"], hidden=_AE["hidden"],
+                 activation=_AE["activation"], code_activation=_AE["code_activation"],
+                 output_activation=_AE["output_activation"], tied=_AE["tied"], loss=_AE["loss"], scale=_AE["scale"],
+                 epochs=_AE["epochs"], batch_size=_AE["batch_size"], lr=_AE["lr"], optimizer=_AE["optimizer"],
+                 momentum=_AE["momentum"], weight_decay=_AE["weight_decay"], schedule=_AE["schedule"],
+                 clip_grad=_AE["clip_grad"], patience=_AE["patience"], min_delta=_AE["min_delta"],
+                 precision=_AE["precision"], options=None, elbo_samples=32, random_state=None, device=_AE["device"],
+                 verbose=False):
         self.variant = variant
         self.latent = latent
         self.hidden = hidden
         self.activation = activation
         self.code_activation = code_activation
+        self.output_activation = output_activation
+        self.tied = tied
         self.loss = loss
         self.scale = scale
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.optimizer = optimizer
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.clip_grad = clip_grad
+        self.patience = patience
+        self.min_delta = min_delta
+        self.precision = precision
         self.options = options
         self.elbo_samples = elbo_samples
         self.random_state = random_state
@@ -258,11 +478,11 @@ class _AutoencoderEstimator(_PackedState, BaseEstimator):
         training set (no validation or test split) and nothing is written."""
         kwargs: dict[str, Any] = {
             "latent": self.latent, "hidden": _hidden_sizes(self.hidden), "loss": self.loss, "scale": self.scale,
-            "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "device": self.device,
+            **{name: getattr(self, name) for name in _TRAINING},
             "seed": _seed(self.random_state), "val_fraction": 0.0, "test_fraction": 0.0,
             "out": None, "figures": False, "progress": bool(self.verbose),
         }
-        for key in ("activation", "code_activation"):  # None: the variant's own default
+        for key in _VARIANT_DEFAULTED:  # None: the variant's own default
             if getattr(self, key) is not None:
                 kwargs[key] = getattr(self, key)
         return {**kwargs, **_variant_options(self.variant, self.options)}
@@ -291,7 +511,7 @@ class _AutoencoderEstimator(_PackedState, BaseEstimator):
         """Scores of validated rows ``X``, in float64 (see the module docstring)."""
         model = self._network(np.float64)
         X = _model_space(model, np.asarray(X, dtype=np.float64))
-        return -model_space_anomaly_scores(model, X, elbo_samples=self.elbo_samples, batch_size=INFERENCE_BATCH)
+        return -model.variant.anomaly_scores(model, X, elbo_samples=self.elbo_samples, batch_size=INFERENCE_BATCH)
 
     def score_samples(self, X):
         """The score of each row: minus its summed squared reconstruction error in the input units,
@@ -309,44 +529,6 @@ class _AutoencoderEstimator(_PackedState, BaseEstimator):
         """
         return self._scores(self._check(X))
 
-
-_PARAMETERS_DOC = """    variant : str, default="ae"
-        A registered variant (``aekit.variants.names()``), e.g. ae, denoising, sparse, contractive,
-        ksparse, vae, beta-vae.
-    latent : int, default=16
-        Code size (``n_components_``).
-    hidden : tuple of int, default=(256, 128)
-        Widths of the encoder's hidden layers; the decoder mirrors them. ``()``: none.
-    activation, code_activation : str, default=None
-        Activation of the hidden layers and of the code layer (relu, sigmoid, tanh, elu, gelu, silu,
-        leaky_relu, linear); None: the variant's default (e.g. a sigmoid code for ``sparse``).
-    loss : {"mse", "bce"}, default="mse"
-        Reconstruction loss: squared error (for the VAE family, a Gaussian decoder with standard
-        deviation ``options["sigma"]``, 1 by default), right for any real-valued data; or the
-        Bernoulli cross-entropy, which needs training data in [0, 1] after scaling: use it with
-        ``scale="unit"``.
-    scale : {"standard", "unit", "none"}, default="standard"
-        Scaling fitted on the training data and applied before the network: per-feature mean 0 and
-        standard deviation 1 (suits any tabular data), the global min / max to [0, 1], or none.
-    epochs : int, default=20
-        Passes over the training data; the optimizer takes ``epochs * ceil(n_samples / batch_size)``
-        steps, so small data sets want more epochs.
-    batch_size : int, default=128
-    lr : float, default=1e-3
-        Adam's learning rate.
-    options : dict, default=None
-        Options of the variant, e.g. ``{"beta": 4.0}`` (vae), ``{"noise": "mask", "nu": 0.3}``
-        (denoising), ``{"k": 5}`` (ksparse); ``aekit train VARIANT --help`` lists them.
-    elbo_samples : int, default=32
-        Monte Carlo draws per row of the ELBO that scores a model of the VAE family.
-    random_state : int, RandomState instance or None, default=None
-        Seeds initialisation, data order and noise (an int seed for :func:`aekit.fit` is drawn from
-        it): the same ``random_state`` gives the same model on the CPU.
-    device : str, default="cpu"
-        Torch device of training and inference: cpu, cuda, cuda:1 or auto.
-    verbose : bool or int, default=False
-        Show a progress bar while training.
-"""
 
 _ATTRIBUTES_DOC = """    model_ : Autoencoder
         The trained model (in eval mode, with its data scaling in ``model_.transform``).
@@ -371,6 +553,7 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     gives each row's negative reconstruction error (the ELBO for the VAE family; see
     :mod:`aekit.sklearn`).
 
+{_DEFAULTS_DOC}
     Parameters
     ----------
 {_PARAMETERS_DOC}
@@ -486,6 +669,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
     offset_`` is negative for outliers, and ``predict`` returns -1 for them and +1 for inliers,
     so that a fraction ``contamination`` of the training rows is flagged.
 
+{_DEFAULTS_DOC}
     With ``complexity=True`` the scores are corrected by each row's input complexity
     :math:`L(x)` in bits (:func:`aekit.metrics.input_complexity`, Serra et al. 2020): the size of
     the row quantized to 8 bits over the training data's range (``data_range_``) and compressed
@@ -529,13 +713,20 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         "complexity": ["boolean"],
     }
 
-    def __init__(self, variant="ae", *, contamination=0.1, complexity=False, latent=16, hidden=(256, 128),
-                 activation=None, code_activation=None, loss="mse", scale="standard", epochs=20, batch_size=128,
-                 lr=1e-3, options=None, elbo_samples=32, random_state=None, device="cpu", verbose=False):
+    def __init__(self, variant=_AE["variant"], *, contamination=0.1, complexity=False, latent=_AE["latent"],
+                 hidden=_AE["hidden"], activation=_AE["activation"], code_activation=_AE["code_activation"],
+                 output_activation=_AE["output_activation"], tied=_AE["tied"], loss=_AE["loss"], scale=_AE["scale"],
+                 epochs=_AE["epochs"], batch_size=_AE["batch_size"], lr=_AE["lr"], optimizer=_AE["optimizer"],
+                 momentum=_AE["momentum"], weight_decay=_AE["weight_decay"], schedule=_AE["schedule"],
+                 clip_grad=_AE["clip_grad"], patience=_AE["patience"], min_delta=_AE["min_delta"],
+                 precision=_AE["precision"], options=None, elbo_samples=32, random_state=None, device=_AE["device"],
+                 verbose=False):
         super().__init__(variant, latent=latent, hidden=hidden, activation=activation,
-                         code_activation=code_activation, loss=loss, scale=scale, epochs=epochs,
-                         batch_size=batch_size, lr=lr, options=options, elbo_samples=elbo_samples,
-                         random_state=random_state, device=device, verbose=verbose)
+                         code_activation=code_activation, output_activation=output_activation, tied=tied, loss=loss,
+                         scale=scale, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                         momentum=momentum, weight_decay=weight_decay, schedule=schedule, clip_grad=clip_grad,
+                         patience=patience, min_delta=min_delta, precision=precision, options=options,
+                         elbo_samples=elbo_samples, random_state=random_state, device=device, verbose=verbose)
         self.contamination = contamination
         self.complexity = complexity
 
@@ -562,7 +753,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         if not self.complexity:
             return scores
         bits = input_complexity(X, *self.data_range_)
-        return -correct_for_complexity(-scores, bits, self.model_.variant.generative)
+        return -self.model_.variant.correct_for_complexity(-scores, bits)
 
     def decision_function(self, X):
         """``score_samples(X) - offset_``: negative for outliers, non-negative for inliers.
@@ -599,8 +790,78 @@ _PRETRAIN_PARAMETERS = {"pretrain": "pretrain", "pretrain_epochs": "pretrain_epo
                         "dae_lr": "pretrain_lr", "rbm_lr": "pretrain_lr"}
 
 
+#: The classifier's parameters that are options of aekit, each with its dataclass (``pretrain_lr``
+#: is DeepOptions' ``dae_lr`` or ``rbm_lr``, whichever the method uses).
+_CLASSIFIER_FIELDS: dict[str, type] = {
+    "hidden": ModelConfig,
+    **dict.fromkeys(("pretrain", "pretrain_epochs", "noise", "nu"), DeepOptions),
+    **dict.fromkeys(("activation", "loss"), ModelConfig),
+    "scale": DataConfig,
+    **dict.fromkeys(_TRAINING, TrainConfig),
+}
+#: Where the defaults of :class:`StackedAutoencoderClassifier` differ from aekit's dataclasses: the
+#: deep variant's logistic units and cross-entropy (its registered defaults), stacked denoising
+#: autoencoders (DeepOptions' ``pretrain="rbm"`` needs logistic units, "dae" any), and small batches
+#: with a higher fine-tuning rate.
+CLASSIFIER_OVERRIDES: dict[str, Any] = {"pretrain": "dae", "activation": "sigmoid", "loss": "bce", "batch_size": 32,
+                                        "lr": 3e-3}
+_CLASSIFIER_CONSTRAINTS, _CL = _parameters(_CLASSIFIER_FIELDS, CLASSIFIER_OVERRIDES)  # _CL: the defaults
+
+_CLASSIFIER_TEXT = {
+    "optimizer": "The optimizer: Adam, AdamW (decoupled weight decay) or SGD (with ``momentum``).",
+    "hidden": "Widths of the hidden layers, bottom to top; the softmax head sits on the last one.",
+    "pretrain": "Layer-wise pretraining: stacked denoising autoencoders, a deep belief net of RBMs (needs\n"
+                "        ``activation=\"sigmoid\"``), or none (random initialisation, the baseline).",
+    "pretrain_epochs": "Pretraining passes over the data, per layer.",
+    "noise": "Corruption of each denoising layer's input (``\"dae\"``): masking noise sets a fraction\n"
+             "        ``nu`` of the entries to 0 (Vincent et al.'s).",
+    "nu": "Fraction of the entries corrupted by masking or salt-and-pepper noise (``\"dae\"``), in [0, 1].",
+    "activation": "Units of every hidden layer.",
+    "loss": "Reconstruction loss of the bottom pretraining layer: Bernoulli cross-entropy (Bernoulli\n"
+            "        visible units for ``\"rbm\"``) on data scaled to [0, 1], or squared error (Gaussian visible\n"
+            "        units of unit variance for ``\"rbm\"``), e.g. with ``scale=\"standard\"``.",
+    "scale": "Scaling fitted on the training data and applied before the network: the global min / max\n"
+             "        to [0, 1] (what ``loss=\"bce\"`` needs), per-feature standardisation, or none.",
+    "epochs": "Fine-tuning passes over the data (0: the pretrained stack with a zero head, uniform\n"
+              "        probabilities).",
+    "batch_size": "Rows per update, in pretraining and fine-tuning.",
+    "lr": "The fine-tuning optimizer's learning rate (the peak rate for ``schedule=\"onecycle\"``).",
+    "weight_decay": "L2 penalty on every weight in fine-tuning (the optimizer's ``weight_decay``; decoupled\n"
+                    "        for adamw).",
+    "patience": "Stop fine-tuning after this many epochs without an improvement of the training loss by\n"
+                "        more than ``min_delta`` (there is no validation split); None: train all ``epochs``.",
+    "min_delta": "Smallest improvement of the training loss that counts for ``patience``.",
+    "device": "Torch device of training and inference: cpu, cuda, cuda:1 or auto.",
+}
+
+
+_PRETRAIN_LR_DOC = """    pretrain_lr : float or None, default=None
+        Pretraining learning rate: Adam's for ``"dae"`` (None: DeepOptions' ``dae_lr``, {dae}),
+        contrastive divergence's for the RBMs with binary units for ``"rbm"`` (None: ``rbm_lr``, {rbm},
+        Hinton & Salakhutdinov's).
+""".format(dae=field_default(_field(DeepOptions, "dae_lr")), rbm=field_default(_field(DeepOptions, "rbm_lr")))
+
+
+_CLASSIFIER_DOC = _documented(_CLASSIFIER_FIELDS, _CL, _CLASSIFIER_TEXT) + _PRETRAIN_LR_DOC + """\
+    pretrain_options : dict, default=None
+        Further options of the ``deep`` variant's pretraining: ``cd_k``, ``persistent``,
+        ``code_lr``, ``rbm_weight_decay``, ``sigma`` (of Gaussian noise), ``pretrain_batch_size``
+        (default ``batch_size``); ``aekit train deep --help`` describes them.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, pretraining, data order and noise (one int seed is drawn from it):
+        the same ``random_state`` gives the same classifier on the CPU.
+    verbose : bool or int, default=False
+        Show progress bars while training.
+"""
+
+
+_CLASSIFIER_DEFAULTS_DOC = _overrides_doc(CLASSIFIER_OVERRIDES, ":class:`~aekit.model.ModelConfig`, "
+                                          ":class:`~aekit.train.TrainConfig`, :class:`~aekit.data.DataConfig`, "
+                                          "the deep variant's pretraining options; see :data:`CLASSIFIER_OVERRIDES`")
+
+
 class StackedAutoencoderClassifier(ClassifierMixin, _PackedState, BaseEstimator):
-    """A deep classifier pretrained greedily layer by layer, then fine-tuned whole with a softmax head.
+    __doc__ = f"""A deep classifier pretrained greedily layer by layer, then fine-tuned whole with a softmax head.
 
     Training has two stages (Hinton & Salakhutdinov 2006; Vincent et al. 2010, section 3.5):
 
@@ -614,59 +875,16 @@ class StackedAutoencoderClassifier(ClassifierMixin, _PackedState, BaseEstimator)
        the encoder.
     2. Supervised fine-tuning (:func:`aekit.finetune`): a multinomial logistic regression on the top
        layer (zero-initialised) and every layer below it are trained together on the cross-entropy
-       by Adam, ``epochs`` passes over all the rows.
+       by ``optimizer`` (Adam by default), ``epochs`` passes over all the rows.
 
     ``predict_proba`` is the softmax of the head's logits, ``decision_function`` the logits (their
     difference, class 1 minus class 0, for two classes), and ``predict`` the class of the largest
     logit. Predictions are computed in float64 from the float32 network.
 
+{_CLASSIFIER_DEFAULTS_DOC}
     Parameters
     ----------
-    hidden : int or tuple of int, default=(256, 128)
-        Widths of the hidden layers, bottom to top; the softmax head sits on the last one.
-    pretrain : {"dae", "rbm", "none"}, default="dae"
-        Layer-wise pretraining: stacked denoising autoencoders, a deep belief net of RBMs (needs
-        ``activation="sigmoid"``), or none (random initialisation, the baseline).
-    pretrain_epochs : int, default=10
-        Pretraining passes over the data, per layer.
-    pretrain_lr : float, default=None
-        Pretraining learning rate: Adam's for ``"dae"`` (None: 1e-3), contrastive divergence's for
-        the RBMs with binary units for ``"rbm"`` (None: 0.1, Hinton & Salakhutdinov's).
-    noise : {"mask", "gaussian", "salt_pepper"}, default="mask"
-        Corruption of each denoising layer's input (``"dae"``): masking noise sets a fraction
-        ``nu`` of the entries to 0 (Vincent et al.'s).
-    nu : float in [0, 1), default=0.25
-        Fraction of the entries corrupted by masking or salt-and-pepper noise (``"dae"``).
-    activation : str, default="sigmoid"
-        Units of every hidden layer (sigmoid, relu, tanh, elu, gelu, silu, leaky_relu, linear).
-    loss : {"bce", "mse"}, default="bce"
-        Reconstruction loss of the bottom pretraining layer: Bernoulli cross-entropy (Bernoulli
-        visible units for ``"rbm"``) on data scaled to [0, 1], or squared error (Gaussian visible
-        units of unit variance for ``"rbm"``), e.g. with ``scale="standard"``.
-    scale : {"unit", "standard", "none"}, default="unit"
-        Scaling fitted on the training data and applied before the network: the global min / max
-        to [0, 1] (what ``loss="bce"`` needs), per-feature standardisation, or none.
-    epochs : int, default=20
-        Fine-tuning passes over the data (0: the pretrained stack with a zero head, uniform
-        probabilities).
-    batch_size : int, default=32
-        Rows per update, in pretraining and fine-tuning.
-    lr : float, default=3e-3
-        Adam's learning rate in fine-tuning.
-    weight_decay : float, default=0.0
-        L2 penalty on every weight in fine-tuning (Adam's ``weight_decay``).
-    pretrain_options : dict, default=None
-        Further options of the ``deep`` variant's pretraining: ``cd_k``, ``persistent``,
-        ``code_lr``, ``rbm_weight_decay``, ``sigma`` (of Gaussian noise), ``pretrain_batch_size``
-        (default ``batch_size``); ``aekit train deep --help`` describes them.
-    random_state : int, RandomState instance or None, default=None
-        Seeds initialisation, pretraining, data order and noise (one int seed is drawn from it):
-        the same ``random_state`` gives the same classifier on the CPU.
-    device : str, default="cpu"
-        Torch device of training and inference: cpu, cuda, cuda:1 or auto.
-    verbose : bool or int, default=False
-        Show progress bars while training.
-
+{_CLASSIFIER_DOC}
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
@@ -715,29 +933,21 @@ class StackedAutoencoderClassifier(ClassifierMixin, _PackedState, BaseEstimator)
     """
 
     _parameter_constraints: dict = {
-        "hidden": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "pretrain": [StrOptions(set(PRETRAIN_METHODS))],
-        "pretrain_epochs": [Interval(Integral, 1, None, closed="left")],
-        "pretrain_lr": [Interval(Real, 0, None, closed="neither"), None],
-        "noise": [StrOptions(set(NOISE_KINDS))],
-        "nu": [Interval(Real, 0, 1, closed="left")],
-        "activation": [StrOptions(set(ACTIVATIONS))],
-        "loss": [StrOptions(set(RECONSTRUCTION_LOSSES))],
-        "scale": [StrOptions(set(TRANSFORM_KINDS))],
-        "epochs": [Interval(Integral, 0, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        **_CLASSIFIER_CONSTRAINTS,
+        "pretrain_lr": _constraint(DeepOptions, "dae_lr", nullable=True),  # (rbm_lr's range is the same)
         "pretrain_options": [dict, None],
         "random_state": ["random_state"],
-        "device": [str],
         "verbose": ["verbose"],
     }
     _packed = {"classifier_": (_pack_classifier, _unpack_classifier)}
 
-    def __init__(self, hidden=(256, 128), *, pretrain="dae", pretrain_epochs=10, pretrain_lr=None, noise="mask",
-                 nu=DEFAULT_NU, activation="sigmoid", loss="bce", scale="unit", epochs=20, batch_size=32, lr=3e-3,
-                 weight_decay=0.0, pretrain_options=None, random_state=None, device="cpu", verbose=False):
+    def __init__(self, hidden=_CL["hidden"], *, pretrain=_CL["pretrain"], pretrain_epochs=_CL["pretrain_epochs"],
+                 pretrain_lr=None, noise=_CL["noise"], nu=_CL["nu"], activation=_CL["activation"], loss=_CL["loss"],
+                 scale=_CL["scale"], epochs=_CL["epochs"], batch_size=_CL["batch_size"], lr=_CL["lr"],
+                 optimizer=_CL["optimizer"], momentum=_CL["momentum"], weight_decay=_CL["weight_decay"],
+                 schedule=_CL["schedule"], clip_grad=_CL["clip_grad"], patience=_CL["patience"],
+                 min_delta=_CL["min_delta"], precision=_CL["precision"], pretrain_options=None, random_state=None,
+                 device=_CL["device"], verbose=False):
         self.hidden = hidden
         self.pretrain = pretrain
         self.pretrain_epochs = pretrain_epochs
@@ -750,7 +960,14 @@ class StackedAutoencoderClassifier(ClassifierMixin, _PackedState, BaseEstimator)
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.optimizer = optimizer
+        self.momentum = momentum
         self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.clip_grad = clip_grad
+        self.patience = patience
+        self.min_delta = min_delta
+        self.precision = precision
         self.pretrain_options = pretrain_options
         self.random_state = random_state
         self.device = device
@@ -800,13 +1017,12 @@ class StackedAutoencoderClassifier(ClassifierMixin, _PackedState, BaseEstimator)
         if not sizes:
             raise ValueError("hidden must name at least one layer width (the layer under the softmax head)")
         seed, progress = _seed(self.random_state), bool(self.verbose)
-        model = _aekit_fit("deep", X, hidden=sizes[:-1], latent=sizes[-1], activation=self.activation,
+        model = _aekit_fit(variants.layerwise().name, X, hidden=sizes[:-1], latent=sizes[-1], activation=self.activation,
                            code_activation=self.activation, loss=self.loss, scale=self.scale, epochs=0,
                            device=self.device, seed=seed, val_fraction=0.0, test_fraction=0.0, out=None,
                            figures=False, progress=progress, **self._deep_options())
-        clf = finetune(model, X, y_index, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                       weight_decay=self.weight_decay, seed=seed, device=self.device, val_fraction=0.0,
-                       test_fraction=0.0, progress=progress)
+        clf = finetune(model, X, y_index, **{name: getattr(self, name) for name in _TRAINING}, seed=seed,
+                       val_fraction=0.0, test_fraction=0.0, progress=progress)
         self.classes_ = classes
         self.classifier_ = clf
         self.pretrain_record_ = getattr(model, "pretrain_record", None)

@@ -5,6 +5,20 @@ into the code (a bottleneck), and add named penalty terms. Everything else — e
 decoders, the trainer, the CLI, run directories — is shared. Variants register themselves
 with :func:`register`; options that differ only in a number are fields of the variant's
 options dataclass, not new classes.
+
+A variant's capabilities are methods and attributes of :class:`Variant` with a default that the
+variants having the capability override: a prior to sample (:attr:`Variant.prior`), likelihood
+bounds (:meth:`Variant.likelihood_bounds`), the anomaly score of a row and its complexity correction
+(:meth:`Variant.anomaly_scores`, :meth:`Variant.correct_for_complexity`, :meth:`Variant.score_units`),
+what the report marks (:attr:`Variant.code_name`, :meth:`Variant.activation_marks`), whether the
+training data must be in memory (:meth:`Variant.in_memory_reason`) and layer-wise pretraining
+(:meth:`Variant.pretrain`; :func:`layerwise` names the variant that has it). The modules above the
+registry call these and never name a variant.
+
+The variant files are imported explicitly at the end of this module (each registers its
+variant(s)); a variant file imports only :mod:`aekit.errors`, :mod:`aekit.callbacks`, the pure
+modules (:mod:`aekit.losses`, :mod:`aekit.bounds`, :mod:`aekit.config`, :mod:`aekit.nn`,
+:mod:`aekit.noise`) and this package.
 """
 
 from __future__ import annotations
@@ -14,6 +28,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,13 +45,19 @@ class Variant(nn.Module):
     encoder_outputs_per_code: int = 1
     #: the encoder / decoder families the variant is defined for
     architectures: tuple[str, ...] = ("mlp", "conv")
-    #: whether the model has a prior to sample from and a likelihood bound (the VAE family)
-    generative: bool = False
+    #: what :meth:`~aekit.model.Autoencoder.encode` returns, in words (the report's captions)
+    code_name: str = "codes"
 
     def __init__(self, config: Any, options: Any):
         super().__init__()
         self.config = config
         self.options = options
+
+    def describe(self) -> str:
+        """The variant in words, for a message: its registered name and summary."""
+        name = self.config.variant
+        spec = _REGISTRY.get(name)
+        return f"{name!r} ({spec.summary})" if spec is not None else repr(name)
 
     def resample(self, x: torch.Tensor) -> torch.Tensor:
         """Draw the training example itself from ``x`` (e.g. dynamic binarization); unlike
@@ -74,19 +95,76 @@ class Variant(nn.Module):
         """Trainer callbacks this variant needs (e.g. per-epoch bookkeeping); none by default."""
         return []
 
-    def pretrain(self, model: nn.Module, train: torch.Tensor, *, seed: int,
-                 progress: bool | None = None) -> dict[str, Any] | None:
+    # -- layer-wise pretraining --------------------------------------------------------------
+    def pretrain(self, model: nn.Module, train: torch.Tensor, *, seed: int, progress: bool | None = None,
+                 train_layer: Callable[..., Any] | None = None) -> dict[str, Any] | None:
         """Initialise ``model``'s weights from the training data before gradient training
         (e.g. greedy layer-wise pretraining); called once by :func:`aekit.fit` on a new run,
-        never on resume. ``train`` is the training split in model space. Returns a JSON-able
-        record (saved as ``pretrain.json`` in the run directory) or None when there is nothing
-        to do (the default)."""
+        never on resume. ``train`` is the training split in model space. ``train_layer`` trains
+        one layer model by gradient descent (:func:`aekit.pretrain.train_layer`, built on the
+        Trainer, which the variants do not import; :func:`aekit.fit` passes it). Returns a
+        JSON-able record (saved as ``pretrain.json`` in the run directory) or None when there is
+        nothing to do (the default)."""
         return None
+
+    @classmethod
+    def in_memory_reason(cls, options: Any) -> str | None:
+        """Why a run of this variant with ``options`` (its options dataclass) needs its training data
+        in memory, as the sentence of the error that refuses streamed data; None (the default): it
+        trains on streamed data too."""
+        return None
+
+    # -- the prior and the likelihood -------------------------------------------------------------
+    @property
+    def prior(self) -> Any:
+        """The prior over codes to sample from (the VAE family: :class:`aekit.bounds.StandardNormal`),
+        or None (the default): the model has none. A prior has ``sample(n, *, generator, temperature)``
+        (a ``(n, latent)`` tensor), ``mean()`` and ``std()`` (arrays of shape ``(latent,)``: the base
+        and the unit of a latent traversal) and ``description`` (e.g. ``"N(0, I)"``)."""
+        return None
+
+    def likelihood_bounds(self, model: nn.Module, X: np.ndarray, k: int, *, seed: int = 0, batch_size: int = 100,
+                          max_rows: int = 65536) -> dict[str, Any] | None:
+        """Bounds on the negative log-likelihood of the model-space rows ``X`` (the VAE family: the
+        negative ELBO and the importance-weighted estimate with ``k`` samples, see
+        :func:`aekit.evaluation.likelihood_bounds`); None (the default): the model has no likelihood."""
+        return None
+
+    # -- anomaly scores ---------------------------------------------------------------------------
+    def anomaly_scores(self, model: nn.Module, X: np.ndarray, *, elbo_samples: int = 32,
+                       batch_size: int = 4096) -> np.ndarray:
+        """The anomaly score of each model-space row of ``X`` (higher: less like the training data),
+        computed in ``X``'s precision. The default: the summed squared reconstruction error
+        ``||x - g(f(x))||^2`` in the input's units (the run's scaling inverted); ``elbo_samples`` is
+        for variants that score by a Monte Carlo estimate (the VAE family: minus the ELBO)."""
+        recon = model.batched(X, model.reconstruct, batch_size)
+        if model.transform is not None:  # errors in the input's units
+            X, recon = (model.transform.invert(a, dtype=X.dtype) for a in (X, recon))
+        return ((X - recon) ** 2).sum(1)
+
+    def correct_for_complexity(self, scores: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        """Anomaly ``scores`` of :meth:`anomaly_scores` corrected by the rows' input complexity ``bits``
+        (:func:`aekit.metrics.input_complexity`; Serra et al. 2020). The default divides a
+        reconstruction error by :math:`L(x)`: an error per bit of input."""
+        return scores / bits
+
+    def score_units(self, complexity: bool = False) -> str:
+        """What :meth:`anomaly_scores` measures, in words (with ``complexity``: after
+        :meth:`correct_for_complexity`), e.g. for the CLI's ``score`` message."""
+        return "squared reconstruction error" + (" per bit of input complexity" if complexity else "")
+
+    # -- what the report shows ----------------------------------------------------------------------
+    def activation_marks(self) -> tuple[float | None, list[tuple[str, Any]]]:
+        """What the report's activation section marks for this variant: the target mean activation
+        drawn on the histogram (None: no target, the default) and extra ``(measure, value)`` rows of
+        its table (none by default)."""
+        return None, []
 
 
 @dataclass(frozen=True)
 class VariantSpec:
-    """A registry entry: name, the :class:`Variant` class, its options dataclass, a summary."""
+    """A registry entry: name, the :class:`Variant` class, its options dataclass, a summary, and
+    for the variant that pretrains layer by layer its methods with the options each one uses."""
 
     name: str
     cls: type[Variant]
@@ -94,6 +172,7 @@ class VariantSpec:
     summary: str
     defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
     option_defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+    layerwise: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 
 _REGISTRY: dict[str, VariantSpec] = {}
@@ -105,19 +184,23 @@ class NoOptions:
 
 
 def register(name: str, summary: str, options: type = NoOptions, defaults: dict[str, Any] | None = None,
-             option_defaults: dict[str, Any] | None = None) -> Callable[[type[Variant]], type[Variant]]:
+             option_defaults: dict[str, Any] | None = None,
+             layerwise: dict[str, tuple[str, ...]] | None = None) -> Callable[[type[Variant]], type[Variant]]:
     """Class decorator adding a variant to the registry; it may be stacked to register one class
     under several names.
 
     ``defaults`` overrides model-level defaults for this variant (e.g. a loss);
     ``option_defaults`` overrides defaults of the options dataclass, so that a registry entry can
     be a family member that differs only in numbers (beta-VAE is the VAE with beta = 4).
+    ``layerwise`` declares layer-wise pretraining (:meth:`Variant.pretrain`, what ``aekit pretrain``
+    runs): each method's name and the options used by that method only.
     """
     def deco(cls: type[Variant]) -> type[Variant]:
         if name in _REGISTRY:
             raise RuntimeError(f"variant {name!r} registered twice")
         opts = _with_defaults(options, option_defaults) if option_defaults else options
-        _REGISTRY[name] = VariantSpec(name, cls, opts, summary, dict(defaults or {}), dict(option_defaults or {}))
+        _REGISTRY[name] = VariantSpec(name, cls, opts, summary, dict(defaults or {}), dict(option_defaults or {}),
+                                      dict(layerwise or {}))
         return cls
     return deco
 
@@ -153,12 +236,15 @@ def specs() -> list[VariantSpec]:
     return [_REGISTRY[n] for n in names()]
 
 
-def _discover() -> None:
-    """Import every module of this package: each registers its variant(s)."""
-    import importlib
-    import pkgutil
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        importlib.import_module(f"{__name__}.{info.name}")
+def layerwise() -> VariantSpec:
+    """The registry entry of the variant that pretrains layer by layer (the one registered with
+    ``layerwise=...``: what ``aekit pretrain`` and the stacked classifier train)."""
+    found = [spec for spec in specs() if spec.layerwise]
+    if len(found) != 1:
+        raise ConfigError(f"expected one variant with layer-wise pretraining, found {len(found)}")
+    return found[0]
 
 
-_discover()
+# the variant files, each registering its variant(s), in the registry's order of insertion (stacks.py,
+# the layer-wise machinery, registers nothing: deep.py imports it)
+from . import contractive, deep, denoising, ksparse, linear, plain, sparse, vae  # noqa: F401

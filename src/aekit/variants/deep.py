@@ -7,7 +7,8 @@ autoencoders. *JMLR* 11, 3371-3408.
 The model is the plain MLP autoencoder with H&S's units: logistic hidden units, a linear code
 layer, logistic outputs and the Bernoulli cross-entropy (the defaults registered below). Before
 gradient training, the :meth:`Deep.pretrain` hook (called once by :func:`aekit.fit` on a new run)
-initialises it from a greedily trained stack (:mod:`aekit.pretrain`):
+initialises it from a greedily trained stack (:mod:`aekit.variants.stacks`, whose names
+:mod:`aekit.pretrain` gives its users):
 
 - ``--pretrain rbm`` (the default: what the paper does): a stack of RBMs, each trained by CD-k or
   persistent CD on the hidden probabilities of the one below; the bottom RBM's visible units are
@@ -35,8 +36,8 @@ import torch
 from .. import noise as corruption
 from ..config import from_dict, option
 from ..errors import ConfigError
-from ..pretrain import RBMConfig
 from . import Variant, register
+from .stacks import LayerTrainer, RBMConfig, stack_denoising, stack_record, train_dbn, unroll, visible_units
 
 PRETRAIN_METHODS = ("none", "rbm", "dae")
 #: the options used by RBM pretraining only and by denoising pretraining only
@@ -66,7 +67,7 @@ class DeepOptions:
     dae_lr: float = option(1e-3, "Adam learning rate of each denoising layer (dae)")
 
     def rbm_settings(self) -> dict[str, Any]:
-        """Fields of :class:`aekit.pretrain.RBMConfig` shared by every RBM of the stack."""
+        """Fields of :class:`aekit.variants.stacks.RBMConfig` shared by every RBM of the stack."""
         return {"epochs": self.pretrain_epochs, "batch_size": self.pretrain_batch_size, "cd_k": self.cd_k,
                 "persistent": self.persistent, "weight_decay": self.rbm_weight_decay}
 
@@ -82,7 +83,8 @@ class DeepOptions:
 
 @register("deep", "deep autoencoder (Hinton & Salakhutdinov 2006): logistic units, linear code, cross-entropy, "
                   "initialised by layer-wise RBM (deep belief net) or stacked denoising pretraining",
-          options=DeepOptions, defaults={"activation": "sigmoid", "code_activation": "linear", "loss": "bce"})
+          options=DeepOptions, defaults={"activation": "sigmoid", "code_activation": "linear", "loss": "bce"},
+          layerwise={"rbm": RBM_OPTIONS, "dae": DAE_OPTIONS})
 class Deep(Variant):
     """The plain autoencoder plus the :meth:`pretrain` hook.
 
@@ -105,15 +107,25 @@ class Deep(Variant):
                               f"(--activation sigmoid, --code-activation linear or sigmoid); got activation "
                               f"{config.activation!r}, code_activation {config.code_activation!r}")
 
-    def pretrain(self, model: torch.nn.Module, train: torch.Tensor, *, seed: int,
-                 progress: bool | None = None) -> dict[str, Any] | None:
-        """Train the stack on ``train`` (model space), unroll it into ``model`` and return the
-        JSON-able record: method, seconds, and per layer its settings and per-epoch history."""
-        from ..pretrain import stack_denoising, stack_record, train_dbn, unroll, visible_units
+    @classmethod
+    def in_memory_reason(cls, options: DeepOptions) -> str | None:
+        """Layer-wise pretraining (any but ``pretrain="none"``) passes over the whole training set in memory."""
+        if options.pretrain == "none":
+            return None
+        return "layer-wise pretraining needs the data in memory; use --pretrain none with --stream"
 
+    def pretrain(self, model: torch.nn.Module, train: torch.Tensor, *, seed: int, progress: bool | None = None,
+                 train_layer: LayerTrainer | None = None) -> dict[str, Any] | None:
+        """Train the stack on ``train`` (model space), unroll it into ``model`` and return the
+        JSON-able record: method, seconds, and per layer its settings and per-epoch history.
+        Denoising pretraining trains its layers with ``train_layer``
+        (:func:`aekit.pretrain.train_layer`, which :func:`aekit.fit` passes)."""
         o, c = self.options, self.config
         if o.pretrain == "none":
             return None
+        if o.pretrain == "dae" and train_layer is None:
+            raise TypeError("denoising pretraining needs train_layer (aekit.pretrain.train_layer), which trains "
+                            "each layer with the Trainer")
         x = train.to(next(model.parameters()).device).reshape(len(train), -1)
         sizes = [*c.hidden, c.latent]
         t0 = time.perf_counter()
@@ -123,8 +135,8 @@ class Deep(Variant):
                 seed=seed, progress=progress, lr=o.rbm_lr, code_lr=o.code_lr, **o.rbm_settings())
         else:
             layers = stack_denoising(
-                x, sizes, activation=c.activation, top_activation=c.code_activation, loss=c.loss,
-                output_activation=c.output_activation, noise=o.noise, nu=o.nu, sigma=o.sigma,
+                x, sizes, train_layer=train_layer, activation=c.activation, top_activation=c.code_activation,
+                loss=c.loss, output_activation=c.output_activation, noise=o.noise, nu=o.nu, sigma=o.sigma,
                 epochs=o.pretrain_epochs, batch_size=o.pretrain_batch_size, lr=o.dae_lr, seed=seed, progress=progress)
         unroll(model, layers)
         return stack_record(o.pretrain, layers, time.perf_counter() - t0)

@@ -33,6 +33,8 @@ class DenoisingOptions:
     clip: bool = option(False, "clip the gaussian-corrupted input to [low, high]")
 
     def validate(self) -> None:
+        """Check the corruption's parameters, once: :meth:`Denoising.corrupt` then corrupts every training
+        batch without checking them again (the clip bounds are ``low`` and ``high``, checked here)."""
         corruption.check_parameters(self.noise, nu=self.nu, sigma=self.sigma, low=self.low, high=self.high)
 
 
@@ -42,7 +44,8 @@ class Denoising(Variant):
     """Corrupts the input during training; everything else is the plain autoencoder."""
 
     def corrupt(self, x: torch.Tensor) -> torch.Tensor:
-        """A fresh corruption of the batch from torch's global generator (checkpointed by the trainer)."""
+        """A fresh corruption of the batch from torch's global generator (checkpointed by the trainer),
+        without checking the parameters again (:meth:`DenoisingOptions.validate` checked them)."""
         o = self.options
-        return corruption.corrupt(x, o.noise, nu=o.nu, sigma=o.sigma, low=o.low, high=o.high,
-                                  clip=(o.low, o.high) if o.clip else None)
+        return corruption.corrupt_unchecked(x, o.noise, nu=o.nu, sigma=o.sigma, low=o.low, high=o.high,
+                                            clip=(o.low, o.high) if o.clip else None)

@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 
+from ..callbacks import Callback
 from ..config import option
 from ..errors import ConfigError
-from ..callbacks import Callback
 from . import Variant, register
 
 #: k when the option is not given, lowered to the code size when that is smaller.
@@ -148,6 +148,10 @@ class KSparse(Variant):
 
     def callbacks(self) -> list[Callback]:
         return [KSparseCallback(self)]
+
+    def activation_marks(self) -> tuple[float | None, list[tuple[str, Any]]]:
+        """The units kept per row at encoding (:meth:`kept` outside training)."""
+        return None, [("units kept per row at encoding", self.kept(False))]
 
 
 class KSparseCallback(Callback):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -94,3 +95,9 @@ class Sparse(Variant):
         (:data:`ACTIVE_THRESHOLD`)."""
         return {"mean_activation": z.mean(),
                 "active_fraction": (z.abs() > ACTIVE_THRESHOLD).float().mean()}
+
+    def activation_marks(self) -> tuple[float | None, list[tuple[str, Any]]]:
+        """The target mean activation rho, when the KL penalty is on."""
+        if self.beta <= 0:
+            return None, []
+        return self.options.rho, [("target mean activation rho", self.options.rho)]

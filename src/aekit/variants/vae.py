@@ -32,25 +32,31 @@ The loss term ``kl`` is the weighted KL term that is optimised; the history also
 nats (``kl_nats``), its weight or target (``kl_weight`` / ``capacity``), and at each epoch end the
 mean KL of every latent dimension (``kl_per_dim``) and the number of active units
 (``active_units``: dimensions whose posterior mean varies across the epoch's training inputs with
-variance above :data:`ACTIVE_VARIANCE`, Burda et al. 2016). :func:`likelihood_bounds` gives the
-negative ELBO and the importance-weighted estimate of :math:`-\log p(x)`.
+variance above :data:`ACTIVE_VARIANCE`, Burda et al. 2016).
+
+The family's capabilities: the prior :math:`\mathcal N(0, I)` to sample (:attr:`VAE.prior`), the
+negative ELBO and the importance-weighted estimate of :math:`-\log p(x)`
+(:meth:`VAE.likelihood_bounds`), and minus the ELBO of each row as its anomaly score
+(:meth:`VAE.elbo_per_example`); the estimators themselves are :mod:`aekit.bounds`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..bounds import (ELBO_MAX_ROWS, ELBO_SEED, LikelihoodFn, PosteriorFn, StandardNormal, elbo, elbo_draws,
+                      importance_weighted_bounds, reparameterize)
+from ..callbacks import Callback
 from ..config import option
 from ..errors import ConfigError
-from ..losses import gaussian_kl, gaussian_kl_per_dim, gaussian_log_density, gaussian_nll
+from ..losses import gaussian_kl_per_dim, gaussian_nll
 from ..noise import bernoulli
-from ..callbacks import Callback
 from . import Variant, register
 
 #: A latent dimension is active when the variance of its posterior mean over inputs exceeds this
@@ -136,7 +142,7 @@ class VAE(Variant):
     """
 
     encoder_outputs_per_code = 2
-    generative = True
+    code_name = "posterior means"
 
     def __init__(self, config: Any, options: VAEOptions):
         super().__init__(config, options)
@@ -161,17 +167,8 @@ class VAE(Variant):
         mu, logvar = h.chunk(2, dim=1)
         return mu, logvar.clamp(*LOGVAR_RANGE)
 
-    @staticmethod
-    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, samples: int = 1,
-                       generator: torch.Generator | None = None, eps: torch.Tensor | None = None) -> torch.Tensor:
-        r""":math:`z = \mu + \sigma \odot \epsilon`, shape ``(samples * N, latent)`` (sample-major).
-
-        :math:`\epsilon \sim \mathcal N(0, I)` is drawn from ``generator``, or given as ``eps``, of a shape
-        that broadcasts to ``(samples, N, latent)`` (``(samples, 1, latent)``: the same draws for every
-        row; ``samples`` and ``generator`` are then unused)."""
-        if eps is None:
-            eps = torch.randn((samples, *mu.shape), generator=generator, dtype=mu.dtype, device=mu.device)
-        return (mu + torch.exp(0.5 * logvar) * eps).reshape(-1, mu.shape[1])
+    #: :math:`z = \mu + \sigma \odot \epsilon` (:func:`aekit.bounds.reparameterize`)
+    reparameterize = staticmethod(reparameterize)
 
     def kl_weight(self) -> float:
         return self.options.beta * warmup_weight(int(self.step), self.options.warmup)
@@ -250,6 +247,83 @@ class VAE(Variant):
     def callbacks(self) -> list[Callback]:
         return [VAECallback(self)]
 
+    # -- capabilities: the prior, the likelihood, the anomaly score ---------------------------------
+    @property
+    def prior(self) -> StandardNormal:
+        r"""The prior :math:`p(z) = \mathcal N(0, I)`."""
+        return StandardNormal(self.config.latent)
+
+    def posterior_fn(self, model: Any) -> PosteriorFn:
+        """:math:`q(z|x)` of ``model`` (whose variant this is) as a :data:`~aekit.bounds.PosteriorFn`."""
+        return lambda x: self.posterior(model.encoder(model._to_encoder(x)))
+
+    def log_likelihood_fn(self, model: Any) -> LikelihoodFn:
+        r"""The decoder's :math:`\log p(x|z)` (the model's own likelihood) as a :data:`~aekit.bounds.LikelihoodFn`."""
+        def log_likelihood(z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return -model.reconstruction_nll(model.decoder(z).reshape(target.shape), target, "none")
+        return log_likelihood
+
+    def likelihood_bounds(self, model: Any, X: np.ndarray, k: int, *, seed: int = 0, batch_size: int = 100,
+                          max_rows: int = 65536) -> dict[str, Any]:
+        r"""The negative ELBO and the importance-weighted estimate of :math:`-\log p(x)` (nats per example)
+        of the model-space rows ``X``, with ``k`` importance samples per row
+        (:func:`aekit.bounds.importance_weighted_bounds`; the public entry is
+        :func:`aekit.likelihood_bounds`, which documents the result)."""
+        if k < 1:
+            raise ConfigError(f"the number of importance samples must be at least 1, got {k}")
+        was = model.training
+        model.eval()
+        try:
+            out = importance_weighted_bounds(self.posterior_fn(model), self.log_likelihood_fn(model), X, k,
+                                             seed=seed, batch_size=batch_size, max_rows=max_rows,
+                                             device=next(model.parameters()).device)
+        finally:
+            model.train(was)
+        return {"nelbo": out["recon"] + out["kl"], "nll_iw": out["nll_iw"], "iw_samples": int(k),
+                "recon": out["recon"], "kl": out["kl"], "n": int(len(X))}
+
+    def elbo_per_example(self, model: Any, X: np.ndarray, samples: int = 32, *, seed: int = ELBO_SEED,
+                         max_rows: int = ELBO_MAX_ROWS) -> np.ndarray:
+        r"""The evidence lower bound of each row of ``X``, in nats (:func:`aekit.bounds.elbo`).
+
+        The :math:`K` = ``samples`` draws :math:`\epsilon_k \sim \mathcal N(0, I)` come from a generator
+        seeded with ``seed`` and are shared by every row (common random numbers: a row's value does not
+        depend on the other rows). The KL weight is 1 whatever the training objective; the mean over
+        rows estimates ``-likelihood_bounds(model, X)["nelbo"]``.
+
+        Parameters
+        ----------
+        model : Autoencoder
+            The model whose variant this is, in any floating precision (the computation follows it).
+        X : ndarray of shape (n_samples, n_features)
+            Rows in model space (after the run's scaling), of the model's dtype.
+        samples : int
+            Draws :math:`K` per row.
+        max_rows : int
+            Bound on the (row, draw) pairs decoded at once.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        param = next(model.parameters())
+        eps = elbo_draws(samples, model.config.latent, seed=seed, dtype=param.dtype, device=param.device)
+        posterior, log_likelihood = self.posterior_fn(model), self.log_likelihood_fn(model)
+        return model.batched(X, lambda x: elbo(posterior, log_likelihood, x, eps), max(1, max_rows // samples))
+
+    def anomaly_scores(self, model: Any, X: np.ndarray, *, elbo_samples: int = 32,
+                       batch_size: int = 4096) -> np.ndarray:
+        """Minus the ELBO of each row, in nats (:meth:`elbo_per_example` with ``elbo_samples`` draws)."""
+        return -self.elbo_per_example(model, X, elbo_samples)
+
+    def correct_for_complexity(self, scores: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        r"""Serra et al.'s score :math:`-\mathrm{ELBO}(x) - L(x) \ln 2`: nats less the input's length
+        under a generic compressor."""
+        return scores - bits * np.log(2.0)
+
+    def score_units(self, complexity: bool = False) -> str:
+        return "minus the ELBO (nats)" + (" less the input complexity (nats)" if complexity else "")
+
 
 class VAECallback(Callback):
     """Feeds the trainer's step to a :class:`VAE` (warm-up, capacity schedule) and adds
@@ -272,150 +346,10 @@ class VAECallback(Callback):
         record.update(self.variant.take_epoch_statistics())
 
 
-# -- likelihood bounds ---------------------------------------------------------------------------
-#: ``posterior(x) -> (mu, logvar)`` of a Gaussian encoder
-PosteriorFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-#: ``log_likelihood(z, x) -> log p(x|z)`` per row, for codes ``(rows, latent)`` and ``x`` repeated to match
-LikelihoodFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def model_posterior(model: Any) -> PosteriorFn:
-    """:math:`q(z|x)` of a VAE-family :class:`~aekit.model.Autoencoder` as a :data:`PosteriorFn`."""
-    return lambda x: model.variant.posterior(model.encoder(model._to_encoder(x)))
-
-
-def model_log_likelihood(model: Any) -> LikelihoodFn:
-    r"""The decoder's :math:`\log p(x|z)` (the model's own likelihood) as a :data:`LikelihoodFn`."""
-    def log_likelihood(z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return -model.reconstruction_nll(model.decoder(z).reshape(target.shape), target, "none")
-    return log_likelihood
-
-
-def importance_weighted_bounds(posterior: PosteriorFn, log_likelihood: LikelihoodFn, X: np.ndarray, k: int, *,
-                               seed: int = 0, batch_size: int = 100, max_rows: int = 65536,
-                               device: Any = "cpu") -> dict[str, float]:
-    r"""The estimator of :func:`likelihood_bounds` for any Gaussian encoder and decoder likelihood
-    given as functions (so that other libraries' models are scored by the same code).
-
-    Returns the means over rows of ``nll_iw`` (:math:`-\log \frac1K \sum_k w_k`), ``recon``
-    (:math:`\mathbb E_q[-\log p(x|z)]` over the same draws) and ``kl`` (closed form).
-    """
-    gen = torch.Generator(device=device).manual_seed(int(seed))
-    totals = {"nll_iw": 0.0, "recon": 0.0, "kl": 0.0}
-    with torch.inference_mode():
-        for i in range(0, len(X), batch_size):
-            x = torch.as_tensor(X[i:i + batch_size], device=device)
-            mu, logvar = posterior(x)
-            n = len(x)
-            chunk = max(1, max_rows // n)
-            log_w, log_px = [], []
-            for start in range(0, k, chunk):
-                kk = min(chunk, k - start)
-                z = VAE.reparameterize(mu, logvar, kk, gen)
-                lp = log_likelihood(z, x.repeat(kk, *([1] * (x.ndim - 1)))).reshape(kk, n)
-                zs = z.reshape(kk, n, -1)
-                log_px.append(lp)
-                log_w.append(lp + gaussian_log_density(zs) - gaussian_log_density(zs, mu, logvar))
-            log_px_iw = torch.logsumexp(torch.cat(log_w).double(), 0) - math.log(k)
-            totals["nll_iw"] -= float(log_px_iw.sum())
-            totals["recon"] -= float(torch.cat(log_px).double().mean(0).sum())
-            totals["kl"] += float(gaussian_kl_per_dim(mu, logvar).sum(1).double().sum())
-    return {key: v / len(X) for key, v in totals.items()}
-
-
-def likelihood_bounds(model: Any, X: np.ndarray, k: int = 5000, *, seed: int = 0, batch_size: int = 100,
-                      max_rows: int = 65536) -> dict[str, Any]:
-    r"""The negative ELBO and the importance-weighted estimate of :math:`-\log p(x)` (nats per example).
-
-    With :math:`K` draws :math:`z_k \sim q(z|x)` (Burda, Grosse & Salakhutdinov 2016):
-
-    .. math:: \log p(x) \approx \log \frac1K \sum_{k=1}^K \frac{p(x|z_k)\,p(z_k)}{q(z_k|x)} \;\ge\;
-              \mathbb E_q[\log p(x|z)] - \mathrm{KL}(q(z|x) \,\|\, p(z)) = \mathcal L(x),
-
-    a bound that tightens as :math:`K` grows (:math:`K = 5000` for reported figures). The
-    negative ELBO uses the same draws for :math:`\mathbb E_q[-\log p(x|z)]` and the closed-form KL.
-    With the Bernoulli decoder the data should be binary for these to be likelihoods.
-
-    Parameters
-    ----------
-    model : Autoencoder
-        A model of the VAE family (``model.variant.generative``).
-    X : ndarray, shape (N, D)
-        Data in model space (after the run's transform).
-    k : int
-        Importance samples per example.
-    seed : int
-        Seed of the draws.
-    batch_size : int
-        Examples encoded at once; ``max_rows`` bounds the rows decoded at once.
-
-    Returns
-    -------
-    dict
-        ``nelbo``, ``nll_iw`` (means over examples), ``iw_samples``, ``kl``, ``recon`` (the
-        negative ELBO's two parts) and ``n``.
-    """
-    if not getattr(model.variant, "generative", False):
-        raise ConfigError(f"likelihood bounds need a model of the VAE family, not {model.config.variant!r}")
-    if k < 1:
-        raise ConfigError(f"the number of importance samples must be at least 1, got {k}")
-    was = model.training
-    model.eval()
-    try:
-        out = importance_weighted_bounds(model_posterior(model), model_log_likelihood(model), X, k, seed=seed,
-                                         batch_size=batch_size, max_rows=max_rows,
-                                         device=next(model.parameters()).device)
-    finally:
-        model.train(was)
-    return {"nelbo": out["recon"] + out["kl"], "nll_iw": out["nll_iw"], "iw_samples": int(k),
-            "recon": out["recon"], "kl": out["kl"], "n": int(len(X))}
-
-
-#: Rows x draws decoded at once by :func:`elbo_per_example`.
-ELBO_MAX_ROWS = 65536
-#: Seed of the draws of :func:`elbo_per_example` (the same draws for every call and every row).
-ELBO_SEED = 0
-
-
+# -- the ELBO of each row, for callers that hold a model but not its variant --------------------------
 def elbo_per_example(model: Any, X: np.ndarray, samples: int = 32, *, seed: int = ELBO_SEED,
                      max_rows: int = ELBO_MAX_ROWS) -> np.ndarray:
-    r"""The evidence lower bound of each row of ``X``, in nats (VAE family).
-
-    .. math:: \mathcal L(x) = \frac1K \sum_{k=1}^K \log p(x \mid \mu + \sigma \odot \epsilon_k)
-              - \mathrm{KL}\big(\mathcal N(\mu, \sigma^2) \,\|\, \mathcal N(0, I)\big)
-
-    (Kingma & Welling 2014, eq. 7), with :math:`K` = ``samples`` draws :math:`\epsilon_k \sim
-    \mathcal N(0, I)` from a generator seeded with ``seed`` and shared by every row (common random
-    numbers: a row's value does not depend on the other rows). The mean over rows estimates
-    ``-likelihood_bounds(model, X)["nelbo"]``.
-
-    Parameters
-    ----------
-    model : Autoencoder
-        A model of the VAE family, in any floating precision (the computation follows it).
-    X : ndarray of shape (n_samples, n_features)
-        Rows in model space (after the run's scaling), of the model's dtype.
-    samples : int
-        Draws :math:`K` per row.
-    max_rows : int
-        Bound on the (row, draw) pairs decoded at once.
-
-    Returns
-    -------
-    ndarray of shape (n_samples,)
-    """
-    if not model.variant.generative:
+    """:meth:`VAE.elbo_per_example` of ``model``'s variant (a ConfigError for a model outside the VAE family)."""
+    if not isinstance(model.variant, VAE):
         raise ConfigError(f"the ELBO needs a model of the VAE family, not {model.config.variant!r}")
-    param = next(model.parameters())
-    gen = torch.Generator(device=param.device).manual_seed(int(seed))
-    eps = torch.randn((samples, model.config.latent), generator=gen, dtype=param.dtype, device=param.device)
-
-    posterior, log_likelihood = model_posterior(model), model_log_likelihood(model)
-
-    def elbo(x: torch.Tensor) -> torch.Tensor:
-        mu, logvar = posterior(x)
-        z = VAE.reparameterize(mu, logvar, eps=eps[:, None, :])  # sample-major
-        log_px = log_likelihood(z, x.reshape(len(x), -1).repeat(samples, 1)).reshape(samples, len(x)).mean(0)
-        return log_px - gaussian_kl(mu, logvar, "none")
-
-    return model.batched(X, elbo, max(1, max_rows // samples))
+    return model.variant.elbo_per_example(model, X, samples, seed=seed, max_rows=max_rows)
