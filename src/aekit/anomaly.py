@@ -14,8 +14,15 @@ from .errors import ConfigError
 from .model import Autoencoder
 
 
-def anomaly_scores(model: Autoencoder | str | Path, X: Any, *, elbo_samples: int = 32, batch_size: int = 4096,
-                   where: str = "input", complexity: bool | tuple[float, float] = False) -> np.ndarray:
+def anomaly_scores(
+    model: Autoencoder | str | Path,
+    X: Any,
+    *,
+    elbo_samples: int = 32,
+    batch_size: int = 4096,
+    where: str = "input",
+    complexity: bool | tuple[float, float] = False,
+) -> np.ndarray:
     """The anomaly score of each row of raw data ``X`` (higher: less like the training data).
 
     The model's variant scores the rows (``model.variant.anomaly_scores``): by default the summed
@@ -40,6 +47,7 @@ def anomaly_scores(model: Autoencoder | str | Path, X: Any, *, elbo_samples: int
     if data_range is None:
         return scores
     from .metrics import input_complexity
+
     return model.variant.correct_for_complexity(scores, input_complexity(raw, *data_range))
 
 
@@ -50,8 +58,10 @@ def _complexity_range(model: Autoencoder, complexity: Any) -> tuple[float, float
     if complexity is True:
         train = training_rows(getattr(model, "run_config", None))
         if train is None:
-            raise ConfigError("complexity=True needs the run's training data range, but the run was trained on "
-                              "in-memory data; pass complexity=(low, high)")
+            raise ConfigError(
+                "complexity=True needs the run's training data range, but the run was trained on "
+                "in-memory data; pass complexity=(low, high)"
+            )
         return float(np.min(train)), float(np.max(train))
     try:
         low, high = (float(v) for v in complexity)
@@ -76,8 +86,9 @@ def correct_for_complexity(scores: np.ndarray, bits: np.ndarray, model: Autoenco
     return model.variant.correct_for_complexity(scores, bits)
 
 
-def model_space_anomaly_scores(model: Autoencoder, X: np.ndarray, *, elbo_samples: int = 32,
-                               batch_size: int = 4096) -> np.ndarray:
+def model_space_anomaly_scores(
+    model: Autoencoder, X: np.ndarray, *, elbo_samples: int = 32, batch_size: int = 4096
+) -> np.ndarray:
     """:func:`anomaly_scores` of rows already in model space (after the run's scaling), computed in
     their precision (float32, or float64 with a float64 copy of the model): the model's variant's
     ``anomaly_scores``."""

@@ -16,7 +16,8 @@ Burda, Y., Grosse, R. & Salakhutdinov, R. (2016). Importance Weighted Autoencode
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,8 +64,13 @@ class StandardNormal:
         return np.ones(self.latent)
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, samples: int = 1,
-                   generator: torch.Generator | None = None, eps: torch.Tensor | None = None) -> torch.Tensor:
+def reparameterize(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    samples: int = 1,
+    generator: torch.Generator | None = None,
+    eps: torch.Tensor | None = None,
+) -> torch.Tensor:
     r""":math:`z = \mu + \sigma \odot \epsilon`, shape ``(samples * N, latent)`` (sample-major).
 
     :math:`\epsilon \sim \mathcal N(0, I)` is drawn from ``generator``, or given as ``eps``, of a shape
@@ -75,9 +81,17 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, samples: int = 1,
     return (mu + torch.exp(0.5 * logvar) * eps).reshape(-1, mu.shape[1])
 
 
-def importance_weighted_bounds(posterior: PosteriorFn, log_likelihood: LikelihoodFn, X: np.ndarray, k: int, *,
-                               seed: int = 0, batch_size: int = 100, max_rows: int = 65536,
-                               device: Any = "cpu") -> dict[str, float]:
+def importance_weighted_bounds(
+    posterior: PosteriorFn,
+    log_likelihood: LikelihoodFn,
+    X: np.ndarray,
+    k: int,
+    *,
+    seed: int = 0,
+    batch_size: int = 100,
+    max_rows: int = 65536,
+    device: Any = "cpu",
+) -> dict[str, float]:
     r"""The negative ELBO's parts and the importance-weighted estimate of :math:`-\log p(x)` of the rows
     of ``X``, for any Gaussian encoder and decoder likelihood given as functions and the standard
     normal prior.
@@ -96,7 +110,7 @@ def importance_weighted_bounds(posterior: PosteriorFn, log_likelihood: Likelihoo
     totals = {"nll_iw": 0.0, "recon": 0.0, "kl": 0.0}
     with torch.inference_mode():
         for i in range(0, len(X), batch_size):
-            x = torch.as_tensor(X[i:i + batch_size], device=device)
+            x = torch.as_tensor(X[i : i + batch_size], device=device)
             mu, logvar = posterior(x)
             n = len(x)
             chunk = max(1, max_rows // n)
@@ -115,8 +129,9 @@ def importance_weighted_bounds(posterior: PosteriorFn, log_likelihood: Likelihoo
     return {key: v / len(X) for key, v in totals.items()}
 
 
-def elbo_draws(samples: int, latent: int, *, seed: int = ELBO_SEED, dtype: torch.dtype = torch.float32,
-               device: Any = "cpu") -> torch.Tensor:
+def elbo_draws(
+    samples: int, latent: int, *, seed: int = ELBO_SEED, dtype: torch.dtype = torch.float32, device: Any = "cpu"
+) -> torch.Tensor:
     r"""The ``samples`` draws :math:`\epsilon_k \sim \mathcal N(0, I)`, shape ``(samples, latent)``, that
     :func:`elbo` shares between all rows: from a ``torch.Generator`` on ``device`` seeded with ``seed``."""
     gen = torch.Generator(device=device).manual_seed(int(seed))

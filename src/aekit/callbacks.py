@@ -22,4 +22,5 @@ def progress_bar(enabled: bool, total: int, initial: int, desc: str) -> Any:
     if not enabled:
         return None
     from tqdm.auto import tqdm
+
     return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True, mininterval=0.2)

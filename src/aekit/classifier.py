@@ -21,7 +21,7 @@ import dataclasses
 import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,9 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import io
-from .version import __version__
 from .config import from_dict, jsonable, to_dict
 from .errors import AekitError, ConfigError, DataError, RunError
+from .version import __version__
+
+if TYPE_CHECKING:  # annotations only: finetune imports the model module when it runs
+    from .model import Autoencoder
 
 KIND = io.CLASSIFIER_KIND
 PREDICTIONS_BATCH = 4096
@@ -66,7 +69,12 @@ class Classifier(nn.Module):
         - :meth:`logits`: :math:`(N, D)` (or images) to :math:`(N, n_{classes})`
     """
 
-    def __init__(self, autoencoder: nn.Module, classes: Any):
+    # set after construction: by finetune (all three) and load_classifier (run_config)
+    history: list[dict[str, Any]]
+    scores: dict[str, float]
+    run_config: dict[str, Any]
+
+    def __init__(self, autoencoder: Autoencoder, classes: Any):
         super().__init__()
         self.classes = np.asarray(classes)
         if self.classes.ndim != 1 or len(self.classes) < 2:
@@ -125,7 +133,11 @@ def _labelled_splits(data: Any, labels: Any, data_cfg: Any) -> Any:
     file, a label column name, or None for the data's own labels)."""
     from .data import Dataset, load_data, load_splits, split_data
 
-    fractions = dict(val_fraction=data_cfg.val_fraction, test_fraction=data_cfg.test_fraction, seed=data_cfg.split_seed)
+    fractions = {
+        "val_fraction": data_cfg.val_fraction,
+        "test_fraction": data_cfg.test_fraction,
+        "seed": data_cfg.split_seed,
+    }
     label_column = data_cfg.label_column
     if isinstance(labels, (str, Path)) and not Path(labels).is_file():
         if isinstance(data, (str, Path)) and Path(data).suffix.lower() in (".csv", ".tsv", ".txt", ".parquet", ".pq"):
@@ -143,8 +155,9 @@ def _labelled_splits(data: Any, labels: Any, data_cfg: Any) -> Any:
             raise DataError(f"{ds.source} has {len(ds)} rows but {len(y) if y.ndim == 1 else y.shape} labels")
         splits = split_data(Dataset(ds.x, y, ds.image_shape, ds.source), **fractions)
     if splits.train.y is None:
-        raise DataError(f"{splits.train.source}: no labels; pass labels (--labels FILE, or a label column of "
-                        f"CSV / Parquet data)")
+        raise DataError(
+            f"{splits.train.source}: no labels; pass labels (--labels FILE, or a label column of CSV / Parquet data)"
+        )
     return splits
 
 
@@ -152,8 +165,16 @@ def _index(y: np.ndarray, classes: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.searchsorted(classes, y).astype(np.int64))
 
 
-def finetune(model: Any, data: Any = None, labels: Any = None, *, out: str | Path | None = None,
-             overwrite: bool = False, progress: bool | None = None, **kwargs: Any) -> Classifier:
+def finetune(
+    model: Any,
+    data: Any = None,
+    labels: Any = None,
+    *,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    **kwargs: Any,
+) -> Classifier:
     """Fine-tune an autoencoder's encoder with a softmax head on labelled data (Vincent et al. 2010).
 
     Parameters
@@ -185,7 +206,7 @@ def finetune(model: Any, data: Any = None, labels: Any = None, *, out: str | Pat
     """
     from .data import IN_MEMORY, DataConfig, Dataset
     from .model import Autoencoder
-    from .train import Trainer, TrainConfig
+    from .train import TrainConfig, Trainer
 
     source_run = None
     if not isinstance(model, Autoencoder):
@@ -197,34 +218,49 @@ def finetune(model: Any, data: Any = None, labels: Any = None, *, out: str | Pat
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(kwargs) - data_fields - train_fields)
     if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)} for finetune; known: "
-                          f"{', '.join(sorted(data_fields | train_fields))}")
+        raise ConfigError(
+            f"unknown option(s) {', '.join(unknown)} for finetune; known: "
+            f"{', '.join(sorted(data_fields | train_fields))}"
+        )
     if data is None:
         if not stored or stored.get("data") == IN_MEMORY:
             raise ConfigError("the autoencoder was not trained from a file or built-in set; pass the data")
         data = stored["data"]
-    data_cfg = from_dict(DataConfig, {**{k: v for k, v in stored.items() if k in data_fields},
-                                      **{k: v for k, v in kwargs.items() if k in data_fields},
-                                      "data": str(data) if isinstance(data, (str, Path)) else IN_MEMORY})
+    data_cfg = from_dict(
+        DataConfig,
+        {
+            **{k: v for k, v in stored.items() if k in data_fields},
+            **{k: v for k, v in kwargs.items() if k in data_fields},
+            "data": str(data) if isinstance(data, (str, Path)) else IN_MEMORY,
+        },
+    )
     train_cfg = from_dict(TrainConfig, {k: v for k, v in kwargs.items() if k in train_fields})
     if isinstance(data, Dataset) and labels is not None:
         data = data.x
     splits = _labelled_splits(data if isinstance(data, (str, Path, Dataset)) else np.asarray(data), labels, data_cfg)
     parts = {name: ds for name, ds in (("train", splits.train), ("val", splits.val), ("test", splits.test)) if len(ds)}
     classes = np.unique(np.concatenate([ds.y for ds in parts.values()]))
-    tensors = {name: pack(torch.from_numpy(model.prepare(ds.x, where=ds.source)), _index(ds.y, classes))
-               for name, ds in parts.items()}
+    tensors = {
+        name: pack(torch.from_numpy(model.prepare(ds.x, where=ds.source)), _index(ds.y, classes))
+        for name, ds in parts.items()
+    }
     torch.manual_seed(train_cfg.seed)
     clf = Classifier(model.train(), classes)
     out_dir = Path(out) if out is not None else None
-    config = {"kind": KIND,
-              "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "aekit_version": __version__, "source_run": source_run,
-              "classes": jsonable(classes.tolist()), "head": "softmax on the encoder's code",
-              "model": to_dict(model.config), "transform": model.transform.to_dict() if model.transform else None,
-              "train": to_dict(train_cfg), "data": to_dict(data_cfg),
-              "labels": str(labels) if isinstance(labels, (str, Path)) else ("given" if labels is not None else "data"),
-              "splits": {name: len(ds) for name, ds in parts.items()}}
+    config = {
+        "kind": KIND,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "aekit_version": __version__,
+        "source_run": source_run,
+        "classes": jsonable(classes.tolist()),
+        "head": "softmax on the encoder's code",
+        "model": to_dict(model.config),
+        "transform": model.transform.to_dict() if model.transform else None,
+        "train": to_dict(train_cfg),
+        "data": to_dict(data_cfg),
+        "labels": str(labels) if isinstance(labels, (str, Path)) else ("given" if labels is not None else "data"),
+        "splits": {name: len(ds) for name, ds in parts.items()},
+    }
     trainer = Trainer(clf, train_cfg, progress=progress)  # no run directory: a classifier run is not resumable
     with contextlib.ExitStack() as held:
         if out_dir is not None:
@@ -246,8 +282,7 @@ def finetune(model: Any, data: Any = None, labels: Any = None, *, out: str | Pat
 
 def _accuracy(clf: Classifier, xy: torch.Tensor, batch_size: int = PREDICTIONS_BATCH) -> float:
     with torch.inference_mode():
-        hits = sum(int((clf.logits(b[:, :-1]).argmax(1) == b[:, -1].long()).sum())
-                   for b in xy.split(batch_size))
+        hits = sum(int((clf.logits(b[:, :-1]).argmax(1) == b[:, -1].long()).sum()) for b in xy.split(batch_size))
     return hits / len(xy)
 
 

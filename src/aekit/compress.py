@@ -27,9 +27,10 @@ ranges, strings as unicode arrays) without pickling, and read with ``allow_pickl
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -53,8 +54,9 @@ def check_bits(bits: Any) -> int:
 def _codes(x: Any, name: str) -> np.ndarray:
     a = np.asarray(x)
     if a.dtype.kind not in "biuf" or a.ndim != 2 or a.shape[0] == 0:
-        raise DataError(f"{name} must be a numeric 2-D array (N, d) with N >= 1, got shape {a.shape} "
-                        f"and dtype {a.dtype}")
+        raise DataError(
+            f"{name} must be a numeric 2-D array (N, d) with N >= 1, got shape {a.shape} and dtype {a.dtype}"
+        )
     a = a.astype(np.float64)
     if not np.isfinite(a).all():
         raise DataError(f"{name} holds NaN or infinite values")
@@ -81,15 +83,20 @@ class Quantizer:
     def __post_init__(self) -> None:
         check_bits(self.bits)
         low, high = np.asarray(self.low, np.float64), np.asarray(self.high, np.float64)
-        if low.ndim != 1 or low.shape != high.shape or not (np.isfinite(low).all() and np.isfinite(high).all()) \
-                or (high < low).any():
-            raise DataError(f"quantizer ranges must be finite (d,) arrays with low <= high, got shapes "
-                            f"{low.shape} and {high.shape}")
+        if (
+            low.ndim != 1
+            or low.shape != high.shape
+            or not (np.isfinite(low).all() and np.isfinite(high).all())
+            or (high < low).any()
+        ):
+            raise DataError(
+                f"quantizer ranges must be finite (d,) arrays with low <= high, got shapes {low.shape} and {high.shape}"
+            )
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
 
     @classmethod
-    def fit(cls, codes: Any, bits: int, ranges: str = "minmax", quantile: float = DEFAULT_QUANTILE) -> "Quantizer":
+    def fit(cls, codes: Any, bits: int, ranges: str = "minmax", quantile: float = DEFAULT_QUANTILE) -> Quantizer:
         """Fit the per-dimension ranges on training ``codes`` (N, d): their ``minmax``, or their
         ``[quantile, 1 - quantile]`` quantiles (``ranges="quantile"``, robust to outliers)."""
         bits = check_bits(bits)
@@ -138,8 +145,9 @@ class Quantizer:
         """The codes (N, d), float64, that ``symbols`` stand for: the centres of their cells."""
         s = np.asarray(symbols)
         if s.dtype.kind not in "iu" or s.ndim != 2 or s.shape[1] != self.dim:
-            raise DataError(f"symbols must be an integer (N, {self.dim}) array, got shape {s.shape} and dtype "
-                            f"{s.dtype}")
+            raise DataError(
+                f"symbols must be an integer (N, {self.dim}) array, got shape {s.shape} and dtype {s.dtype}"
+            )
         if len(s) and (s.min() < 0 or s.max() >= self.levels):
             raise DataError(f"symbols must lie in 0 .. {self.levels - 1} for {self.bits} bits")
         return self.low + (s.astype(np.float64) + 0.5) * self.step
@@ -166,9 +174,17 @@ def entropy_bits(symbols: Any) -> float:
     return max(total, 0.0)
 
 
-def rate_distortion(encode: Callable[[np.ndarray], np.ndarray], decode: Callable[[np.ndarray], np.ndarray],
-                    fit_x: np.ndarray, X: np.ndarray, bits: int, *, ranges: str = "minmax",
-                    quantile: float = DEFAULT_QUANTILE, data_range: float = 1.0) -> dict[str, Any]:
+def rate_distortion(
+    encode: Callable[[np.ndarray], np.ndarray],
+    decode: Callable[[np.ndarray], np.ndarray],
+    fit_x: np.ndarray,
+    X: np.ndarray,
+    bits: int,
+    *,
+    ranges: str = "minmax",
+    quantile: float = DEFAULT_QUANTILE,
+    data_range: float = 1.0,
+) -> dict[str, Any]:
     """Quantize the codes ``encode(X)`` with ranges fitted on ``encode(fit_x)``, decode them and
     measure rate and distortion against ``X`` (both in the space ``encode`` takes).
 
@@ -189,13 +205,19 @@ def rate_distortion(encode: Callable[[np.ndarray], np.ndarray], decode: Callable
     exact = decode(np.asarray(codes, np.float32))
     errors = reconstruction_errors(X, recon)
     plain = reconstruction_errors(X, exact)
-    return {"code_size": quantizer.dim, "bits_per_input": quantizer.dim * quantizer.bits,
-            "entropy_bits_per_input": entropy_bits(symbols),
-            "per_example_squared_error": errors["per_example_squared_error"], "mse": errors["mse"],
-            "psnr": psnr(X, recon, data_range),
-            "unquantized": {"per_example_squared_error": plain["per_example_squared_error"],
-                            "psnr": psnr(X, exact, data_range)},
-            "clipped_fraction": quantizer.clipped_fraction(codes)}
+    return {
+        "code_size": quantizer.dim,
+        "bits_per_input": quantizer.dim * quantizer.bits,
+        "entropy_bits_per_input": entropy_bits(symbols),
+        "per_example_squared_error": errors["per_example_squared_error"],
+        "mse": errors["mse"],
+        "psnr": psnr(X, recon, data_range),
+        "unquantized": {
+            "per_example_squared_error": plain["per_example_squared_error"],
+            "psnr": psnr(X, exact, data_range),
+        },
+        "clipped_fraction": quantizer.clipped_fraction(codes),
+    }
 
 
 def model_coder(model: Any, batch_size: int = 4096) -> tuple[Callable, Callable]:
@@ -214,26 +236,42 @@ def pca_coder(fit_x: np.ndarray, n_components: int, seed: int = 0) -> tuple[Call
     return pca.transform, pca.inverse_transform, k
 
 
-def compression_scores(model: Any, X: np.ndarray, fit_x: np.ndarray, bits: int, *, ranges: str = "minmax",
-                       quantile: float = DEFAULT_QUANTILE, pca: bool = True, seed: int = 0) -> dict[str, Any]:
+def compression_scores(
+    model: Any,
+    X: np.ndarray,
+    fit_x: np.ndarray,
+    bits: int,
+    *,
+    ranges: str = "minmax",
+    quantile: float = DEFAULT_QUANTILE,
+    pca: bool = True,
+    seed: int = 0,
+) -> dict[str, Any]:
     """:func:`rate_distortion` of a model on model-space rows ``X``, ranges (and PCA) fitted on the
     model-space rows ``fit_x``; with ``pca``, the same for PCA with as many components."""
     bits = check_bits(bits)
     X = np.asarray(X, np.float32)
     fit_x = np.asarray(fit_x, np.float32)
     data_range = model.psnr_data_range(X)
-    kwargs = dict(ranges=ranges, quantile=quantile, data_range=data_range)
-    result: dict[str, Any] = {"bits": bits, "ranges": ranges, "data_range": data_range,
-                              "fit_rows": int(len(fit_x)), "features": int(X.shape[1]),
-                              "autoencoder": rate_distortion(*model_coder(model), fit_x, X, bits, **kwargs)}
+    kwargs = {"ranges": ranges, "quantile": quantile, "data_range": data_range}
+    result: dict[str, Any] = {
+        "bits": bits,
+        "ranges": ranges,
+        "data_range": data_range,
+        "fit_rows": len(fit_x),
+        "features": int(X.shape[1]),
+        "autoencoder": rate_distortion(*model_coder(model), fit_x, X, bits, **kwargs),
+    }
     if ranges == "quantile":
         result["quantile"] = quantile
     if pca:
         encode, decode, _ = pca_coder(fit_x, model.config.latent, seed)
         result["pca"] = rate_distortion(encode, decode, fit_x, X, bits, **kwargs)
-    result["note"] = ("bits per input: d * bits of the fixed-length symbols; entropy_bits_per_input: empirical "
-                      "entropy of the symbols of these rows, per dimension, summed (what an entropy coder reaches, "
-                      "frequency tables not counted); errors and PSNR in model space, against these rows")
+    result["note"] = (
+        "bits per input: d * bits of the fixed-length symbols; entropy_bits_per_input: empirical "
+        "entropy of the symbols of these rows, per dimension, summed (what an entropy coder reaches, "
+        "frequency tables not counted); errors and PSNR in model space, against these rows"
+    )
     return result
 
 
@@ -252,8 +290,9 @@ class CompressedCodes:
         return self.quantizer.dim * self.quantizer.bits
 
 
-def compress(model: Any, X: Any, quantizer: Quantizer, *, batch_size: int = 4096,
-             where: str = "input") -> CompressedCodes:
+def compress(
+    model: Any, X: Any, quantizer: Quantizer, *, batch_size: int = 4096, where: str = "input"
+) -> CompressedCodes:
     """Encode raw rows ``X`` with ``model`` (its transform applied) and quantize the codes."""
     return CompressedCodes(quantizer.quantize(model.encode_array(X, batch_size=batch_size, where=where)), quantizer)
 
@@ -261,8 +300,9 @@ def compress(model: Any, X: Any, quantizer: Quantizer, *, batch_size: int = 4096
 def decompress(model: Any, compressed: CompressedCodes, *, batch_size: int = 4096) -> np.ndarray:
     """Decode compressed codes with ``model``: rows (N, D) in the original units of the data."""
     if compressed.quantizer.dim != model.config.latent:
-        raise DataError(f"the codes have size {compressed.quantizer.dim} but the model's code size is "
-                        f"{model.config.latent}")
+        raise DataError(
+            f"the codes have size {compressed.quantizer.dim} but the model's code size is {model.config.latent}"
+        )
     return model.decode_array(compressed.quantizer.dequantize(compressed.symbols), batch_size=batch_size)
 
 
@@ -275,15 +315,20 @@ def save_codes(path: str | Path, compressed: CompressedCodes) -> Path:
         raise ConfigError(f"{path}: compressed codes are written as .npz")
     q, meta = compressed.quantizer, compressed.meta
     shape = meta.get("image_shape")
-    arrays = {"format": np.array(FORMAT), "format_version": np.array(FORMAT_VERSION),
-              "symbols": np.asarray(compressed.symbols, q.dtype), "bits": np.array(q.bits),
-              "low": q.low, "high": q.high, "ranges": np.array(str(meta.get("ranges", ""))),
-              "source": np.array(str(meta.get("source", ""))),
-              "model_sha256": np.array(str(meta.get("model_sha256") or "")),
-              "image_shape": np.array(list(shape) if shape else [], np.int64)}
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, allow_pickle=False, **arrays)
+    arrays = {
+        "format": np.array(FORMAT),
+        "format_version": np.array(FORMAT_VERSION),
+        "symbols": np.asarray(compressed.symbols, q.dtype),
+        "bits": np.array(q.bits),
+        "low": q.low,
+        "high": q.high,
+        "ranges": np.array(str(meta.get("ranges", ""))),
+        "source": np.array(str(meta.get("source", ""))),
+        "model_sha256": np.array(str(meta.get("model_sha256") or "")),
+        "image_shape": np.array(list(shape) if shape else [], np.int64),
+    }
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, allow_pickle=False, **arrays)
     return path
 
 
@@ -319,14 +364,19 @@ def load_codes(path: str | Path) -> CompressedCodes:
         raise DataError(f"{path}: invalid quantizer ({e})") from None
     symbols = arrays["symbols"]
     if symbols.dtype != quantizer.dtype or symbols.ndim != 2 or symbols.shape[1] != quantizer.dim:
-        raise DataError(f"{path}: symbols of shape {symbols.shape} and dtype {symbols.dtype} do not match "
-                        f"{quantizer.bits}-bit codes of size {quantizer.dim}")
+        raise DataError(
+            f"{path}: symbols of shape {symbols.shape} and dtype {symbols.dtype} do not match "
+            f"{quantizer.bits}-bit codes of size {quantizer.dim}"
+        )
     if len(symbols) and int(symbols.max()) >= quantizer.levels:
         raise DataError(f"{path}: symbols exceed the {quantizer.levels} levels of {quantizer.bits} bits")
     shape = arrays.get("image_shape")
-    meta = {"source": str(arrays.get("source", "")), "ranges": str(arrays.get("ranges", "")),
-            "model_sha256": str(arrays.get("model_sha256", "")) or None,
-            "image_shape": tuple(int(v) for v in shape) if shape is not None and len(shape) else None}
+    meta = {
+        "source": str(arrays.get("source", "")),
+        "ranges": str(arrays.get("ranges", "")),
+        "model_sha256": str(arrays.get("model_sha256", "")) or None,
+        "image_shape": tuple(int(v) for v in shape) if shape is not None and len(shape) else None,
+    }
     return CompressedCodes(symbols, quantizer, meta)
 
 
@@ -342,9 +392,17 @@ class CompressionReport:
     psnr: float
 
 
-def compress_run(run_dir: str | Path, data: Any, output: str | Path, *, bits: int = 8, ranges: str = "minmax",
-                 quantile: float = DEFAULT_QUANTILE, batch_size: int = 4096,
-                 label_column: Any = None) -> CompressionReport:
+def compress_run(
+    run_dir: str | Path,
+    data: Any,
+    output: str | Path,
+    *,
+    bits: int = 8,
+    ranges: str = "minmax",
+    quantile: float = DEFAULT_QUANTILE,
+    batch_size: int = 4096,
+    label_column: Any = None,
+) -> CompressionReport:
     """Compress the rows of ``data`` (a file, folder, built-in set name, array or Dataset) with the model
     of ``run_dir`` into ``output`` (``.npz``): the codes quantized to ``bits`` per dimension over ranges
     fitted on the run's training codes (on ``data`` itself for a run trained on in-memory data), with
@@ -367,17 +425,25 @@ def compress_run(run_dir: str | Path, data: Any, output: str | Path, *, bits: in
     quantizer = Quantizer.fit(fit_codes, bits, ranges, quantile)
     X = model.prepare(ds.x, ds.source)
     encode, decode = model_coder(model, batch_size)
-    packed = CompressedCodes(quantizer.quantize(encode(X)), quantizer,
-                             {"source": ds.source, "ranges": ranges, "model_sha256": sha256_file(Path(run_dir) / MODEL),
-                              "image_shape": ds.image_shape})
+    packed = CompressedCodes(
+        quantizer.quantize(encode(X)),
+        quantizer,
+        {
+            "source": ds.source,
+            "ranges": ranges,
+            "model_sha256": sha256_file(Path(run_dir) / MODEL),
+            "image_shape": ds.image_shape,
+        },
+    )
     recon = decode(quantizer.dequantize(packed.symbols))
     err = reconstruction_errors(X, recon)["per_example_squared_error"]
     save_codes(output, packed)
     return CompressionReport(packed, ds.source, fitted_on, err, psnr(X, recon, model.psnr_data_range(X)))
 
 
-def decompress_run(run_dir: str | Path, codes: str | Path, *, batch_size: int = 4096) -> tuple[Any, CompressedCodes,
-                                                                                            np.ndarray]:
+def decompress_run(
+    run_dir: str | Path, codes: str | Path, *, batch_size: int = 4096
+) -> tuple[Any, CompressedCodes, np.ndarray]:
     """``(model, codes, rows)``: the compressed codes in ``codes`` decoded by the model of ``run_dir``
     (ConfigError when they were compressed with other weights)."""
     from .io import MODEL, load, sha256_file

@@ -12,11 +12,12 @@ that the CLI can build its flags and help without importing torch.
 """
 
 from __future__ import annotations
-
 import __future__
+
 import argparse
 import ast
 import builtins
+import contextlib
 import dataclasses
 import functools
 import importlib
@@ -68,10 +69,12 @@ def _coerce(cls_name: str, name: str, tp: Any, value: Any, choices: tuple | None
             text = value.replace(" ", "")
             value = [] if text.lower() == "none" else text.split(",")
             if any(not v for v in value):
-                raise ConfigError(f"{where} must be a comma-separated list of integers (none for no entries), "
-                                  f"got {raw!r}")
+                raise ConfigError(
+                    f"{where} must be a comma-separated list of integers (none for no entries), got {raw!r}"
+                )
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where} must be a list of integers, got {value!r}")
+
         def integer(v: Any) -> int:  # 3, "3", 3.0; not True, 2.5, "2.5", [3] or inf
             if isinstance(v, float) and v.is_integer():
                 v = int(v)
@@ -147,6 +150,8 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, *, where: str | None = 
     if not isinstance(data, dict):
         raise ConfigError(f"{label} must be an object, got {type(data).__name__}")
     hints = _type_hints(cls)
+    if not dataclasses.is_dataclass(cls):  # what dataclasses.fields raises; narrows cls for the type checker
+        raise TypeError("must be called with a dataclass type or instance")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
@@ -198,7 +203,7 @@ def field_default(f: dataclasses.Field) -> Any:
     """The default value of a dataclass field (None when it has none)."""
     if f.default is not dataclasses.MISSING:
         return f.default
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
 
 
 def shown_default(value: Any) -> str:
@@ -208,9 +213,15 @@ def shown_default(value: Any) -> str:
     return str(value)
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude: tuple[str, ...] = (),
-                  group_title: str | None = None, dest_prefix: str = "",
-                  defaults: dict[str, Any] | None = None) -> None:
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    *,
+    exclude: tuple[str, ...] = (),
+    group_title: str | None = None,
+    dest_prefix: str = "",
+    defaults: dict[str, Any] | None = None,
+) -> None:
     """Add one flag per dataclass field. Defaults are suppressed so that only given flags
     reach the namespace (dest ``dest_prefix + field``), and :func:`from_dict` fills the rest.
     ``defaults`` overrides the defaults the help shows, for those that a caller applies itself
@@ -221,7 +232,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude: tuple[
     for f in dataclasses.fields(cls):
         if f.name in exclude:
             continue
-        base, nullable = _base_type(hints[f.name])
+        base, _ = _base_type(hints[f.name])
         default = defaults[f.name] if f.name in defaults else field_default(f)
         help_text = f"{f.metadata.get('help', '')} (default: {shown_default(default)})"
         kwargs: dict[str, Any] = {"dest": dest_prefix + f.name, "default": argparse.SUPPRESS, "help": help_text}
@@ -271,7 +282,7 @@ class _Placeholder:
 
 _PLACEHOLDER = _Placeholder()
 _PACKAGE = Path(__file__).resolve().parent
-_SOURCES: dict[str, "_Source"] = {}
+_SOURCES: dict[str, _Source] = {}
 
 
 def _module_file(module: str) -> Path | None:
@@ -331,8 +342,12 @@ def _from_import(module: str, attr: str) -> Any:
 def _bound(stmt: ast.stmt) -> list[str]:
     """The names a top-level statement binds (only the kinds :class:`_Source` evaluates)."""
     if isinstance(stmt, ast.Assign):
-        return [n.id for t in stmt.targets for n in ([t] if isinstance(t, ast.Name) else getattr(t, "elts", []))
-                if isinstance(n, ast.Name)]
+        return [
+            n.id
+            for t in stmt.targets
+            for n in ([t] if isinstance(t, ast.Name) else getattr(t, "elts", []))
+            if isinstance(n, ast.Name)
+        ]
     if isinstance(stmt, ast.AnnAssign) and stmt.value is not None and isinstance(stmt.target, ast.Name):
         return [stmt.target.id]
     if isinstance(stmt, (ast.Import, ast.ImportFrom)):
@@ -387,10 +402,13 @@ class _Source:
 
     def _define(self, stmt: ast.stmt, name: str) -> Any:
         if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+            assert stmt.value is not None, "_bound keeps only annotated assignments that have a value"
             value = self.evaluate(stmt.value)
             target = stmt.targets[0] if isinstance(stmt, ast.Assign) else stmt.target
             if isinstance(target, ast.Name):
                 return value
+            if not isinstance(target, (ast.Tuple, ast.List)):
+                raise NotStatic(f"{self.module}.{name} is not bound by a name or a tuple of names")
             names = [n.id if isinstance(n, ast.Name) else None for n in target.elts]
             return tuple(value)[names.index(name)]
         if isinstance(stmt, ast.Import):
@@ -400,7 +418,7 @@ class _Source:
             alias = next(a for a in stmt.names if (a.asname or a.name) == name)
             if stmt.level:
                 base = self.package.split(".")
-                base = base[:len(base) - stmt.level + 1]
+                base = base[: len(base) - stmt.level + 1]
                 module = ".".join([*base, *([stmt.module] if stmt.module else [])])
             else:
                 module = stmt.module or ""
@@ -415,16 +433,14 @@ class _Source:
         for node in nodes:
             for n in ast.walk(node):
                 if isinstance(n, ast.Name) and n.id not in ns:
-                    try:
+                    with contextlib.suppress(NotStatic):  # perhaps a comprehension's own variable: eval says
                         ns[n.id] = self.value(n.id)
-                    except NotStatic:  # perhaps a comprehension's own variable; eval says if it is missing
-                        pass
         return ns
 
     def evaluate(self, node: ast.expr) -> Any:
         code = compile(ast.Expression(node), str(self.path), "eval", flags=self.flags, dont_inherit=True)
         try:
-            return eval(code, self._namespace([node]))  # noqa: S307 - aekit's own source, not input
+            return eval(code, self._namespace([node]))
         except NotStatic:
             raise
         except Exception as e:
@@ -442,18 +458,26 @@ class _Source:
 
     def _dataclass(self, stmt: ast.ClassDef) -> type:
         """The dataclass with its fields (and docstring) only."""
-        body = [s for s in stmt.body if isinstance(s, ast.AnnAssign)
-                or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
-        node = ast.ClassDef(name=stmt.name, bases=stmt.bases, keywords=stmt.keywords, body=body or [ast.Pass()],
-                            decorator_list=stmt.decorator_list, **({"type_params": []}
-                                                                   if sys.version_info >= (3, 12) else {}))
+        body: list[ast.stmt] = [
+            s
+            for s in stmt.body
+            if isinstance(s, ast.AnnAssign) or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))
+        ]
+        type_params: dict[str, Any] = {"type_params": []} if sys.version_info >= (3, 12) else {}
+        node = ast.ClassDef(
+            name=stmt.name,
+            bases=stmt.bases,
+            keywords=stmt.keywords,
+            body=body or [ast.Pass()],
+            decorator_list=stmt.decorator_list,
+            **type_params,
+        )
         tree = ast.fix_missing_locations(ast.copy_location(node, stmt))
-        code = compile(ast.Module([tree], type_ignores=[]), str(self.path), "exec", flags=self.flags,
-                       dont_inherit=True)
+        code = compile(ast.Module([tree], type_ignores=[]), str(self.path), "exec", flags=self.flags, dont_inherit=True)
         ns = self._namespace([*stmt.bases, *stmt.decorator_list, *body])
         ns["__name__"] = __name__  # dataclasses looks the class's module up in sys.modules; this one is there
         try:
-            exec(code, ns)  # noqa: S102 - aekit's own source, not input
+            exec(code, ns)
         except Exception as e:
             raise NotStatic(f"{self.module}.{stmt.name}: cannot define the class ({e!r})") from None
         cls = ns[stmt.name]
@@ -469,8 +493,10 @@ def _holds_placeholder(value: Any) -> bool:
     if isinstance(value, dict):
         return any(_holds_placeholder(k) or _holds_placeholder(v) for k, v in value.items())
     if dataclasses.is_dataclass(value) and isinstance(value, type):
-        return any(_holds_placeholder(field_default(f)) or _holds_placeholder(dict(f.metadata))
-                   for f in dataclasses.fields(value))
+        return any(
+            _holds_placeholder(field_default(f)) or _holds_placeholder(dict(f.metadata))
+            for f in dataclasses.fields(value)
+        )
     return False
 
 
@@ -526,6 +552,10 @@ def static_calls(module: str, func: str) -> list[tuple[list[Any], dict[str, Any]
     for stmt in dict.fromkeys(source.defs.values()):
         for deco in stmt.decorator_list if isinstance(stmt, ast.ClassDef) else ():
             if isinstance(deco, ast.Call) and isinstance(deco.func, ast.Name) and deco.func.id == func:
-                calls.append(([functools.partial(evaluate, a) for a in deco.args],
-                              {k.arg: functools.partial(evaluate, k.value) for k in deco.keywords if k.arg}))
+                calls.append(
+                    (
+                        [functools.partial(evaluate, a) for a in deco.args],
+                        {k.arg: functools.partial(evaluate, k.value) for k in deco.keywords if k.arg},
+                    )
+                )
     return calls

@@ -37,7 +37,8 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -124,16 +125,20 @@ def init_from_env() -> bool:
         raise DistributedError("this PyTorch build has no torch.distributed; it cannot train in several processes")
     missing = [v for v in ENV_VARS if v not in os.environ]
     if missing:
-        raise DistributedError(f"WORLD_SIZE is set but {', '.join(missing)} is not; start the processes with "
-                               f"torchrun or aekit train --nproc")
+        raise DistributedError(
+            f"WORLD_SIZE is set but {', '.join(missing)} is not; start the processes with "
+            f"torchrun or aekit train --nproc"
+        )
     if torch.cuda.is_available() and local_rank() < torch.cuda.device_count():
         torch.cuda.set_device(local_rank())
     try:
         torch.distributed.init_process_group(backend(), timeout=TIMEOUT)
     except (RuntimeError, ValueError) as e:
-        raise DistributedError(f"cannot join the process group at {os.environ['MASTER_ADDR']}:"
-                               f"{os.environ['MASTER_PORT']} as rank {os.environ['RANK']} "
-                               f"({str(e).splitlines()[0]})") from None
+        raise DistributedError(
+            f"cannot join the process group at {os.environ['MASTER_ADDR']}:"
+            f"{os.environ['MASTER_PORT']} as rank {os.environ['RANK']} "
+            f"({str(e).splitlines()[0]})"
+        ) from None
     _owned = True
     atexit.register(teardown)
     return active()
@@ -196,8 +201,10 @@ def local_device(device: torch.device) -> torch.device:
         return device
     index, count = local_rank(), torch.cuda.device_count()
     if index >= count:
-        raise ConfigError(f"process {index} on this machine has no GPU of its own ({count} visible); start at most "
-                          f"{count} processes per machine or train with --device cpu")
+        raise ConfigError(
+            f"process {index} on this machine has no GPU of its own ({count} visible); start at most "
+            f"{count} processes per machine or train with --device cpu"
+        )
     return torch.device("cuda", index)
 
 
@@ -205,10 +212,18 @@ def peer_failure(error: BaseException) -> str | None:
     """One sentence for an error raised because another process stopped (None for others)."""
     dist_error = getattr(torch.distributed, "DistError", None)
     text = str(error)
-    lost = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "Socket Timeout",
-            "NCCL communicator was aborted", "failed to recv", "Timed out")
+    lost = (
+        "Connection closed by peer",
+        "Connection reset by peer",
+        "Broken pipe",
+        "Socket Timeout",
+        "NCCL communicator was aborted",
+        "failed to recv",
+        "Timed out",
+    )
     if (dist_error is not None and isinstance(error, dist_error)) or (
-            isinstance(error, RuntimeError) and any(s in text for s in lost)):
+        isinstance(error, RuntimeError) and any(s in text for s in lost)
+    ):
         first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
         return f"rank {rank()} lost contact with the other training processes ({first[:200]})"
     return None
@@ -248,6 +263,7 @@ class DataParallel:
         if not self.active:
             return model
         from torch.nn.parallel import DistributedDataParallel as DDP
+
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DDP(model, device_ids=ids, output_device=ids[0] if ids else None)
 
@@ -277,8 +293,9 @@ class DataParallel:
 
     def sync_step(self, value: float, n_local: int, n_global: int, interrupt: bool) -> tuple[float, bool]:
         """The mean loss of the global batch and whether any process was interrupted."""
-        t = torch.tensor([value * n_local if n_local else 0.0, float(interrupt)], dtype=torch.float64,
-                         device=self.device)
+        t = torch.tensor(
+            [value * n_local if n_local else 0.0, float(interrupt)], dtype=torch.float64, device=self.device
+        )
         torch.distributed.all_reduce(t)
         return float(t[0]) / n_global, bool(t[1] > 0)
 
@@ -293,11 +310,12 @@ class DataParallel:
     def total(self, sums: dict[str, Any], *counts: int) -> tuple[dict[str, float], list[int]]:
         """Sums of the named values and of the counts over all processes."""
         names = sorted(sums)
-        t = torch.tensor([*(float(c) for c in counts), *(float(sums[k]) for k in names)], dtype=torch.float64,
-                         device=self.device)
+        t = torch.tensor(
+            [*(float(c) for c in counts), *(float(sums[k]) for k in names)], dtype=torch.float64, device=self.device
+        )
         torch.distributed.all_reduce(t)
         values = t.tolist()
-        return dict(zip(names, values[len(counts):])), [round(v) for v in values[:len(counts)]]
+        return dict(zip(names, values[len(counts) :])), [round(v) for v in values[: len(counts)]]
 
     def collect(self, sums: dict[str, Any], count: int) -> tuple[dict[str, float], int]:
         """Move the partial sums of an epoch to rank 0 (the others keep zeros): the totals are
@@ -305,7 +323,7 @@ class DataParallel:
         totals, (n,) = self.total(sums, count)
         if self.is_main:
             return totals, n
-        return {k: 0.0 for k in totals}, 0
+        return dict.fromkeys(totals, 0.0), 0
 
     def broadcast(self, obj: Any) -> Any:
         return broadcast(obj) if self.active else obj
@@ -322,9 +340,17 @@ def free_port() -> int:
 def worker_env(rank_: int, nproc: int, port: int, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment torchrun gives process ``rank_`` of ``nproc`` on one machine."""
     env = dict(os.environ if base is None else base)
-    env.update(RANK=str(rank_), LOCAL_RANK=str(rank_), WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc),
-               GROUP_RANK="0", ROLE_RANK=str(rank_), ROLE_WORLD_SIZE=str(nproc),
-               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    env.update(
+        RANK=str(rank_),
+        LOCAL_RANK=str(rank_),
+        WORLD_SIZE=str(nproc),
+        LOCAL_WORLD_SIZE=str(nproc),
+        GROUP_RANK="0",
+        ROLE_RANK=str(rank_),
+        ROLE_WORLD_SIZE=str(nproc),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     return env
 
@@ -333,6 +359,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
     """Linux: a worker gets SIGTERM (and checkpoints) when the launcher dies."""
     try:
         import ctypes
+
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
@@ -369,8 +396,15 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
         raise ConfigError("--nproc cannot be used in a process that torchrun started; torchrun starts the processes")
     port = free_port()
     preexec = _die_with_parent if sys.platform.startswith("linux") else None
-    procs = [subprocess.Popen([sys.executable, "-m", "aekit", *argv], env=worker_env(r, nproc, port),
-                              start_new_session=True, preexec_fn=preexec) for r in range(nproc)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "aekit", *argv],
+            env=worker_env(r, nproc, port),
+            start_new_session=True,
+            preexec_fn=preexec,
+        )
+        for r in range(nproc)
+    ]
     forwarded: list[int] = []
 
     def forward(signum: int, frame: Any) -> None:

@@ -21,8 +21,9 @@ from .noise import check_parameters as check_noise
 DSPRITES_MIG_N = 10_000
 
 
-def likelihood_bounds(model: Autoencoder, X: np.ndarray, k: int = 5000, *, seed: int = 0, batch_size: int = 100,
-                      max_rows: int = 65536) -> dict[str, Any]:
+def likelihood_bounds(
+    model: Autoencoder, X: np.ndarray, k: int = 5000, *, seed: int = 0, batch_size: int = 100, max_rows: int = 65536
+) -> dict[str, Any]:
     r"""The negative ELBO and the importance-weighted estimate of :math:`-\log p(x)` (nats per example).
 
     With :math:`K` draws :math:`z_k \sim q(z|x)` (Burda, Grosse & Salakhutdinov 2016):
@@ -61,15 +62,28 @@ def likelihood_bounds(model: Autoencoder, X: np.ndarray, k: int = 5000, *, seed:
     """
     bounds = model.variant.likelihood_bounds(model, X, k, seed=seed, batch_size=batch_size, max_rows=max_rows)
     if bounds is None:
-        raise ConfigError(f"likelihood bounds need a model with a likelihood; this is a "
-                          f"{model.variant.describe()} model, which has none")
+        raise ConfigError(
+            f"likelihood bounds need a model with a likelihood; this is a "
+            f"{model.variant.describe()} model, which has none"
+        )
     return bounds
 
 
-def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = "test",
-             pca: bool = True, noise: str | None = None, sigma: float = DEFAULT_SIGMA, nu: float = DEFAULT_NU,
-             noise_seed: int = 0, iw_samples: int = 100, bits: int | None = None,
-             ranges: str = "minmax", splits: Splits | None = None) -> dict[str, Any]:
+def evaluate(
+    model: Autoencoder | str | Path,
+    data: Any = None,
+    *,
+    split: str = "test",
+    pca: bool = True,
+    noise: str | None = None,
+    sigma: float = DEFAULT_SIGMA,
+    nu: float = DEFAULT_NU,
+    noise_seed: int = 0,
+    iw_samples: int = 100,
+    bits: int | None = None,
+    ranges: str = "minmax",
+    splits: Splits | None = None,
+) -> dict[str, Any]:
     """Reconstruction error of a trained model and of PCA with the same code size; with
     ``noise``, also how well the model denoises.
 
@@ -121,6 +135,7 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
         check_noise(noise, nu=nu, sigma=sigma)
     if bits is not None:
         from .compress import check_bits
+
         check_bits(bits)
     if not isinstance(model, Autoencoder):
         model = io.load(model)
@@ -134,10 +149,12 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
         raise ConfigError("this run was trained on in-memory data; pass the data to evaluate")
     train_x = None
     if reloadable and (own or pca or bits is not None):  # own split, or training rows for PCA / quantizer ranges
+        assert data_cfg is not None, "reloadable data has a data config"
         if splits is None:
             splits = load_run_splits(data_cfg)
         train_x = splits.train.x
     if own:
+        assert data_cfg is not None and splits is not None, "own data is reloadable (checked above): splits loaded"
         ds = {"test": splits.test, "val": splits.val, "train": splits.train}.get(split)
         x = ds.x if ds is not None else np.concatenate([splits.train.x, splits.val.x, splits.test.x])
         source, evaluated = data_cfg.data, split
@@ -148,11 +165,16 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
         raise ConfigError(f"the {split} split of {source} is empty")
     X = model.prepare(x, where=str(source))
     recon = _reconstruct(model, X)
-    result: dict[str, Any] = {"data": str(source), "split": evaluated, "n": int(len(x)),
-                              "space": f"model inputs after the run's '{model.transform.kind}' scaling"
-                              if model.transform is not None else "raw",
-                              "code_size": model.config.latent,
-                              "autoencoder": reconstruction_errors(X, recon)}
+    result: dict[str, Any] = {
+        "data": str(source),
+        "split": evaluated,
+        "n": len(x),
+        "space": f"model inputs after the run's '{model.transform.kind}' scaling"
+        if model.transform is not None
+        else "raw",
+        "code_size": model.config.latent,
+        "autoencoder": reconstruction_errors(X, recon),
+    }
     # the training rows in model space, once for PCA and the quantizer ranges (without them: X itself)
     fit_x = X
     if train_x is not None and (pca or bits is not None):
@@ -161,10 +183,15 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
         result["pca"] = pca_reconstruction_errors(fit_x, X, model.config.latent, seed=0)
         pe = result["pca"]["per_example_squared_error"]
         result["ratio_to_pca"] = result["autoencoder"]["per_example_squared_error"] / pe if pe > 0 else None
-    if own and data_cfg.data == "dsprites":  # generated with its factors: disentanglement is measurable
+    # generated with its factors: disentanglement is measurable
+    if own and data_cfg is not None and data_cfg.data == "dsprites":
         from .metrics import dsprites_mig
-        result["mig"] = {k: v for k, v in dsprites_mig(model.encode_array, n=DSPRITES_MIG_N).items()
-                         if k in ("mig", "gaps", "factor_names", "normalized_mutual_info")}
+
+        result["mig"] = {
+            k: v
+            for k, v in dsprites_mig(model.encode_array, n=DSPRITES_MIG_N).items()
+            if k in ("mig", "gaps", "factor_names", "normalized_mutual_info")
+        }
     likelihood = model.variant.likelihood_bounds(model, X, iw_samples) if iw_samples else None
     if likelihood is not None:  # a model with a likelihood (the VAE family)
         result["likelihood"] = likelihood
@@ -172,8 +199,10 @@ def evaluate(model: Autoencoder | str | Path, data: Any = None, *, split: str = 
         result.update(denoising_scores(model, X, noise, sigma=sigma, nu=nu, seed=noise_seed))
     if bits is not None:  # quantizer ranges (and PCA) fitted on the training rows; else on X itself
         from .compress import compression_scores
-        result["compression"] = compression_scores(model, X, fit_x, bits, ranges=ranges,
-                                                   pca=pca and train_x is not None)
+
+        result["compression"] = compression_scores(
+            model, X, fit_x, bits, ranges=ranges, pca=pca and train_x is not None
+        )
     return result
 
 
@@ -182,8 +211,9 @@ def _reconstruct(model: Autoencoder, X: np.ndarray, batch_size: int = 4096) -> n
     return model.batched(X, model.reconstruct, batch_size)
 
 
-def denoising_scores(model: Autoencoder, X: np.ndarray, kind: str, *, sigma: float = DEFAULT_SIGMA,
-                     nu: float = DEFAULT_NU, seed: int = 0) -> dict[str, Any]:
+def denoising_scores(
+    model: Autoencoder, X: np.ndarray, kind: str, *, sigma: float = DEFAULT_SIGMA, nu: float = DEFAULT_NU, seed: int = 0
+) -> dict[str, Any]:
     """Corrupt clean model-space rows ``X``, denoise them with ``model``, and score both.
 
     The corruption is :func:`aekit.noise.corrupt` (Vincent et al. 2008, 2010) drawn from a
@@ -206,8 +236,7 @@ def denoising_scores(model: Autoencoder, X: np.ndarray, kind: str, *, sigma: flo
     lo, hi, unit = model.data_range(X)
     clip = (lo, hi) if unit and kind == "gaussian" else None
     gen = torch.Generator().manual_seed(int(seed))
-    noisy = corrupt(torch.from_numpy(X), kind, nu=nu, sigma=sigma, low=lo, high=hi, clip=clip,
-                    generator=gen).numpy()
+    noisy = corrupt(torch.from_numpy(X), kind, nu=nu, sigma=sigma, low=lo, high=hi, clip=clip, generator=gen).numpy()
     denoised = _reconstruct(model, noisy)
     data_range = hi - lo if hi > lo else 1.0  # psnr_data_range, from the range already taken
     settings: dict[str, Any] = {"kind": kind, "seed": int(seed)}
@@ -218,12 +247,18 @@ def denoising_scores(model: Autoencoder, X: np.ndarray, kind: str, *, sigma: flo
     if kind == "salt_pepper":
         settings.update(low=lo, high=hi)
     settings["data_range"] = data_range
-    settings["note"] = ("noise added in model space" +
-                        (", clipped to [0, 1], the data range of the unit scaling" if clip else "") +
-                        "; psnr_*: mean per-example PSNR in dB against the clean data with data range " +
-                        ("1.0 (unit scaling)" if unit else "max - min of the clean data (the scaling is not unit)"))
-    return {"noise": settings, "psnr_noisy": psnr(X, noisy, data_range),
-            "psnr_denoised": psnr(X, denoised, data_range), "denoised": reconstruction_errors(X, denoised)}
+    settings["note"] = (
+        "noise added in model space"
+        + (", clipped to [0, 1], the data range of the unit scaling" if clip else "")
+        + "; psnr_*: mean per-example PSNR in dB against the clean data with data range "
+        + ("1.0 (unit scaling)" if unit else "max - min of the clean data (the scaling is not unit)")
+    )
+    return {
+        "noise": settings,
+        "psnr_noisy": psnr(X, noisy, data_range),
+        "psnr_denoised": psnr(X, denoised, data_range),
+        "denoised": reconstruction_errors(X, denoised),
+    }
 
 
 def denoise(model: Autoencoder | str | Path, X: Any, *, batch_size: int = 4096, where: str = "input") -> np.ndarray:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from .data import IN_MEMORY, DataConfig, Dataset, Splits, Transform, load_run_sp
 from .errors import ConfigError, RunError
 from .model import Autoencoder, ModelConfig
 from .pretrain import train_layer
-from .train import CHECKPOINT, CHECKPOINTS, Trainer, TrainConfig
+from .train import CHECKPOINT, CHECKPOINTS, TrainConfig, Trainer
 from .version import __version__
 
 
@@ -55,8 +56,9 @@ def _check_resume(stored: dict[str, Any], given: dict[str, dict[str, Any]]) -> N
                 continue
             old, new = stored_group.get(key), value
             if old != new:
-                raise ConfigError(f"--resume uses the run's stored configuration, but {key} differs "
-                                  f"(stored {old!r}, given {new!r})")
+                raise ConfigError(
+                    f"--resume uses the run's stored configuration, but {key} differs (stored {old!r}, given {new!r})"
+                )
 
 
 def _has_checkpoint(out: Path) -> bool:
@@ -82,27 +84,49 @@ def _training_data(data: Any, cfg: DataConfig, model_dict: dict[str, Any]) -> tu
     read from disk a window at a time; no validation rows: None) and their range."""
     if cfg.stream:
         from .data.stream import StreamingRows, StreamSplits, fit_transform
+
         if cfg.data == IN_MEMORY:
-            raise ConfigError("stream reads a .npy file or a folder of .npy / Parquet shards; in-memory data "
-                              "is trained without it")
-        st = StreamSplits.open(cfg.data, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-                               seed=cfg.split_seed, label_column=cfg.label_column)
+            raise ConfigError(
+                "stream reads a .npy file or a folder of .npy / Parquet shards; in-memory data is trained without it"
+            )
+        st = StreamSplits.open(
+            cfg.data,
+            val_fraction=cfg.val_fraction,
+            test_fraction=cfg.test_fraction,
+            seed=cfg.split_seed,
+            label_column=cfg.label_column,
+        )
         transform, low, high = fit_transform(cfg.scale, st.shards, st.train)  # one pass over the training rows
         train = StreamingRows.with_buffer(st.shards, st.train, transform, cfg.buffer_mb)
-        val = StreamingRows.with_buffer(st.shards, st.val, transform, cfg.buffer_mb / 4) if len(st.val) else None
+        val: StreamingRows | torch.Tensor | None = (
+            StreamingRows.with_buffer(st.shards, st.val, transform, cfg.buffer_mb / 4) if len(st.val) else None
+        )
         return st.preview(), st.sizes(), transform, train, val, (low, high)
     splits = load_run_splits(cfg, None if isinstance(data, (str, Path)) else data, model_dict.get("image_shape"))
     transform = Transform.fit(cfg.scale, splits.train.x, source=splits.train.source)
     train_x = transform.apply(splits.train.x)
     val = torch.from_numpy(transform.apply(splits.val.x)) if len(splits.val) else None
-    sizes = {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test),
-             "source": splits.train.source}
+    sizes = {
+        "train": len(splits.train),
+        "val": len(splits.val),
+        "test": len(splits.test),
+        "source": splits.train.source,
+    }
     return splits, sizes, transform, torch.from_numpy(train_x), val, (float(train_x.min()), float(train_x.max()))
 
 
-def fit(variant: str = "ae", data: Any = None, *, out: str | Path | None = None, resume: bool = False,
-        overwrite: bool = False, progress: bool | None = None, callbacks: Sequence[Callback] = (),
-        figures: bool = True, **kwargs: Any) -> Autoencoder:
+def fit(
+    variant: str = "ae",
+    data: Any = None,
+    *,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    callbacks: Sequence[Callback] = (),
+    figures: bool = True,
+    **kwargs: Any,
+) -> Autoencoder:
     """Train a registered variant and return the trained model.
 
     Every option and the data are checked before anything is written. The run directory is then
@@ -149,15 +173,19 @@ def fit(variant: str = "ae", data: Any = None, *, out: str | Path | None = None,
             raise RunError(f"{out_dir}: nothing to resume (no {CHECKPOINT})")
         stored = io.read_config(out_dir)
         if stored["model"]["variant"] != variant:
-            raise ConfigError(f"--resume: the run in {out_dir} is a {stored['model']['variant']!r} run, "
-                              f"not {variant!r}")
+            raise ConfigError(
+                f"--resume: the run in {out_dir} is a {stored['model']['variant']!r} run, not {variant!r}"
+            )
         _check_resume(stored, groups)
         data_cfg = from_dict(DataConfig, stored["data"])
         if isinstance(data, (str, Path)) and data_cfg.data != IN_MEMORY and not _same_data(str(data), data_cfg.data):
-            raise ConfigError(f"--resume continues the run on its own data ({data_cfg.data}), but the data given "
-                              f"is {data}; leave --data out or start a new run")
-        train_cfg = from_dict(TrainConfig, {**stored["train"], **{k: v for k, v in groups["train"].items()
-                                                                    if k == "epochs"}})
+            raise ConfigError(
+                f"--resume continues the run on its own data ({data_cfg.data}), but the data given "
+                f"is {data}; leave --data out or start a new run"
+            )
+        train_cfg = from_dict(
+            TrainConfig, {**stored["train"], **{k: v for k, v in groups["train"].items() if k == "epochs"}}
+        )
         model_dict = dict(stored["model"])
     else:
         data = "digits" if data is None else data
@@ -167,8 +195,12 @@ def fit(variant: str = "ae", data: Any = None, *, out: str | Path | None = None,
             groups["data"]["data"] = IN_MEMORY
         data_cfg = from_dict(DataConfig, groups["data"])
         train_cfg = from_dict(TrainConfig, groups["train"])
-        model_dict = {**variants.get(variant).defaults, **groups["model"], "variant": variant,
-                      "options": groups["options"]}
+        model_dict = {
+            **variants.get(variant).defaults,
+            **groups["model"],
+            "variant": variant,
+            "options": groups["options"],
+        }
     if data_cfg.data == IN_MEMORY and (data is None or isinstance(data, (str, Path))):
         raise ConfigError("this run was trained on in-memory data; pass the same array to resume it")
     if data_cfg.stream and not resume:
@@ -192,9 +224,11 @@ def fit(variant: str = "ae", data: Any = None, *, out: str | Path | None = None,
     model = Autoencoder(model_cfg, transform)  # every option is checked before anything is written
     distributed.init_from_env()  # under torchrun: only rank 0 writes the run directory
     run_config = {
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "aekit_version": __version__,
-        "model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": to_dict(data_cfg),
+        "model": to_dict(model_cfg),
+        "train": to_dict(train_cfg),
+        "data": to_dict(data_cfg),
         "transform": transform.to_dict(),
         "splits": sizes,
     }
@@ -212,8 +246,9 @@ def fit(variant: str = "ae", data: Any = None, *, out: str | Path | None = None,
             if not resume:
                 distributed.on_main(io.write_config, out_dir, run_config)
         if not resume:
-            record = model.variant.pretrain(model, train_t, seed=train_cfg.seed, progress=progress,
-                                            train_layer=train_layer)
+            record = model.variant.pretrain(
+                model, train_t, seed=train_cfg.seed, progress=progress, train_layer=train_layer
+            )
             if record is not None:
                 model.pretrain_record = record
                 if out_dir is not None and distributed.is_main():
@@ -223,7 +258,9 @@ def fit(variant: str = "ae", data: Any = None, *, out: str | Path | None = None,
         model.run_config = run_config
         model.history = history
         model.start_epoch = start.epoch
-        finished_before = resume and trainer.global_step == start.step and (out_dir / io.MODEL).exists()
+        finished_before = (
+            resume and trainer.global_step == start.step and out_dir is not None and (out_dir / io.MODEL).exists()
+        )
         if out_dir is not None and not finished_before:  # a resume with nothing left to train writes nothing
             distributed.on_main(_write_results, out_dir, model, history, splits, figures)
     return model
@@ -243,12 +280,14 @@ class _StartOfTraining(Callback):
         if self.run_dir is None or self.stored is None or not distributed.is_main():
             return
         if self.stored.get("train", {}).get("epochs") != self.run_config["train"]["epochs"]:
-            io.write_config(self.run_dir, {k: v for k, v in self.run_config.items()
-                                           if k not in ("format", "format_version")})
+            io.write_config(
+                self.run_dir, {k: v for k, v in self.run_config.items() if k not in ("format", "format_version")}
+            )
 
 
 def _write_results(out_dir: Path, model: Autoencoder, history: list, splits: Splits, figures: bool) -> None:
     io.save_model(out_dir, model)
     if figures:
         from .plots import run_figures
+
         run_figures(out_dir, model, history, splits)

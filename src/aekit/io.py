@@ -19,10 +19,14 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from .errors import AekitError, RunError
+
+if TYPE_CHECKING:  # annotations only: the model (and torch) is imported by the functions that build one
+    from .model import Autoencoder
 
 CONFIG = "config.json"
 MODEL = "model.safetensors"
@@ -199,8 +203,9 @@ def safetensors_bytes(tensors: dict[str, Any], metadata: dict[str, str]) -> byte
     return _canonical_header(save(tensors, metadata=metadata))
 
 
-def write_safetensors(path: str | Path, tensors: dict[str, Any], metadata: dict[str, str], *,
-                      keep_previous: bool = False) -> Path:
+def write_safetensors(
+    path: str | Path, tensors: dict[str, Any], metadata: dict[str, str], *, keep_previous: bool = False
+) -> Path:
     """Write ``tensors`` with ``metadata`` and their checksum (:data:`CHECKSUM_KEY`) to
     ``path`` atomically (:func:`safetensors_bytes`). With ``keep_previous`` the file it replaces
     stays as :func:`previous_path`, so that a bad newest file can fall back on it."""
@@ -219,13 +224,15 @@ def _canonical_header(raw: bytes) -> bytes:
     metadata must give the same bytes. (The data offsets count from the end of the header, so the
     header may change length; it stays padded with spaces to a multiple of 8 bytes.)"""
     n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + n])
+    header = json.loads(raw[8 : 8 + n])
     if "__metadata__" in header:
-        header = {"__metadata__": dict(sorted(header["__metadata__"].items())),
-                  **{k: v for k, v in header.items() if k != "__metadata__"}}
+        header = {
+            "__metadata__": dict(sorted(header["__metadata__"].items())),
+            **{k: v for k, v in header.items() if k != "__metadata__"},
+        }
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     text += b" " * (-len(text) % 8)
-    return len(text).to_bytes(8, "little") + text + raw[8 + n:]
+    return len(text).to_bytes(8, "little") + text + raw[8 + n :]
 
 
 def _pickle_like(raw: bytes) -> bool:
@@ -260,11 +267,13 @@ def parse_safetensors(raw: bytes, where: str) -> tuple[dict[str, Any], dict[str,
     n = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else -1
     if not 2 <= n <= len(raw) - 8 or raw[8:9] != b"{":
         if _pickle_like(raw):
-            raise RunError(f"{where}: not a readable safetensors file: it holds a Python pickle (e.g. written by "
-                           f"torch.save), which aekit refuses to load")
+            raise RunError(
+                f"{where}: not a readable safetensors file: it holds a Python pickle (e.g. written by "
+                f"torch.save), which aekit refuses to load"
+            )
         raise RunError(f"{where}: not a readable safetensors file (truncated or corrupted header)")
     try:
-        header = json.loads(raw[8:8 + n])
+        header = json.loads(raw[8 : 8 + n])
         tensors = load(raw)
     except (SafetensorError, ValueError, TypeError, RuntimeError, OverflowError, UnicodeDecodeError) as e:
         raise RunError(f"{where}: not a readable safetensors file ({' '.join(str(e).split())})") from None
@@ -319,8 +328,10 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise RunError(f"{run_dir / CONFIG}: not an aekit run configuration")
     if cfg.get("format_version") != FORMAT_VERSION:
-        raise RunError(f"{run_dir / CONFIG}: format version {cfg.get('format_version')} is not supported "
-                       f"(this aekit reads version {FORMAT_VERSION})")
+        raise RunError(
+            f"{run_dir / CONFIG}: format version {cfg.get('format_version')} is not supported "
+            f"(this aekit reads version {FORMAT_VERSION})"
+        )
     return cfg
 
 
@@ -344,8 +355,9 @@ def autoencoder_from_config(cfg: dict[str, Any], *, where: str) -> Any:
     except AekitError as e:
         raise RunError(str(e)) from None
     if transform is not None and transform.shift.ndim and transform.shift.shape[0] != model_cfg.input_dim:
-        raise RunError(f"{where}: the transform has {transform.shift.shape[0]} features, "
-                       f"the model {model_cfg.input_dim}")
+        raise RunError(
+            f"{where}: the transform has {transform.shift.shape[0]} features, the model {model_cfg.input_dim}"
+        )
     return Autoencoder(model_cfg, transform)
 
 
@@ -354,8 +366,10 @@ def model_config(model: Any) -> dict[str, Any]:
     configuration and data transform, what :func:`autoencoder_from_config` rebuilds it from."""
     from .config import to_dict
 
-    return {"model": to_dict(model.config),
-            "transform": model.transform.to_dict() if model.transform is not None else None}
+    return {
+        "model": to_dict(model.config),
+        "transform": model.transform.to_dict() if model.transform is not None else None,
+    }
 
 
 def load_state(module: Any, state: dict[str, Any], where: str, against: str) -> Any:
@@ -409,8 +423,9 @@ def model_to_bytes(module: Any, config: dict[str, Any] | None = None) -> bytes:
     return safetensors_bytes(module.state_dict(), metadata)
 
 
-def model_from_bytes(raw: bytes, build: Callable[[dict[str, Any]], Any] | None = None, *,
-                     where: str = "the model bytes") -> tuple[Any, dict[str, Any]]:
+def model_from_bytes(
+    raw: bytes, build: Callable[[dict[str, Any]], Any] | None = None, *, where: str = "the model bytes"
+) -> tuple[Any, dict[str, Any]]:
     """Rebuild the module that :func:`model_to_bytes` packed with a configuration.
 
     ``build(config)`` makes the untrained module (default: the Autoencoder of
@@ -440,7 +455,7 @@ def model_from_bytes(raw: bytes, build: Callable[[dict[str, Any]], Any] | None =
     return module.eval(), config
 
 
-def load(path: str | Path, device: str = "cpu") -> Any:
+def load(path: str | Path, device: str = "cpu") -> Autoencoder:
     """Rebuild a trained model from a run directory.
 
     Returns an :class:`~aekit.model.Autoencoder` in eval mode with its data transform
@@ -450,8 +465,10 @@ def load(path: str | Path, device: str = "cpu") -> Any:
     run_dir = Path(path)
     cfg = read_config(run_dir)
     if cfg.get("kind") == CLASSIFIER_KIND:
-        raise RunError(f"{run_dir} holds a fine-tuned classifier (aekit finetune); load it with "
-                       f"aekit.load_classifier or use `aekit classify`")
+        raise RunError(
+            f"{run_dir} holds a fine-tuned classifier (aekit finetune); load it with "
+            f"aekit.load_classifier or use `aekit classify`"
+        )
     model = load_weights(build_autoencoder(run_dir, cfg), run_dir, device)
     model.run_config = cfg
     return model
@@ -487,11 +504,17 @@ def _owned_entries(run_dir: Path) -> tuple[list[Path], list[Path]]:
             foreign.append(entry)
         elif name == FIGURES and entry.is_dir():
             for fig in sorted(entry.iterdir()):
-                ours = fig.is_file() and not fig.is_symlink() and (
-                    fig.name in FIGURE_FILES or _is_temporary_of(fig.name, FIGURE_FILES))
+                ours = (
+                    fig.is_file()
+                    and not fig.is_symlink()
+                    and (fig.name in FIGURE_FILES or _is_temporary_of(fig.name, FIGURE_FILES))
+                )
                 (owned if ours else foreign).append(fig)
-        elif entry.is_file() and (name in RUN_FILES or _is_temporary_of(name, RUN_FILES)
-                                  or _is_temporary_of(name, tuple(previous_path(n).name for n in RUN_FILES))):
+        elif entry.is_file() and (
+            name in RUN_FILES
+            or _is_temporary_of(name, RUN_FILES)
+            or _is_temporary_of(name, tuple(previous_path(n).name for n in RUN_FILES))
+        ):
             owned.append(entry)
         else:
             foreign.append(entry)
@@ -527,8 +550,9 @@ def check_outside(out: str | Path, inputs: tuple[str | Path, ...]) -> None:
     """RunError when one of the existing paths ``inputs`` (the data of a run, ...) lies in ``out``."""
     for given in inputs:
         if given and Path(given).exists() and _inside(Path(given), Path(out)):
-            raise RunError(f"{given} lies inside the run directory {out}, which this run writes to; "
-                           f"choose another --out")
+            raise RunError(
+                f"{given} lies inside the run directory {out}, which this run writes to; choose another --out"
+            )
 
 
 def _os_error(path: Path, what: str, e: OSError) -> RunError:
@@ -536,8 +560,9 @@ def _os_error(path: Path, what: str, e: OSError) -> RunError:
 
 
 @contextlib.contextmanager
-def claim_run_dir(out: str | Path, *, resume: bool = False, overwrite: bool = False,
-                  inputs: tuple[str | Path, ...] = ()) -> Iterator[Path]:
+def claim_run_dir(
+    out: str | Path, *, resume: bool = False, overwrite: bool = False, inputs: tuple[str | Path, ...] = ()
+) -> Iterator[Path]:
     """Hold ``out`` as the run directory of this process for the duration of the block.
 
     The folder is created (with its parents) and locked with an advisory lock (``flock`` on the
@@ -593,8 +618,10 @@ def _lock(fd: int, out: Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise RunError(f"{out} is in use by another aekit process (it holds the run directory's lock); "
-                       f"wait for it to end or choose another --out") from None
+        raise RunError(
+            f"{out} is in use by another aekit process (it holds the run directory's lock); "
+            f"wait for it to end or choose another --out"
+        ) from None
     except OSError:  # file systems without flock (some network mounts): no lock
         pass
 
@@ -605,13 +632,16 @@ def _clear_for_new_run(out: Path, overwrite: bool) -> None:
     if not owned and not foreign:
         return
     if not overwrite:
-        raise RunError(f"{out} already exists and is not empty; pass --overwrite to replace it "
-                       f"or --resume to continue it")
+        raise RunError(
+            f"{out} already exists and is not empty; pass --overwrite to replace it or --resume to continue it"
+        )
     if foreign:
         shown = ", ".join(str(p.relative_to(out)) for p in foreign[:5])
         more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
-        raise RunError(f"--overwrite removes only what aekit wrote, but {out} also holds {shown}{more}; "
-                       f"move them away or choose another --out")
+        raise RunError(
+            f"--overwrite removes only what aekit wrote, but {out} also holds {shown}{more}; "
+            f"move them away or choose another --out"
+        )
     if not _is_run_config(out / CONFIG):
         raise RunError(f"{out} is not an aekit run directory (no valid {CONFIG}); refusing to delete it")
     _remove_owned(out, owned)

@@ -54,8 +54,10 @@ def sample(model: Any, n: int = 64, *, seed: int = 0, temperature: float = 1.0) 
     model = _model(model)
     prior = model.variant.prior
     if prior is None:
-        raise ConfigError(f"sampling needs a model with a prior to draw codes from; this is a "
-                          f"{model.variant.describe()} model, which has none")
+        raise ConfigError(
+            f"sampling needs a model with a prior to draw codes from; this is a "
+            f"{model.variant.describe()} model, which has none"
+        )
     _check_count("n", n)
     if not (np.isfinite(temperature) and temperature > 0):
         raise ConfigError(f"temperature must be a positive number, got {temperature}")
@@ -104,18 +106,18 @@ def interpolate(model: Any, a: Any, b: Any, steps: int = 10, *, method: str = "l
     if method not in INTERPOLATIONS:
         raise ConfigError(f"interpolation method must be one of {', '.join(INTERPOLATIONS)}, got {method!r}")
     _check_count("steps", steps, least=2)
-    codes = model.encode_array(np.stack([np.asarray(a, np.float32).reshape(-1),
-                                         np.asarray(b, np.float32).reshape(-1)]), where="interpolation inputs")
+    codes = model.encode_array(
+        np.stack([np.asarray(a, np.float32).reshape(-1), np.asarray(b, np.float32).reshape(-1)]),
+        where="interpolation inputs",
+    )
     t = np.linspace(0.0, 1.0, steps)
-    if method == "linear":
-        z = (1 - t)[:, None] * codes[0] + t[:, None] * codes[1]
-    else:
-        z = slerp(codes[0], codes[1], t)
+    z = (1 - t)[:, None] * codes[0] + t[:, None] * codes[1] if method == "linear" else slerp(codes[0], codes[1], t)
     return model.decode_array(z)
 
 
-def traverse(model: Any, x: Any = None, *, dims: Any = None, steps: int = 9, limit: float = 3.0,
-             data: Any = None) -> tuple[np.ndarray, list[int], np.ndarray]:
+def traverse(
+    model: Any, x: Any = None, *, dims: Any = None, steps: int = 9, limit: float = 3.0, data: Any = None
+) -> tuple[np.ndarray, list[int], np.ndarray]:
     r"""Latent traversals: vary one code dimension at a time, the others fixed, and decode.
 
     The base code is the code of ``x`` (the posterior mean), or without ``x`` the prior mean (0 for
@@ -165,8 +167,10 @@ def traverse(model: Any, x: Any = None, *, dims: Any = None, steps: int = 9, lim
         spread = prior.std()
     else:
         if data is None or len(np.asarray(data)) < 2:
-            raise ConfigError(f"traversing a {model.config.variant!r} model (no prior) needs data (at least 2 "
-                              f"rows) to measure the spread of each code dimension")
+            raise ConfigError(
+                f"traversing a {model.config.variant!r} model (no prior) needs data (at least 2 "
+                f"rows) to measure the spread of each code dimension"
+            )
         spread = model.encode_array(data, where="traversal data").std(0)
         if x is None:
             base = model.encode_array(data, where="traversal data").mean(0)
@@ -174,5 +178,5 @@ def traverse(model: Any, x: Any = None, *, dims: Any = None, steps: int = 9, lim
     values = np.stack([base[d] + spread[d] * offsets for d in dims])
     z = np.repeat(base[None, :], len(dims) * steps, axis=0).astype(np.float64)
     for i, d in enumerate(dims):
-        z[i * steps:(i + 1) * steps, d] = values[i]
+        z[i * steps : (i + 1) * steps, d] = values[i]
     return model.decode_array(z), dims, values

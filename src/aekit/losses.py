@@ -51,8 +51,9 @@ RECONSTRUCTION_LOSSES = {"mse": squared_error, "bce": bernoulli_cross_entropy}
 LOG_2PI = math.log(2 * math.pi)
 
 
-def gaussian_nll(mean: torch.Tensor, target: torch.Tensor, log_scale: torch.Tensor | float = 0.0,
-                 reduction: str = "mean") -> torch.Tensor:
+def gaussian_nll(
+    mean: torch.Tensor, target: torch.Tensor, log_scale: torch.Tensor | float = 0.0, reduction: str = "mean"
+) -> torch.Tensor:
     r"""Negative log-density of a diagonal Gaussian, summed over features:
 
     .. math:: -\log \mathcal N(x; \mu, \sigma^2 I)
@@ -63,7 +64,7 @@ def gaussian_nll(mean: torch.Tensor, target: torch.Tensor, log_scale: torch.Tens
     (e.g. one learned value per feature).
     """
     log_scale = torch.as_tensor(log_scale, dtype=mean.dtype, device=mean.device)
-    per = (0.5 * ((target - mean) * torch.exp(-log_scale)).pow(2) + log_scale + 0.5 * LOG_2PI)
+    per = 0.5 * ((target - mean) * torch.exp(-log_scale)).pow(2) + log_scale + 0.5 * LOG_2PI
     return _reduce(per.expand_as(mean).flatten(1).sum(1), reduction)
 
 
@@ -84,8 +85,9 @@ def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)
 
 
-def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor | float = 0.0,
-                         logvar: torch.Tensor | float = 0.0) -> torch.Tensor:
+def gaussian_log_density(
+    z: torch.Tensor, mu: torch.Tensor | float = 0.0, logvar: torch.Tensor | float = 0.0
+) -> torch.Tensor:
     r""":math:`\log \mathcal N(z; \mu, \mathrm{diag}\, e^{\text{logvar}})` summed over the last
     dimension (the standard normal by default); shape ``z.shape[:-1]``."""
     mu = torch.as_tensor(mu, dtype=z.dtype, device=z.device)
@@ -149,6 +151,7 @@ def jacobian_frobenius_sq(fn, x: torch.Tensor, reduction: str = "mean") -> torch
     backward passes, batched). The result is differentiable with respect to the parameters
     ``fn`` uses, so it can be minimised.
     """
+
     def one(xi: torch.Tensor) -> torch.Tensor:
         return fn(xi.unsqueeze(0)).squeeze(0)
 

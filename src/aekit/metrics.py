@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numbers
 import zlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -28,8 +29,7 @@ def reconstruction_errors(x: np.ndarray, reconstruction: np.ndarray) -> dict[str
     return {"per_example_squared_error": float(per.mean()), "mse": mse, "rmse": float(np.sqrt(mse))}
 
 
-def pca_reconstruction_errors(train: np.ndarray, x: np.ndarray, n_components: int,
-                              seed: int = 0) -> dict[str, Any]:
+def pca_reconstruction_errors(train: np.ndarray, x: np.ndarray, n_components: int, seed: int = 0) -> dict[str, Any]:
     """Fit PCA with ``n_components`` on ``train`` and return :func:`reconstruction_errors` on ``x``."""
     from sklearn.decomposition import PCA
 
@@ -87,10 +87,13 @@ def input_complexity(x: np.ndarray, low: float, high: float) -> np.ndarray:
     span = float(high) - float(low)
     out = np.empty(len(x), dtype=np.float64)
     for start in range(0, len(x), 4096):  # quantize a block at a time: bounded memory
-        block = x[start:start + 4096]
-        q = np.zeros(block.shape, np.uint8) if span <= 0 else np.clip(
-            np.rint((block - low) * (255.0 / span)), 0, 255).astype(np.uint8)
-        out[start:start + len(q)] = [8 * len(zlib.compress(row.tobytes(), 9)) for row in q]
+        block = x[start : start + 4096]
+        q = (
+            np.zeros(block.shape, np.uint8)
+            if span <= 0
+            else np.clip(np.rint((block - low) * (255.0 / span)), 0, 255).astype(np.uint8)
+        )
+        out[start : start + len(q)] = [8 * len(zlib.compress(row.tobytes(), 9)) for row in q]
     return out
 
 
@@ -119,8 +122,8 @@ def psnr(clean: np.ndarray, estimate: np.ndarray, data_range: float = 1.0, reduc
         raise ValueError(f"unknown reduction {reduction!r}")
     x = np.asarray(clean, dtype=np.float64)
     mse = ((np.asarray(estimate, dtype=np.float64).reshape(x.shape) - x) ** 2).reshape(len(x), -1).mean(1)
-    floor = data_range ** 2 * 10.0 ** (-PSNR_MAX_DB / 10.0)
-    per = 10.0 * np.log10(data_range ** 2 / np.maximum(mse, floor))
+    floor = data_range**2 * 10.0 ** (-PSNR_MAX_DB / 10.0)
+    per = 10.0 * np.log10(data_range**2 / np.maximum(mse, floor))
     return per if reduction == "none" else float(per.mean())
 
 
@@ -153,8 +156,9 @@ def _check_codes_factors(codes, factors, name: str) -> tuple[np.ndarray, np.ndar
     """Validate codes (N, K) and discrete factors (N, F) describing the same N examples."""
     codes, factors = _check_matrix(codes, name), _check_factors(factors)
     if len(codes) != len(factors):
-        raise DataError(f"codes have {len(codes)} rows but factors have {len(factors)}; "
-                        "they must describe the same examples")
+        raise DataError(
+            f"codes have {len(codes)} rows but factors have {len(factors)}; they must describe the same examples"
+        )
     return codes, factors
 
 
@@ -326,8 +330,9 @@ def mutual_information_gap(codes, factors, n_bins: int = 20) -> dict[str, Any]:
     }
 
 
-def dsprites_mig(encode: Callable[[np.ndarray], Any], n: int = 10000, seed: int = 0,
-                 batch_size: int = 1000) -> dict[str, Any]:
+def dsprites_mig(
+    encode: Callable[[np.ndarray], Any], n: int = 10000, seed: int = 0, batch_size: int = 1000
+) -> dict[str, Any]:
     """MIG of an encoder on dSprites, as disentanglement_lib evaluates it (10000 examples).
 
     Draws ``n`` distinct factor combinations (:func:`aekit.data.dsprites.sample_factors`),
@@ -366,11 +371,12 @@ def dsprites_mig(encode: Callable[[np.ndarray], Any], n: int = 10000, seed: int 
     factors = sample_factors(n, seed)
     parts = []
     for start in range(0, len(factors), batch_size):
-        chunk = factors[start:start + batch_size]
+        chunk = factors[start : start + batch_size]
         codes = np.asarray(encode(render(chunk)))
         if codes.ndim != 2 or codes.shape[0] != len(chunk):
-            raise DataError(f"encode returned codes of shape {codes.shape} for {len(chunk)} images; "
-                            f"expected ({len(chunk)}, K)")
+            raise DataError(
+                f"encode returned codes of shape {codes.shape} for {len(chunk)} images; expected ({len(chunk)}, K)"
+            )
         parts.append(codes)
     result = mutual_information_gap(np.concatenate(parts), factors)
     result["factor_names"] = list(FACTOR_NAMES)

@@ -24,7 +24,7 @@ MAX_PARAMETERS = 1 << 31
 MAX_LAYERS = 128
 
 
-def parameter_count(config: "ModelConfig", outputs_per_code: int = 1) -> int:
+def parameter_count(config: ModelConfig, outputs_per_code: int = 1) -> int:
     """The number of parameters of the encoder and decoder that ``config`` describes, computed
     arithmetically (nothing is allocated); ``outputs_per_code`` encoder outputs per code unit
     (2 for a Gaussian posterior's mean and log-variance). Tied weights are counted untied."""
@@ -34,6 +34,8 @@ def parameter_count(config: "ModelConfig", outputs_per_code: int = 1) -> int:
         enc = [*zip(sizes, [*hidden, latent * outputs_per_code])]
         dec = [*zip([latent, *reversed(hidden)], reversed(sizes))]
         return sum(a * b + b for a, b in enc + dec)
+    if config.image_shape is None:
+        raise ConfigError("the conv architecture needs image data (C,H,W); this data has flat rows")
     c, h, w = config.image_shape
     for _ in hidden:
         h, w = -(-h // 2), -(-w // 2)
@@ -51,15 +53,20 @@ class ModelConfig:
     input_dim: int = option(0, "number of input features (set from the data)")
     image_shape: tuple[int, ...] | None = option(None, "C,H,W of image data (set from the data)")
     architecture: str = option("mlp", "encoder/decoder family", choices=("mlp", "conv"))
-    hidden: tuple[int, ...] = option((256, 128), "hidden layer widths (mlp) or channel counts (conv), encoder side; "
-                                                 "the decoder mirrors them")
+    hidden: tuple[int, ...] = option(
+        (256, 128), "hidden layer widths (mlp) or channel counts (conv), encoder side; the decoder mirrors them"
+    )
     latent: int = option(16, "code size")
     activation: str = option("relu", "activation of hidden layers", choices=tuple(ACTIVATIONS))
     code_activation: str = option("linear", "activation of the code layer", choices=tuple(ACTIVATIONS))
-    loss: str = option("mse", "reconstruction loss: summed squared error or Bernoulli cross-entropy on logits "
-                              "(targets in [0,1])", choices=tuple(RECONSTRUCTION_LOSSES))
-    output_activation: str = option("linear", "activation of the decoder output with the mse loss",
-                                    choices=("linear", "sigmoid"))
+    loss: str = option(
+        "mse",
+        "reconstruction loss: summed squared error or Bernoulli cross-entropy on logits (targets in [0,1])",
+        choices=tuple(RECONSTRUCTION_LOSSES),
+    )
+    output_activation: str = option(
+        "linear", "activation of the decoder output with the mse loss", choices=("linear", "sigmoid")
+    )
     tied: bool = option(False, "decoder weights are the transposes of the encoder's (mlp only)")
     options: dict = option({}, "options of the variant (see `aekit train VARIANT --help`)")
 
@@ -75,11 +82,13 @@ class ModelConfig:
         spec = variants.get(self.variant) if isinstance(self.variant, str) else None
         if spec is None:
             raise ConfigError(f"model.variant must be a variant name, got {self.variant!r}")
-        typed = from_dict(spec.options, self.options, where=f"{self.variant} options")
+        typed: Any = from_dict(spec.options, self.options, where=f"{self.variant} options")
         self.options = to_dict(typed)
         if not isinstance(self.hidden, (tuple, list)) or len(self.hidden) > MAX_LAYERS:
-            raise ConfigError(f"model.hidden must be a list of at most {MAX_LAYERS} layer sizes, got "
-                              f"{self.hidden if not isinstance(self.hidden, (tuple, list)) else len(self.hidden)}")
+            raise ConfigError(
+                f"model.hidden must be a list of at most {MAX_LAYERS} layer sizes, got "
+                f"{self.hidden if not isinstance(self.hidden, (tuple, list)) else len(self.hidden)}"
+            )
         self.hidden = tuple(self.hidden)
         named = [("input_dim", self.input_dim), *(("hidden", h) for h in self.hidden), ("latent", self.latent)]
         for name, value in named:
@@ -94,8 +103,11 @@ class ModelConfig:
             raise ConfigError(f"layer size {max(sizes)} is absurdly large (limit {MAX_UNITS})")
         shape = self.image_shape
         if shape is not None:
-            if not isinstance(shape, (tuple, list)) or len(shape) != 3 or any(
-                    isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0 for d in shape):
+            if (
+                not isinstance(shape, (tuple, list))
+                or len(shape) != 3
+                or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0 for d in shape)
+            ):
                 raise ConfigError(f"image_shape must be three positive integers (C,H,W), got {shape!r}")
             if math.prod(shape) != self.input_dim:
                 raise ConfigError(f"image_shape {self.image_shape} does not match input_dim {self.input_dim}")
@@ -108,8 +120,10 @@ class ModelConfig:
                 raise ConfigError("a convolutional encoder needs at least one channel count in --hidden")
         n_params = parameter_count(self, spec.cls.encoder_outputs_per_code)
         if n_params > MAX_PARAMETERS:
-            raise ConfigError(f"the model would have about {n_params:.3g} parameters, which is absurdly large "
-                              f"(limit {MAX_PARAMETERS:.3g})")
+            raise ConfigError(
+                f"the model would have about {n_params:.3g} parameters, which is absurdly large "
+                f"(limit {MAX_PARAMETERS:.3g})"
+            )
         self._validated = (self._fields(), typed)
 
     def _fields(self) -> tuple:
@@ -173,6 +187,13 @@ class Autoencoder(nn.Module):
         - Output: :class:`Output` with ``reconstruction`` shaped like the input
     """
 
+    # set after construction: by aekit.fit (all four) and aekit.load (run_config); read with getattr where
+    # they may be missing
+    run_config: dict[str, Any]
+    history: list[dict[str, Any]]
+    start_epoch: int
+    pretrain_record: dict[str, Any]
+
     def __init__(self, config: ModelConfig, transform: Any = None):
         super().__init__()
         options = config.variant_options()  # validates the config unless validate() accepted it as it is
@@ -190,6 +211,7 @@ class Autoencoder(nn.Module):
             else:
                 self.decoder = MLP([c.latent, *reversed(c.hidden), c.input_dim], c.activation)
         else:
+            assert c.image_shape is not None, "a validated conv config has an image shape"
             self.encoder = ConvEncoder(c.image_shape, c.hidden, n_out, c.activation, c.code_activation)
             self.decoder = ConvDecoder(c.image_shape, c.hidden, c.latent, c.activation)
         self._loss = RECONSTRUCTION_LOSSES[c.loss]
@@ -202,6 +224,7 @@ class Autoencoder(nn.Module):
     # -- shapes -----------------------------------------------------------------------------
     def _to_encoder(self, x: torch.Tensor) -> torch.Tensor:
         if self.config.architecture == "conv":
+            assert self.config.image_shape is not None, "a validated conv config has an image shape"
             return x.reshape(-1, *self.config.image_shape)
         return x.reshape(x.shape[0], self.config.input_dim)
 
@@ -226,8 +249,7 @@ class Autoencoder(nn.Module):
         """``decode(encode(x))``: the deterministic reconstruction in model space, flat ``(N, D)``."""
         return self.decode(self.encode(x))
 
-    def reconstruction_nll(self, logits: torch.Tensor, target: torch.Tensor,
-                           reduction: str = "mean") -> torch.Tensor:
+    def reconstruction_nll(self, logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         """The reconstruction term of decoder ``logits`` against ``target``, per example summed over
         features: the variant's own likelihood where it has one, else the model's ``loss``."""
         own = self.variant.reconstruction_nll(logits, target, reduction)
@@ -304,7 +326,7 @@ class Autoencoder(nn.Module):
             outs = []
             with torch.inference_mode():
                 for i in range(0, max(len(X), 1), batch_size):  # no rows: one empty batch gives the shape
-                    xb = torch.from_numpy(X[i:i + batch_size]).to(device)
+                    xb = torch.from_numpy(X[i : i + batch_size]).to(device)
                     outs.append(fn(xb).cpu().numpy())
         finally:
             self.train(was_training)
@@ -319,6 +341,7 @@ class Autoencoder(nn.Module):
         to the original units with ``invert``). A large NumPy array (a memory map too) is prepared a block
         of whole batches at a time and the results are written into one preallocated output: the same
         batches as in one go, so the same numbers, with no full-size float32 copy of the input."""
+
         def run(rows: Any) -> np.ndarray:
             out = self.batched(self.prepare(rows, where), fn, batch_size)
             return self.transform.invert(out) if invert and self.transform is not None else out
@@ -329,10 +352,11 @@ class Autoencoder(nn.Module):
             return run(X)
         out = None
         for i in range(0, len(X), block):
-            part = run(X[i:i + block])
+            part = run(X[i : i + block])
             if out is None:
                 out = np.empty((len(X), *part.shape[1:]), part.dtype)
-            out[i:i + len(part)] = part
+            out[i : i + len(part)] = part
+        assert out is not None, "len(X) > block > 0: the loop ran"
         return out
 
     def encode_array(self, X: Any, batch_size: int = 4096, where: str = "input") -> np.ndarray:

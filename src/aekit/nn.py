@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -27,9 +28,7 @@ def make_activation(name: str) -> nn.Module:
     try:
         return ACTIVATIONS[name]()
     except KeyError:
-        raise ConfigError(
-            f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}"
-        ) from None
+        raise ConfigError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}") from None
 
 
 class MLP(nn.Sequential):
@@ -53,7 +52,7 @@ class MLP(nn.Sequential):
         if len(sizes) < 2:
             raise ConfigError("an MLP needs at least an input and an output size")
         layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (a, b) in enumerate(itertools.pairwise(sizes)):
             layers.append(nn.Linear(a, b))
             last = i == len(sizes) - 2
             act = last_activation if last else activation
@@ -114,8 +113,14 @@ class ConvEncoder(nn.Module):
         - Output: :math:`(N, latent)`
     """
 
-    def __init__(self, image_shape: Sequence[int], channels: Sequence[int], latent: int,
-                 activation: str = "relu", last_activation: str = "linear"):
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        channels: Sequence[int],
+        latent: int,
+        activation: str = "relu",
+        last_activation: str = "linear",
+    ):
         super().__init__()
         c, h, w = image_shape
         if not channels:
@@ -142,21 +147,20 @@ class ConvDecoder(nn.Module):
         - Output: :math:`(N, C, H, W)` (pre-activation: logits or linear values)
     """
 
-    def __init__(self, image_shape: Sequence[int], channels: Sequence[int], latent: int,
-                 activation: str = "relu"):
+    def __init__(self, image_shape: Sequence[int], channels: Sequence[int], latent: int, activation: str = "relu"):
         super().__init__()
         c, h, w = image_shape
         sizes = conv_sizes(h, w, len(channels))
         rev = list(reversed(channels))
         self.start = (rev[0], *sizes[-1])
-        self.head = nn.Sequential(nn.Linear(latent, rev[0] * sizes[-1][0] * sizes[-1][1]),
-                                  make_activation(activation))
+        self.head = nn.Sequential(nn.Linear(latent, rev[0] * sizes[-1][0] * sizes[-1][1]), make_activation(activation))
         layers: list[nn.Module] = []
         outs = [*rev[1:], c]
         for i, (c_in, c_out) in enumerate(zip(rev, outs)):
             th, tw = sizes[len(channels) - 1 - i]
-            layers.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1,
-                                             output_padding=(1 - th % 2, 1 - tw % 2)))
+            layers.append(
+                nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=(1 - th % 2, 1 - tw % 2))
+            )
             if i < len(channels) - 1:
                 layers.append(make_activation(activation))
         self.features = nn.Sequential(*layers)

@@ -41,8 +41,9 @@ NOISE_KINDS = ("mask", "gaussian", "salt_pepper")
 DEFAULT_NU, DEFAULT_SIGMA = 0.25, 0.3
 
 
-def check_parameters(kind: str = "gaussian", *, nu: float = DEFAULT_NU, sigma: float = DEFAULT_SIGMA,
-                     low: float = 0.0, high: float = 1.0) -> None:
+def check_parameters(
+    kind: str = "gaussian", *, nu: float = DEFAULT_NU, sigma: float = DEFAULT_SIGMA, low: float = 0.0, high: float = 1.0
+) -> None:
     """Raise :class:`~aekit.errors.ConfigError` unless the corruption parameters make sense.
 
     ``kind`` must be one of :data:`NOISE_KINDS`, :math:`0 \\le \\nu \\le 1`,
@@ -61,11 +62,10 @@ def check_parameters(kind: str = "gaussian", *, nu: float = DEFAULT_NU, sigma: f
 def n_corrupted(nu: float, d: int) -> int:
     """The number of entries of a :math:`d`-entry example that :func:`mask` and
     :func:`salt_and_pepper` corrupt: :math:`\\lfloor \\nu d + 1/2 \\rfloor` (halves round up)."""
-    return min(d, int(math.floor(nu * d + 0.5)))
+    return min(d, math.floor(nu * d + 0.5))
 
 
-def _draw(sample: Any, shape: tuple[int, ...], x: torch.Tensor,
-          generator: torch.Generator | None) -> torch.Tensor:
+def _draw(sample: Any, shape: tuple[int, ...], x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """``sample(shape)`` (``torch.rand`` / ``torch.randn``) from ``generator``'s device, moved to ``x``'s."""
     device = generator.device if generator is not None else x.device
     dtype = x.dtype if x.is_floating_point() else torch.float32
@@ -114,8 +114,9 @@ def _mask(x: torch.Tensor, nu: float, generator: torch.Generator | None) -> torc
     return x.masked_fill(_choose_entries(x, nu, generator), 0)
 
 
-def gaussian(x: torch.Tensor, sigma: float, generator: torch.Generator | None = None,
-             clip: tuple[float, float] | None = None) -> torch.Tensor:
+def gaussian(
+    x: torch.Tensor, sigma: float, generator: torch.Generator | None = None, clip: tuple[float, float] | None = None
+) -> torch.Tensor:
     """Additive isotropic Gaussian noise, :math:`\\tilde x = x + \\epsilon`, :math:`\\epsilon \\sim
     \\mathcal N(0, \\sigma^2 I)` (Vincent et al. 2010, section 4.2).
 
@@ -148,8 +149,9 @@ def _gaussian(x: torch.Tensor, sigma: float, generator: torch.Generator | None) 
     return x + sigma * _draw(torch.randn, tuple(x.shape), x, generator)
 
 
-def salt_and_pepper(x: torch.Tensor, nu: float, low: float = 0.0, high: float = 1.0,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+def salt_and_pepper(
+    x: torch.Tensor, nu: float, low: float = 0.0, high: float = 1.0, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Salt-and-pepper noise: set a random fraction :math:`\\nu` of each example's entries to
     ``low`` or ``high``, each with probability 1/2 (Vincent et al. 2008, 2010).
 
@@ -177,18 +179,30 @@ def salt_and_pepper(x: torch.Tensor, nu: float, low: float = 0.0, high: float = 
     return _salt_and_pepper(x, nu, low, high, generator)
 
 
-def _salt_and_pepper(x: torch.Tensor, nu: float, low: float, high: float,
-                     generator: torch.Generator | None) -> torch.Tensor:
+def _salt_and_pepper(
+    x: torch.Tensor, nu: float, low: float, high: float, generator: torch.Generator | None
+) -> torch.Tensor:
     chosen = _choose_entries(x, nu, generator)
     salt = _draw(torch.rand, tuple(x.shape), x, generator) < 0.5
-    values = torch.where(salt, torch.as_tensor(high, dtype=x.dtype, device=x.device),
-                         torch.as_tensor(low, dtype=x.dtype, device=x.device))
+    values = torch.where(
+        salt,
+        torch.as_tensor(high, dtype=x.dtype, device=x.device),
+        torch.as_tensor(low, dtype=x.dtype, device=x.device),
+    )
     return torch.where(chosen, values, x)
 
 
-def corrupt(x: torch.Tensor, kind: str, *, nu: float = DEFAULT_NU, sigma: float = DEFAULT_SIGMA, low: float = 0.0,
-            high: float = 1.0, clip: tuple[float, float] | None = None,
-            generator: torch.Generator | None = None) -> torch.Tensor:
+def corrupt(
+    x: torch.Tensor,
+    kind: str,
+    *,
+    nu: float = DEFAULT_NU,
+    sigma: float = DEFAULT_SIGMA,
+    low: float = 0.0,
+    high: float = 1.0,
+    clip: tuple[float, float] | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Apply the corruption process named ``kind`` (one of :data:`NOISE_KINDS`).
 
     ``mask`` uses ``nu``; ``gaussian`` uses ``sigma`` and ``clip``; ``salt_pepper`` uses
@@ -202,9 +216,17 @@ def corrupt(x: torch.Tensor, kind: str, *, nu: float = DEFAULT_NU, sigma: float 
     return salt_and_pepper(x, nu, low, high, generator)
 
 
-def corrupt_unchecked(x: torch.Tensor, kind: str, *, nu: float = DEFAULT_NU, sigma: float = DEFAULT_SIGMA,
-                      low: float = 0.0, high: float = 1.0, clip: tuple[float, float] | None = None,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+def corrupt_unchecked(
+    x: torch.Tensor,
+    kind: str,
+    *,
+    nu: float = DEFAULT_NU,
+    sigma: float = DEFAULT_SIGMA,
+    low: float = 0.0,
+    high: float = 1.0,
+    clip: tuple[float, float] | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """:func:`corrupt` without checking the parameters (the same draws, the same result): for parameters
     that :func:`check_parameters` accepted already, once, rather than on every batch (``clip`` too:
     its bounds as ``low`` and ``high``). Invalid ones give undefined results."""

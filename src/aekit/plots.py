@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -15,8 +16,10 @@ FIGURES = "figures"
 
 def _pyplot() -> Any:
     import matplotlib
+
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -56,14 +59,20 @@ def loss_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
             ax.legend()
         if all((r.get(f"train_{term}") or 0) > 0 for r in history):
             ax.set_yscale("log")
-    for ax in list(axes.flat)[len(terms):]:
+    for ax in list(axes.flat)[len(terms) :]:
         ax.axis("off")
     fig.tight_layout()
     return _save(fig, Path(path))
 
 
-def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray, image_shape: Sequence[int],
-                        path: str | Path, n: int = 16, title: str | None = None) -> Path:
+def reconstruction_grid(
+    originals: np.ndarray,
+    reconstructions: np.ndarray,
+    image_shape: Sequence[int],
+    path: str | Path,
+    n: int = 16,
+    title: str | None = None,
+) -> Path:
     """Two rows per block: originals above their reconstructions."""
     plt = _pyplot()
     n = min(n, len(originals))
@@ -87,15 +96,22 @@ def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray, imag
     return _save(fig, Path(path))
 
 
-def image_grid(images: np.ndarray, image_shape: Sequence[int], path: str | Path, cols: int = 8,
-               title: str | None = None, row_labels: Sequence[str] | None = None) -> Path:
+def image_grid(
+    images: np.ndarray,
+    image_shape: Sequence[int],
+    path: str | Path,
+    cols: int = 8,
+    title: str | None = None,
+    row_labels: Sequence[str] | None = None,
+) -> Path:
     """Images in a grid of ``cols`` columns, filled row by row (samples, interpolations, traversals)."""
     plt = _pyplot()
     n = len(images)
     cols = max(1, min(cols, n))
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(0.9 * cols + (0.6 if row_labels else 0), 0.9 * rows + 0.3),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(0.9 * cols + (0.6 if row_labels else 0), 0.9 * rows + 0.3), squeeze=False
+    )
     lo, hi = float(np.min(images)), float(np.max(images))
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
@@ -126,9 +142,15 @@ def run_figures(run_dir: str | Path, model: Any, history: Sequence[dict[str, Any
     ds = splits.test if len(splits.test) else (splits.val if len(splits.val) else splits.train)
     if ds.image_shape is not None:
         x = ds.x[:16]
-        written.append(reconstruction_grid(x, model.reconstruct_array(x), ds.image_shape,
-                                           fig_dir / "reconstructions.png",
-                                           title=f"{ds.source}: originals and reconstructions"))
+        written.append(
+            reconstruction_grid(
+                x,
+                model.reconstruct_array(x),
+                ds.image_shape,
+                fig_dir / "reconstructions.png",
+                title=f"{ds.source}: originals and reconstructions",
+            )
+        )
         if model.variant.prior is not None:
             written += generative_figures(fig_dir, model, ds)
     return written
@@ -139,25 +161,52 @@ def generative_figures(fig_dir: str | Path, model: Any, ds: Any, seed: int = 0, 
     of its first image, for a model with a prior (``model.variant.prior``) on image data. ``grid`` draws each figure
     (:func:`image_grid` by default; :func:`image_mosaic` is faster)."""
     from .latent import interpolate, sample, traverse
+
     draw = grid or image_grid
     fig_dir = Path(fig_dir)
     shape = ds.image_shape
-    written = [draw(sample(model, 64, seed=seed), shape, fig_dir / "samples.png",
-                    title=f"{model.config.variant}: 64 samples from the prior")]
+    written = [
+        draw(
+            sample(model, 64, seed=seed),
+            shape,
+            fig_dir / "samples.png",
+            title=f"{model.config.variant}: 64 samples from the prior",
+        )
+    ]
     pairs = [(2 * i, 2 * i + 1) for i in range(min(4, len(ds) // 2))]
     if pairs:
         rows = np.concatenate([interpolate(model, ds.x[a], ds.x[b], 10) for a, b in pairs])
-        written.append(draw(rows, shape, fig_dir / "interpolations.png", cols=10,
-                            title="linear interpolation between the codes of two test images"))
+        written.append(
+            draw(
+                rows,
+                shape,
+                fig_dir / "interpolations.png",
+                cols=10,
+                title="linear interpolation between the codes of two test images",
+            )
+        )
     images, dims, _ = traverse(model, ds.x[0], dims=range(min(model.config.latent, 16)), steps=9)
-    written.append(draw(images, shape, fig_dir / "traversals.png", cols=9,
-                        row_labels=[f"z{d}" for d in dims],
-                        title="latent traversals: one dimension from -3 to 3, the others fixed"))
+    written.append(
+        draw(
+            images,
+            shape,
+            fig_dir / "traversals.png",
+            cols=9,
+            row_labels=[f"z{d}" for d in dims],
+            title="latent traversals: one dimension from -3 to 3, the others fixed",
+        )
+    )
     return written
 
 
-def image_mosaic(images: np.ndarray, image_shape: Sequence[int], path: str | Path, cols: int = 8,
-                 title: str | None = None, row_labels: Sequence[str] | None = None) -> Path:
+def image_mosaic(
+    images: np.ndarray,
+    image_shape: Sequence[int],
+    path: str | Path,
+    cols: int = 8,
+    title: str | None = None,
+    row_labels: Sequence[str] | None = None,
+) -> Path:
     """:func:`image_grid` drawn as one tiled image (one pixel apart) in a single panel: the same
     layout and grey scale over all images, many times faster for large grids."""
     plt = _pyplot()
@@ -165,7 +214,7 @@ def image_mosaic(images: np.ndarray, image_shape: Sequence[int], path: str | Pat
     n = len(imgs)
     cols = max(1, min(cols, n))
     rows = math.ceil(n / cols)
-    h, w = imgs[0].shape[:2]
+    h = imgs[0].shape[0]
     rgb = imgs[0].ndim == 3
     lo, hi = (0.0, 1.0) if rgb else (float(np.nanmin(imgs)), float(np.nanmax(imgs)))
     out = _tile(imgs, cols)
@@ -173,8 +222,7 @@ def image_mosaic(images: np.ndarray, image_shape: Sequence[int], path: str | Pat
     if rgb:
         ax.imshow(np.nan_to_num(out, nan=1.0), interpolation="nearest")
     else:
-        ax.imshow(out, cmap=plt.get_cmap("gray").with_extremes(bad="white"), vmin=lo, vmax=hi,
-                  interpolation="nearest")
+        ax.imshow(out, cmap=plt.get_cmap("gray").with_extremes(bad="white"), vmin=lo, vmax=hi, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([r * (h + 1) + (h - 1) / 2 for r in range(len(row_labels or []))])
     ax.set_yticklabels(list(row_labels or []), fontsize=7)
@@ -188,8 +236,14 @@ def image_mosaic(images: np.ndarray, image_shape: Sequence[int], path: str | Pat
 
 
 # -- figures of the HTML report (aekit.report) ------------------------------------------------
-def code_scatter(points: np.ndarray, labels: np.ndarray | None, path: str | Path,
-                 axis_labels: Sequence[str] = ("z0", "z1"), title: str | None = None, max_classes: int = 20) -> Path:
+def code_scatter(
+    points: np.ndarray,
+    labels: np.ndarray | None,
+    path: str | Path,
+    axis_labels: Sequence[str] = ("z0", "z1"),
+    title: str | None = None,
+    max_classes: int = 20,
+) -> Path:
     """A 2-D scatter of codes (or of their projection), one colour per label with a legend when
     there are at most ``max_classes`` labels, a colour bar over the sorted labels otherwise."""
     plt = _pyplot()
@@ -206,8 +260,9 @@ def code_scatter(points: np.ndarray, labels: np.ndarray | None, path: str | Path
             for i, c in enumerate(classes):
                 m = labels == c
                 ax.scatter(pts[m, 0], pts[m, 1], color=cmap(i % cmap.N), label=str(c), **style)
-            ax.legend(title="label", fontsize=8, markerscale=2.5, loc="center left", bbox_to_anchor=(1.01, 0.5),
-                      frameon=False)
+            ax.legend(
+                title="label", fontsize=8, markerscale=2.5, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False
+            )
         else:
             sc = ax.scatter(pts[:, 0], pts[:, 1], c=np.searchsorted(classes, labels), cmap="viridis", **style)
             fig.colorbar(sc, ax=ax, label="label (rank)")
@@ -220,8 +275,9 @@ def code_scatter(points: np.ndarray, labels: np.ndarray | None, path: str | Path
     return _save(fig, Path(path))
 
 
-def mutual_info_heatmap(matrix: np.ndarray, factor_names: Sequence[str], path: str | Path,
-                        title: str | None = None) -> Path:
+def mutual_info_heatmap(
+    matrix: np.ndarray, factor_names: Sequence[str], path: str | Path, title: str | None = None
+) -> Path:
     """The ``(K, F)`` mutual information of each code dimension (row) with each factor (column),
     normalized by the factor's entropy, as a heat map on [0, 1] with the values written in."""
     plt = _pyplot()
@@ -242,8 +298,13 @@ def mutual_info_heatmap(matrix: np.ndarray, factor_names: Sequence[str], path: s
     return _save(fig, Path(path))
 
 
-def filter_grid(filters: np.ndarray, path: str | Path, image_shape: Sequence[int] | None = None,
-                cols: int = 16, title: str | None = None) -> Path:
+def filter_grid(
+    filters: np.ndarray,
+    path: str | Path,
+    image_shape: Sequence[int] | None = None,
+    cols: int = 16,
+    title: str | None = None,
+) -> Path:
     """First-layer filters: with ``image_shape`` (C, H, W) each row of ``filters`` is drawn as an
     image, scaled on its own and symmetric around 0 (blue negative, red positive; RGB for 3
     channels); without it the rows are drawn as one heat map of units by input features."""
@@ -266,8 +327,9 @@ def filter_grid(filters: np.ndarray, path: str | Path, image_shape: Sequence[int
         if mosaic.ndim == 3:
             ax.imshow(mosaic, interpolation="nearest")
         else:
-            ax.imshow(mosaic, cmap=plt.get_cmap("RdBu_r").with_extremes(bad="white"), vmin=-1, vmax=1,
-                      interpolation="nearest")
+            ax.imshow(
+                mosaic, cmap=plt.get_cmap("RdBu_r").with_extremes(bad="white"), vmin=-1, vmax=1, interpolation="nearest"
+            )
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -295,12 +357,13 @@ def _tile(tiles: Sequence[np.ndarray], cols: int, gap: int = 1, fill: float = np
     out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, *tiles[0].shape[2:]), fill)
     for i, tile in enumerate(tiles):
         r, k = divmod(i, cols)
-        out[r * (h + gap):r * (h + gap) + h, k * (w + gap):k * (w + gap) + w] = tile
+        out[r * (h + gap) : r * (h + gap) + h, k * (w + gap) : k * (w + gap) + w] = tile
     return out
 
 
-def activation_histograms(codes: np.ndarray, path: str | Path, target: float | None = None,
-                          title: str | None = None) -> Path:
+def activation_histograms(
+    codes: np.ndarray, path: str | Path, target: float | None = None, title: str | None = None
+) -> Path:
     """Left: the histogram of the mean activation of each code unit over the rows of ``codes``
     (with the sparsity ``target`` as a dashed line); right: the histogram of all activations."""
     plt = _pyplot()
@@ -327,8 +390,9 @@ def activation_histograms(codes: np.ndarray, path: str | Path, target: float | N
     return _save(fig, Path(path))
 
 
-def feature_reconstructions(originals: np.ndarray, reconstructions: np.ndarray, path: str | Path, n: int = 4,
-                            title: str | None = None) -> Path:
+def feature_reconstructions(
+    originals: np.ndarray, reconstructions: np.ndarray, path: str | Path, n: int = 4, title: str | None = None
+) -> Path:
     """For rows that are not images: each of the first ``n`` rows' features and their
     reconstruction, one panel per row."""
     plt = _pyplot()
@@ -359,8 +423,11 @@ def pretrain_curves(record: dict[str, Any], path: str | Path) -> Path:
     one line per layer."""
     plt = _pyplot()
     layers = record.get("layers") or []
-    measures = [k for k in PRETRAIN_MEASURES
-                if any(r.get(k) is not None for layer in layers for r in layer.get("history") or [])]
+    measures = [
+        k
+        for k in PRETRAIN_MEASURES
+        if any(r.get(k) is not None for layer in layers for r in layer.get("history") or [])
+    ]
     measures = measures or ["train_loss"]
     fig, axes = plt.subplots(1, len(measures), figsize=(4.2 * len(measures), 3.2), squeeze=False)
     for ax, key in zip(axes.flat, measures):
@@ -368,8 +435,12 @@ def pretrain_curves(record: dict[str, Any], path: str | Path) -> Path:
             hist = layer.get("history") or []
             ys = [np.nan if r.get(key) is None else r[key] for r in hist]
             if hist and not all(np.isnan(ys)):
-                ax.plot([r.get("epoch", i + 1) for i, r in enumerate(hist)], ys, marker=".",
-                        label=f"layer {layer.get('layer', '?')}")
+                ax.plot(
+                    [r.get("epoch", i + 1) for i, r in enumerate(hist)],
+                    ys,
+                    marker=".",
+                    label=f"layer {layer.get('layer', '?')}",
+                )
         ax.set_title(key.replace("_", " "), fontsize=10)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -12,42 +12,85 @@ a stacked denoising autoencoder with the ordinary :class:`~aekit.train.Trainer`.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
-from .variants.stacks import (HIDDEN_UNITS, RBM, VISIBLE_UNITS, CDGradient, Layer, LayerTrainer, RBMConfig,
-                                 cd_gradient, denoising_layer, rbms_from_model, stack_record, train_dbn, train_rbm,
-                                 unroll, visible_units)
+from .variants.stacks import (
+    HIDDEN_UNITS,
+    RBM,
+    VISIBLE_UNITS,
+    CDGradient,
+    Layer,
+    LayerTrainer,
+    RBMConfig,
+    cd_gradient,
+    denoising_layer,
+    rbms_from_model,
+    stack_record,
+    train_dbn,
+    train_rbm,
+    unroll,
+    visible_units,
+)
 from .variants.stacks import stack_denoising as _stack_denoising
 
-__all__ = ["HIDDEN_UNITS", "RBM", "VISIBLE_UNITS", "CDGradient", "Layer", "LayerTrainer", "RBMConfig", "cd_gradient",
-           "denoising_layer", "rbms_from_model", "stack_denoising", "stack_record", "train_dbn", "train_layer",
-           "train_rbm", "unroll", "visible_units"]
+__all__ = [
+    "HIDDEN_UNITS",
+    "RBM",
+    "VISIBLE_UNITS",
+    "CDGradient",
+    "Layer",
+    "LayerTrainer",
+    "RBMConfig",
+    "cd_gradient",
+    "denoising_layer",
+    "rbms_from_model",
+    "stack_denoising",
+    "stack_record",
+    "train_dbn",
+    "train_layer",
+    "train_rbm",
+    "unroll",
+    "visible_units",
+]
 
 
-def train_layer(fields: dict[str, Any], x: torch.Tensor, *, epochs: int, batch_size: int, lr: float, seed: int,
-                progress: bool | None = False) -> tuple[Any, list[dict[str, Any]]]:
+def train_layer(
+    fields: dict[str, Any],
+    x: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    progress: bool | None = False,
+) -> tuple[Any, list[dict[str, Any]]]:
     """Build the :class:`~aekit.model.Autoencoder` of the :class:`~aekit.model.ModelConfig` fields ``fields``
     and train it on the rows ``x`` with the :class:`~aekit.train.Trainer` (Adam, learning rate ``lr``,
     seed ``seed``, on ``x``'s device): the :data:`~aekit.variants.stacks.LayerTrainer` of the layer-wise
     pretraining. The model's initial weights are drawn after ``torch.manual_seed(seed)``, and the
     global torch RNG is restored afterwards. Returns the trained model and its history."""
     from .model import Autoencoder, ModelConfig
-    from .train import Trainer, TrainConfig
+    from .train import TrainConfig, Trainer
 
     cfg = ModelConfig(**fields)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         ae = Autoencoder(cfg)
-        trainer = Trainer(ae, TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                                          device=str(x.device)), progress=progress)
+        trainer = Trainer(
+            ae,
+            TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=str(x.device)),
+            progress=progress,
+        )
         history = trainer.fit(x)
     return ae, history
 
 
-def stack_denoising(x: Any, sizes: Sequence[int], *, train_layer: LayerTrainer = train_layer,
-                    **kwargs: Any) -> list[Layer]:
+def stack_denoising(
+    x: Any, sizes: Sequence[int], *, train_layer: LayerTrainer = train_layer, **kwargs: Any
+) -> list[Layer]:
     r"""Greedy layer-wise denoising pretraining (Vincent et al. 2010, section 3.5): each layer a
     one-hidden-layer denoising autoencoder with tied weights, trained by ``train_layer``
     (:func:`train_layer` by default: the ordinary :class:`~aekit.train.Trainer`) on the clean codes

@@ -17,9 +17,10 @@ import datetime
 import html
 import json
 import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -100,8 +101,10 @@ def _num(value: Any) -> str:
 def figure(png: Path, caption: str) -> str:
     """A ``<figure>`` embedding the PNG file ``png`` as a data URI."""
     data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{esc(caption)}">'
-            f"<figcaption>{esc(caption)}</figcaption></figure>")
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{esc(caption)}">'
+        f"<figcaption>{esc(caption)}</figcaption></figure>"
+    )
 
 
 def note(text: str) -> str:
@@ -143,17 +146,20 @@ footer { text-align: center; color: #57606a; font-size: .8rem; padding-bottom: 1
 def render(title: str, header: Sequence[tuple[str, Any]], sections: Sequence[Section]) -> str:
     """The whole page: a header with ``(term, value)`` pairs, a table of contents and the sections."""
     from .version import __version__
+
     dl = "".join(f"<dt>{esc(k)}</dt><dd>{esc(fmt(v))}</dd>" for k, v in header)
     nav = "".join(f'<a href="#{esc(s.id)}">{esc(s.title)}</a>' for s in sections)
     body = "".join(f'<section id="{esc(s.id)}"><h2>{esc(s.title)}</h2>{s.body}</section>' for s in sections)
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    return ("<!DOCTYPE html>\n"
-            '<html lang="en"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>"
-            f"<header><h1>{esc(title)}</h1><dl>{dl}</dl></header><nav>{nav}</nav><main>{body}</main>"
-            f"<footer>written by aekit {esc(__version__)} on {esc(now)}; self-contained, nothing loaded "
-            f"from elsewhere</footer></body></html>\n")
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>"
+        f"<header><h1>{esc(title)}</h1><dl>{dl}</dl></header><nav>{nav}</nav><main>{body}</main>"
+        f"<footer>written by aekit {esc(__version__)} on {esc(now)}; self-contained, nothing loaded "
+        f"from elsewhere</footer></body></html>\n"
+    )
 
 
 # -- numbers (pure functions) ----------------------------------------------------------------
@@ -170,7 +176,7 @@ def codes_2d(codes: np.ndarray, seed: int = 0) -> tuple[np.ndarray, tuple[str, s
     centred = z - z.mean(0)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
     vt = vt[:2] * np.sign(vt[:2, [np.argmax(np.abs(v)) for v in vt[:2]]].diagonal())[:, None]
-    ratio = s ** 2 / max(float((s ** 2).sum()), 1e-300)
+    ratio = s**2 / max(float((s**2).sum()), 1e-300)
     return centred @ vt.T, (f"PC 1 ({ratio[0]:.0%} of the code variance)", f"PC 2 ({ratio[1]:.0%})")
 
 
@@ -179,13 +185,17 @@ def first_layer_filters(encoder: Any, image_shape: Sequence[int] | None) -> tupl
     as (C, H, W) or None, description)``. A first ``Linear`` layer gives one filter per unit,
     image-shaped when its inputs are the image's pixels; a first ``Conv2d`` its kernels."""
     from torch import nn
+
     layer = next((m for m in encoder.modules() if isinstance(m, (nn.Linear, nn.Conv2d))), None)
     if layer is None:
         raise ConfigError("the encoder has no linear or convolutional layer")
     w = layer.weight.detach().cpu().numpy().astype(np.float64)
     if isinstance(layer, nn.Conv2d):
-        return w.reshape(len(w), -1), tuple(w.shape[1:]), (f"first convolution: {w.shape[0]} kernels of "
-                                                           f"{w.shape[1]}x{w.shape[2]}x{w.shape[3]}")
+        return (
+            w.reshape(len(w), -1),
+            tuple(w.shape[1:]),
+            (f"first convolution: {w.shape[0]} kernels of {w.shape[1]}x{w.shape[2]}x{w.shape[3]}"),
+        )
     shape = tuple(image_shape) if image_shape is not None and int(np.prod(image_shape)) == w.shape[1] else None
     return w, shape, f"first linear layer: {w.shape[0]} units of {w.shape[1]} inputs"
 
@@ -196,7 +206,9 @@ def _config_section(cfg: dict[str, Any]) -> Section:
     top = [(k, v) for k, v in cfg.items() if k not in skip and not isinstance(v, dict)]
     groups = [("run", top)] + [(k, flatten(v)) for k, v in cfg.items() if isinstance(v, dict) and k not in skip]
     body = "".join(f"<div><h3>{esc(name)}</h3>{table(rows, ('key', 'value'))}</div>" for name, rows in groups if rows)
-    return Section("configuration", "Configuration", f'<p>From <code>config.json</code>.</p><div class="grid">{body}</div>')
+    return Section(
+        "configuration", "Configuration", f'<p>From <code>config.json</code>.</p><div class="grid">{body}</div>'
+    )
 
 
 def _metrics_body(result: dict[str, Any], source: str) -> str:
@@ -207,8 +219,10 @@ def _metrics_body(result: dict[str, Any], source: str) -> str:
         rest["mig"] = {k: v for k, v in rest["mig"].items() if k != "normalized_mutual_info"}
     if isinstance(ae, dict) and isinstance(pca, dict):
         keys = [k for k in ae if k in pca]
-        parts.append("<h3>autoencoder against PCA with the same code size</h3>" +
-                     table([(k, ae[k], pca[k]) for k in keys], ("measure", "autoencoder", "PCA"), cls="kv"))
+        parts.append(
+            "<h3>autoencoder against PCA with the same code size</h3>"
+            + table([(k, ae[k], pca[k]) for k in keys], ("measure", "autoencoder", "PCA"), cls="kv")
+        )
         rest["autoencoder"] = {k: v for k, v in ae.items() if k not in keys}
         rest["pca"] = {k: v for k, v in pca.items() if k not in keys}
     rows = [(k, v) for k, v in flatten(rest) if v != {}]
@@ -225,18 +239,24 @@ def _disentanglement_section(result: dict[str, Any] | None, tmp: Path) -> Sectio
     m = np.asarray(mig["normalized_mutual_info"], dtype=np.float64)
     names = mig.get("factor_names") or [f"v{j}" for j in range(m.shape[1])]
     if m.ndim != 2 or m.shape[0] < 2 or m.shape[1] != len(names) or len(mig.get("gaps") or []) != len(names):
-        raise io.RunError("evaluation: mig.normalized_mutual_info is not a (code dimensions, factors) matrix "
-                          "matching mig.gaps and mig.factor_names")
+        raise io.RunError(
+            "evaluation: mig.normalized_mutual_info is not a (code dimensions, factors) matrix "
+            "matching mig.gaps and mig.factor_names"
+        )
     rows = []
     for j, name in enumerate(names):
         first, second = np.argsort(m[:, j])[::-1][:2]
         rows.append((name, mig["gaps"][j], f"z{first} ({m[first, j]:.3f})", f"z{second} ({m[second, j]:.3f})"))
-    body = (f"<p>Mutual Information Gap (Chen et al. 2018, as disentanglement_lib computes it): "
-            f"<b>{esc(fmt(mig.get('mig')))}</b>. A factor held by one code dimension alone has a gap near 1; "
-            f"one spread over several dimensions, or held by none, a gap near 0.</p>" +
-            table(rows, ("factor", "gap", "most informative dimension", "runner-up"), cls="kv") +
-            figure(plots.mutual_info_heatmap(m, names, tmp / "mutual_info.png"),
-                   "mutual information of each code dimension with each factor, divided by the factor's entropy"))
+    body = (
+        f"<p>Mutual Information Gap (Chen et al. 2018, as disentanglement_lib computes it): "
+        f"<b>{esc(fmt(mig.get('mig')))}</b>. A factor held by one code dimension alone has a gap near 1; "
+        f"one spread over several dimensions, or held by none, a gap near 0.</p>"
+        + table(rows, ("factor", "gap", "most informative dimension", "runner-up"), cls="kv")
+        + figure(
+            plots.mutual_info_heatmap(m, names, tmp / "mutual_info.png"),
+            "mutual information of each code dimension with each factor, divided by the factor's entropy",
+        )
+    )
     return Section("disentanglement", "Disentanglement", body)
 
 
@@ -251,10 +271,15 @@ def _history_section(run_dir: Path, tmp: Path) -> Section:
     last = history[-1]
     rows = [(k, v) for k, v in last.items() if k.startswith(("train_", "val_"))]
     seconds = sum(r.get("seconds") or 0 for r in history)
-    body = (figure(png, "each loss term (and the total) per epoch: training (solid) and validation (dashed); "
-                        "a log scale where every value is positive") +
-            f"<h3>last epoch ({esc(last['epoch'])}, {len(history)} recorded, {seconds:.3g} s of training)</h3>" +
-            table(rows, ("term", "value"), cls="kv"))
+    body = (
+        figure(
+            png,
+            "each loss term (and the total) per epoch: training (solid) and validation (dashed); "
+            "a log scale where every value is positive",
+        )
+        + f"<h3>last epoch ({esc(last['epoch'])}, {len(history)} recorded, {seconds:.3g} s of training)</h3>"
+        + table(rows, ("term", "value"), cls="kv")
+    )
     return Section("losses", "Loss curves", body)
 
 
@@ -270,13 +295,25 @@ def _pretrain_section(run_dir: Path, tmp: Path) -> Section | None:
         hist = layer.get("history") or []
         last = hist[-1] if hist else {}
         settings = {k: v for k, v in layer.items() if k not in ("layer", "n_visible", "n_hidden", "history")}
-        rows.append((layer.get("layer"), f"{layer.get('n_visible')} - {layer.get('n_hidden')}", len(hist),
-                     *(last.get(k) for k in plots.PRETRAIN_MEASURES[:3]), fmt(settings)))
-    body = (f"<p>Greedy layer-wise pretraining by <b>{esc(record.get('method', '?'))}</b> in "
-            f"{esc(fmt(record.get('seconds')))} s (from <code>pretrain.json</code>).</p>" +
-            table(rows, ("layer", "units", "epochs", "reconstruction error", "pseudo log-likelihood",
-                         "train loss", "settings"), cls="kv") +
-            figure(plots.pretrain_curves(record, tmp / "pretrain.png"), "per-epoch history of each pretrained layer"))
+        rows.append(
+            (
+                layer.get("layer"),
+                f"{layer.get('n_visible')} - {layer.get('n_hidden')}",
+                len(hist),
+                *(last.get(k) for k in plots.PRETRAIN_MEASURES[:3]),
+                fmt(settings),
+            )
+        )
+    body = (
+        f"<p>Greedy layer-wise pretraining by <b>{esc(record.get('method', '?'))}</b> in "
+        f"{esc(fmt(record.get('seconds')))} s (from <code>pretrain.json</code>).</p>"
+        + table(
+            rows,
+            ("layer", "units", "epochs", "reconstruction error", "pseudo log-likelihood", "train loss", "settings"),
+            cls="kv",
+        )
+        + figure(plots.pretrain_curves(record, tmp / "pretrain.png"), "per-epoch history of each pretrained layer")
+    )
     return Section("pretraining", "Pretraining", body)
 
 
@@ -284,8 +321,10 @@ def _filters_section(encoder: Any, image_shape: Any, tmp: Path) -> Section:
     w, shape, what = first_layer_filters(encoder, image_shape)
     n = min(len(w), MAX_FILTERS)
     caption = (f"{what}; the first {n} shown" if n < len(w) else what) + (
-        ", each scaled on its own, blue negative, red positive" if shape is not None
-        else ": weights of each unit (row) on each input feature")
+        ", each scaled on its own, blue negative, red positive"
+        if shape is not None
+        else ": weights of each unit (row) on each input feature"
+    )
     png = plots.filter_grid(w[:n], tmp / "filters.png", image_shape=shape)
     return Section("filters", "First-layer filters", figure(png, caption))
 
@@ -293,18 +332,26 @@ def _filters_section(encoder: Any, image_shape: Any, tmp: Path) -> Section:
 def _activation_section(model: Any, codes: np.ndarray, split: str, tmp: Path) -> Section:
     target, marks = model.variant.activation_marks()
     mean = codes.mean(0)
-    rows: list[tuple[str, Any]] = [("code units", codes.shape[1]), ("rows", len(codes)),
-                                   ("mean activation", float(codes.mean())),
-                                   ("mean activation of a unit: min / median / max",
-                                    f"{mean.min():.4g} / {np.median(mean):.4g} / {mean.max():.4g}"),
-                                   ("entries exactly zero", float((codes == 0).mean())),
-                                   ("non-zero units per row (mean)", float((codes != 0).sum(1).mean())),
-                                   ("units zero on every row (dead)", int((codes == 0).all(0).sum()))]
+    rows: list[tuple[str, Any]] = [
+        ("code units", codes.shape[1]),
+        ("rows", len(codes)),
+        ("mean activation", float(codes.mean())),
+        (
+            "mean activation of a unit: min / median / max",
+            f"{mean.min():.4g} / {np.median(mean):.4g} / {mean.max():.4g}",
+        ),
+        ("entries exactly zero", float((codes == 0).mean())),
+        ("non-zero units per row (mean)", float((codes != 0).sum(1).mean())),
+        ("units zero on every row (dead)", int((codes == 0).all(0).sum())),
+    ]
     rows[3:3] = marks  # the variant's own measures (e.g. the sparse code's target rho)
     png = plots.activation_histograms(codes, tmp / "activations.png", target=target)
-    return Section("activations", "Code activations",
-                   figure(png, f"mean activation of each code unit over the {split} split, and all activations") +
-                   table(rows, ("measure", "value"), cls="kv"))
+    return Section(
+        "activations",
+        "Code activations",
+        figure(png, f"mean activation of each code unit over the {split} split, and all activations")
+        + table(rows, ("measure", "value"), cls="kv"),
+    )
 
 
 def _data_sections(model: Any, ds: Any, split: str, tmp: Path) -> list[Section]:
@@ -313,11 +360,17 @@ def _data_sections(model: Any, ds: Any, split: str, tmp: Path) -> list[Section]:
     x = ds.x[:GRID_IMAGES].reshape(min(len(ds), GRID_IMAGES), -1)
     recon = model.reconstruct_array(x, where=ds.source)
     if ds.image_shape is not None:  # rows of 8 originals, each above its row of 8 reconstructions
-        pad = [np.full((8 - len(x[i:i + 8]), x.shape[1]), np.nan, np.float32) for i in range(0, len(x), 8)]
-        rows = np.concatenate([part for i, gap in zip(range(0, len(x), 8), pad)
-                               for part in (x[i:i + 8], gap, recon[i:i + 8], gap)])
-        png = plots.image_mosaic(rows, ds.image_shape, tmp / "reconstructions.png", cols=8,
-                                 row_labels=["original", "reconstruction"] * len(pad))
+        pad = [np.full((8 - len(x[i : i + 8]), x.shape[1]), np.nan, np.float32) for i in range(0, len(x), 8)]
+        rows = np.concatenate(
+            [part for i, gap in zip(range(0, len(x), 8), pad) for part in (x[i : i + 8], gap, recon[i : i + 8], gap)]
+        )
+        png = plots.image_mosaic(
+            rows,
+            ds.image_shape,
+            tmp / "reconstructions.png",
+            cols=8,
+            row_labels=["original", "reconstruction"] * len(pad),
+        )
         body = figure(png, f"the first {len(x)} images of the {split} split (top rows) and their reconstructions")
     else:
         png = plots.feature_reconstructions(x, recon, tmp / "reconstructions.png")
@@ -329,21 +382,25 @@ def _data_sections(model: Any, ds: Any, split: str, tmp: Path) -> list[Section]:
     labels = ds.y[rows] if ds.y is not None else None
     points, axes = codes_2d(codes)
     how = {1: "the 1-D code against a random jitter", 2: "the 2-D codes"}.get(
-        codes.shape[1], f"the {codes.shape[1]}-D codes projected on their first two principal components")
+        codes.shape[1], f"the {codes.shape[1]}-D codes projected on their first two principal components"
+    )
     what = model.variant.code_name
     png = plots.code_scatter(points, labels, tmp / "codes.png", axis_labels=axes)
-    caption = (f"{what} of {len(codes)} rows of the {split} split: {how}, "
-               + ("coloured by label" if labels is not None else "no labels in this data"))
+    caption = f"{what} of {len(codes)} rows of the {split} split: {how}, " + (
+        "coloured by label" if labels is not None else "no labels in this data"
+    )
     sections.append(Section("codes", "Code space", figure(png, caption)))
 
     prior = model.variant.prior
     if prior is not None:
         if ds.image_shape is not None and len(ds) >= 1:
             pngs = plots.generative_figures(tmp, model, ds, grid=plots.image_mosaic)
-            captions = {"samples": f"64 samples from the prior {prior.description}, decoded means",
-                        "interpolations": f"decoded straight paths between the codes of pairs of {split} images",
-                        "traversals": f"latent traversals of the first {split} image: one code dimension from -3 "
-                                      f"to 3, the others fixed (rows z0, z1, ...)"}
+            captions = {
+                "samples": f"64 samples from the prior {prior.description}, decoded means",
+                "interpolations": f"decoded straight paths between the codes of pairs of {split} images",
+                "traversals": f"latent traversals of the first {split} image: one code dimension from -3 "
+                f"to 3, the others fixed (rows z0, z1, ...)",
+            }
             body = "".join(figure(p, captions.get(p.stem, p.stem)) for p in pngs)
         else:
             body = note("samples, interpolations and traversals are drawn for image data only.")
@@ -352,8 +409,7 @@ def _data_sections(model: Any, ds: Any, split: str, tmp: Path) -> list[Section]:
     return sections
 
 
-def _evaluation(run_dir: Path, model: Any, test_x: Any, own_splits: Any, evaluate: bool,
-                why: str) -> tuple[Any, str]:
+def _evaluation(run_dir: Path, model: Any, test_x: Any, own_splits: Any, evaluate: bool, why: str) -> tuple[Any, str]:
     """The metrics to show and where they come from (``(None, reason)`` when there are none): the
     run's ``evaluation.json``, else :func:`aekit.evaluate` on the test split of the run's own data
     ``own_splits`` (already loaded) or on the rows ``test_x``; ``why`` says why neither is possible."""
@@ -366,9 +422,12 @@ def _evaluation(run_dir: Path, model: Any, test_x: Any, own_splits: Any, evaluat
     if not evaluate:
         return None, f"Not computed (no {EVALUATION} in the run directory and evaluation was turned off)."
     from .evaluation import evaluate as run_evaluation
+
     if own_splits is not None:
-        return (run_evaluation(model, splits=own_splits),
-                "Computed for this report by aekit.evaluate on the run's test split.")
+        return (
+            run_evaluation(model, splits=own_splits),
+            "Computed for this report by aekit.evaluate on the run's test split.",
+        )
     if test_x is not None:
         return run_evaluation(model, test_x), "Computed for this report by aekit.evaluate on the given data's split."
     return None, f"Not computed. {why}"
@@ -389,10 +448,11 @@ def _split(splits: Any) -> tuple[Any, str]:
     raise ConfigError("the run's data has no rows")
 
 
-def _autoencoder_page(run_dir: Path, cfg: dict[str, Any], tmp: Path, data: Any,
-                      evaluate: bool) -> tuple[list[tuple[str, Any]], list[Section]]:
-    from .data import IN_MEMORY, DataConfig, load_run_splits
+def _autoencoder_page(
+    run_dir: Path, cfg: dict[str, Any], tmp: Path, data: Any, evaluate: bool
+) -> tuple[list[tuple[str, Any]], list[Section]]:
     from .config import from_dict
+    from .data import IN_MEMORY, DataConfig, load_run_splits
 
     model = io.load(run_dir)
     m = model.config
@@ -406,22 +466,31 @@ def _autoencoder_page(run_dir: Path, cfg: dict[str, Any], tmp: Path, data: Any,
         except AekitError as e:
             problem = f"The data could not be loaded, so the figures that need it are left out: {e}"
     else:
-        problem = ("The run was trained on in-memory data: pass the same data (data=..., or --data FILE) to add "
-                   "reconstructions, codes and samples.")
+        problem = (
+            "The run was trained on in-memory data: pass the same data (data=..., or --data FILE) to add "
+            "reconstructions, codes and samples."
+        )
     history_path = run_dir / io.HISTORY
     epochs = len(io.read_json(history_path) or []) if history_path.exists() else 0
-    header = [("run directory", str(run_dir)), ("variant", m.variant),
-              ("model", f"{m.architecture} {'-'.join(map(str, [m.input_dim, *m.hidden, m.latent]))}, loss {m.loss}"),
-              ("parameters", sum(p.numel() for p in model.parameters())),
-              ("data", f"{data_cfg.data} ({_sizes(cfg.get('splits'))})"), ("epochs", epochs),
-              ("created", cfg.get("created")), ("aekit version", cfg.get("aekit_version"))]
+    header = [
+        ("run directory", str(run_dir)),
+        ("variant", m.variant),
+        ("model", f"{m.architecture} {'-'.join(map(str, [m.input_dim, *m.hidden, m.latent]))}, loss {m.loss}"),
+        ("parameters", sum(p.numel() for p in model.parameters())),
+        ("data", f"{data_cfg.data} ({_sizes(cfg.get('splits'))})"),
+        ("epochs", epochs),
+        ("created", cfg.get("created")),
+        ("aekit version", cfg.get("aekit_version")),
+    ]
 
     sections = [_config_section(cfg)]
     own = reloadable and data is None and ds is not None
-    result, source = _evaluation(run_dir, model, ds.x if ds is not None else None, splits if own else None,
-                                 evaluate=evaluate, why=problem or "")
-    sections.append(Section("evaluation", "Evaluation",
-                            _metrics_body(result, source) if result is not None else note(source)))
+    result, source = _evaluation(
+        run_dir, model, ds.x if ds is not None else None, splits if own else None, evaluate=evaluate, why=problem or ""
+    )
+    sections.append(
+        Section("evaluation", "Evaluation", _metrics_body(result, source) if result is not None else note(source))
+    )
     disentanglement = _disentanglement_section(result, tmp)
     if disentanglement is not None:
         sections.append(disentanglement)
@@ -440,18 +509,32 @@ def _autoencoder_page(run_dir: Path, cfg: dict[str, Any], tmp: Path, data: Any,
 def _classifier_page(run_dir: Path, cfg: dict[str, Any], tmp: Path) -> tuple[list[tuple[str, Any]], list[Section]]:
     """A fine-tuned classifier (aekit finetune): configuration, accuracies, training curves, filters."""
     from .classifier import load_classifier
+
     clf = load_classifier(run_dir)
     m = clf.autoencoder.config
-    header = [("run directory", str(run_dir)), ("kind", "classifier (softmax on an encoder's code)"),
-              ("encoder", f"{m.variant}: {m.architecture} {'-'.join(map(str, [m.input_dim, *m.hidden, m.latent]))}"),
-              ("classes", len(cfg.get("classes") or [])), ("source run", cfg.get("source_run")),
-              ("data", (cfg.get("data") or {}).get("data")), ("created", cfg.get("created")),
-              ("aekit version", cfg.get("aekit_version"))]
+    header = [
+        ("run directory", str(run_dir)),
+        ("kind", "classifier (softmax on an encoder's code)"),
+        ("encoder", f"{m.variant}: {m.architecture} {'-'.join(map(str, [m.input_dim, *m.hidden, m.latent]))}"),
+        ("classes", len(cfg.get("classes") or [])),
+        ("source run", cfg.get("source_run")),
+        ("data", (cfg.get("data") or {}).get("data")),
+        ("created", cfg.get("created")),
+        ("aekit version", cfg.get("aekit_version")),
+    ]
     scores = cfg.get("scores") or {}
-    sections = [_config_section(cfg),
-                Section("evaluation", "Accuracy", table(sorted(scores.items()), ("measure", "value"), cls="kv")
-                        if scores else note("no scores recorded in config.json.")),
-                _history_section(run_dir, tmp), _filters_section(clf.autoencoder.encoder, m.image_shape, tmp)]
+    sections = [
+        _config_section(cfg),
+        Section(
+            "evaluation",
+            "Accuracy",
+            table(sorted(scores.items()), ("measure", "value"), cls="kv")
+            if scores
+            else note("no scores recorded in config.json."),
+        ),
+        _history_section(run_dir, tmp),
+        _filters_section(clf.autoencoder.encoder, m.image_shape, tmp),
+    ]
     return header, sections
 
 

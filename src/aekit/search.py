@@ -125,20 +125,35 @@ def index_codes(codes: Any, metric: str = "l2") -> CodeIndex:
     faiss = _faiss()
     index = faiss.IndexFlatL2(codes.shape[1]) if metric == "l2" else faiss.IndexFlatIP(codes.shape[1])
     index.add(_prepare(codes, metric))
-    return CodeIndex(index, metric, {"rows": int(codes.shape[0]), "dim": int(codes.shape[1]), "metric": metric,
-                                     "faiss_index": type(index).__name__})
+    return CodeIndex(
+        index,
+        metric,
+        {
+            "rows": int(codes.shape[0]),
+            "dim": int(codes.shape[1]),
+            "metric": metric,
+            "faiss_index": type(index).__name__,
+        },
+    )
 
 
 def sha256_rows(x: np.ndarray) -> str:
     """A fingerprint of data rows: sha256 of their shape and float32 bytes."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     h = hashlib.sha256(repr(x.shape).encode())
-    h.update(memoryview(x).cast("B"))
+    h.update(x.data.cast("B"))
     return h.hexdigest()
 
 
-def build_index(model: Any, X: Any, metric: str = "l2", *, data: str | None = None, run: str | Path | None = None,
-                batch_size: int = 4096) -> CodeIndex:
+def build_index(
+    model: Any,
+    X: Any,
+    metric: str = "l2",
+    *,
+    data: str | None = None,
+    run: str | Path | None = None,
+    batch_size: int = 4096,
+) -> CodeIndex:
     """Encode raw rows ``X`` with ``model`` and index the codes.
 
     Parameters
@@ -164,18 +179,27 @@ def build_index(model: Any, X: Any, metric: str = "l2", *, data: str | None = No
     codes = model.encode_array(x, batch_size=batch_size, where=str(data or "input"))
     index = index_codes(codes, metric)
     from .version import __version__
-    meta: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, **index.meta,
-                            "data": str(data) if data is not None else "<in-memory>",
-                            "data_resolved": str(Path(data).resolve()) if data is not None and Path(data).exists()
-                            else None,
-                            "data_sha256": sha256_rows(x), "aekit_version": __version__,
-                            "faiss_version": _faiss().__version__,
-                            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        **index.meta,
+        "data": str(data) if data is not None else "<in-memory>",
+        "data_resolved": str(Path(data).resolve()) if data is not None and Path(data).exists() else None,
+        "data_sha256": sha256_rows(x),
+        "aekit_version": __version__,
+        "faiss_version": _faiss().__version__,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
     if run is not None:
         from .io import MODEL
+
         weights = Path(run) / MODEL
-        meta.update(run=str(run), run_resolved=str(Path(run).resolve()),
-                    model_sha256=sha256_file(weights) if weights.exists() else None)
+        meta.update(
+            run=str(run),
+            run_resolved=str(Path(run).resolve()),
+            model_sha256=sha256_file(weights) if weights.exists() else None,
+        )
     index.meta = meta
     return index
 
@@ -195,8 +219,13 @@ def save_index(index: CodeIndex, path: str | Path, overwrite: bool = False) -> P
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         _faiss().write_index(index.index, str(tmp / INDEX_FILE))
-        meta = {**index.meta, "metric": index.metric, "rows": index.rows, "dim": index.dim,
-                "index_sha256": sha256_file(tmp / INDEX_FILE)}
+        meta = {
+            **index.meta,
+            "metric": index.metric,
+            "rows": index.rows,
+            "dim": index.dim,
+            "index_sha256": sha256_file(tmp / INDEX_FILE),
+        }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         for name in (INDEX_FILE, META_FILE):
             with open(tmp / name, "rb+") as f:
@@ -235,23 +264,29 @@ def load_index(path: str | Path) -> CodeIndex:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise SearchIndexError(f"{meta_path}: not an aekit index description")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise SearchIndexError(f"{meta_path}: index format version {meta.get('format_version')} is not supported "
-                          f"(this aekit reads version {FORMAT_VERSION})")
+        raise SearchIndexError(
+            f"{meta_path}: index format version {meta.get('format_version')} is not supported "
+            f"(this aekit reads version {FORMAT_VERSION})"
+        )
     if meta.get("metric") not in METRICS:
         raise SearchIndexError(f"{meta_path}: unknown metric {meta.get('metric')!r}")
     if not faiss_path.is_file():
         raise SearchIndexError(f"{faiss_path}: no such file")
     if sha256_file(faiss_path) != meta.get("index_sha256"):
-        raise SearchIndexError(f"{faiss_path} is corrupted or truncated (its sha256 differs from the one in "
-                          f"{META_FILE}); rebuild the index with `aekit index`")
+        raise SearchIndexError(
+            f"{faiss_path} is corrupted or truncated (its sha256 differs from the one in "
+            f"{META_FILE}); rebuild the index with `aekit index`"
+        )
     try:
         index = _faiss().read_index(str(faiss_path))
     except RuntimeError as e:
         raise SearchIndexError(f"{faiss_path}: not a readable FAISS index ({str(e).splitlines()[0]})") from None
     expected = "IndexFlatL2" if meta["metric"] == "l2" else "IndexFlatIP"
     if type(index).__name__ != expected or index.ntotal != meta.get("rows") or index.d != meta.get("dim"):
-        raise SearchIndexError(f"{faiss_path} does not match {META_FILE} (expected a {expected} of {meta.get('rows')} "
-                          f"rows of size {meta.get('dim')})")
+        raise SearchIndexError(
+            f"{faiss_path} does not match {META_FILE} (expected a {expected} of {meta.get('rows')} "
+            f"rows of size {meta.get('dim')})"
+        )
     return CodeIndex(index, meta["metric"], meta)
 
 
@@ -268,17 +303,20 @@ def load_run(index: CodeIndex, run: str | Path | None = None) -> Any:
         if not Path(recorded).is_dir() and meta.get("run") and Path(meta["run"]).is_dir():
             recorded = meta["run"]
         if not Path(recorded).is_dir():
-            raise SearchIndexError(f"the run directory {recorded} that built the index no longer exists; "
-                              f"pass it with --run DIR")
+            raise SearchIndexError(
+                f"the run directory {recorded} that built the index no longer exists; pass it with --run DIR"
+            )
         run = recorded
     model = load(run)
     if model.config.latent != index.dim:
-        raise SearchIndexError(f"the run {run} gives codes of size {model.config.latent} but the index holds codes "
-                          f"of size {index.dim}")
+        raise SearchIndexError(
+            f"the run {run} gives codes of size {model.config.latent} but the index holds codes of size {index.dim}"
+        )
     expected = meta.get("model_sha256")
     if expected is not None and (Path(run) / MODEL).exists() and sha256_file(Path(run) / MODEL) != expected:
-        raise SearchIndexError(f"the weights of {run} differ from those that built the index; rebuild it with "
-                          f"`aekit index`")
+        raise SearchIndexError(
+            f"the weights of {run} differ from those that built the index; rebuild it with `aekit index`"
+        )
     return model
 
 
@@ -289,8 +327,11 @@ def indexed_rows(index: CodeIndex) -> np.ndarray:
 
     meta = index.meta
     data = meta.get("data")
-    candidates = [c for c in (data, meta.get("data_resolved")) if c and c != "<in-memory>"
-                  and (c in BUILTIN_DATASETS or Path(c).exists())]
+    candidates = [
+        c
+        for c in (data, meta.get("data_resolved"))
+        if c and c != "<in-memory>" and (c in BUILTIN_DATASETS or Path(c).exists())
+    ]
     if not candidates:
         raise ConfigError(f"the indexed data {data} cannot be read again from here")
     x = load_data(candidates[0]).x
@@ -324,14 +365,16 @@ def search_codes(index: CodeIndex, codes: Any, k: int = 10) -> tuple[np.ndarray,
     return ids.astype(np.int64), distances.astype(np.float32)
 
 
-def search(index: CodeIndex, model: Any, X: Any, k: int = 10, *, batch_size: int = 4096,
-           where: str = "query") -> tuple[np.ndarray, np.ndarray]:
+def search(
+    index: CodeIndex, model: Any, X: Any, k: int = 10, *, batch_size: int = 4096, where: str = "query"
+) -> tuple[np.ndarray, np.ndarray]:
     """Encode raw query rows ``X`` with ``model`` (the run that built ``index``) and return
     :func:`search_codes` of their codes: ``(ids, distances)``, each (Q, k)."""
     _check_k(index, k)
     if model.config.latent != index.dim:
-        raise DataError(f"the model gives codes of size {model.config.latent} but the index holds codes "
-                        f"of size {index.dim}")
+        raise DataError(
+            f"the model gives codes of size {model.config.latent} but the index holds codes of size {index.dim}"
+        )
     x = np.asarray(X, dtype=np.float32)
     x = x.reshape(len(x), -1) if x.ndim > 2 else x
     return search_codes(index, model.encode_array(x, batch_size=batch_size, where=where), k)
@@ -354,8 +397,10 @@ def recall_at_k(found: Any, exact: Any, k: int | None = None) -> float:
     width."""
     found, exact = np.asarray(found), np.asarray(exact)
     if found.ndim != 2 or exact.ndim != 2 or len(found) != len(exact) or len(found) == 0:
-        raise DataError(f"found and exact must be (Q, k) id arrays over the same Q >= 1 queries, got shapes "
-                        f"{found.shape} and {exact.shape}")
+        raise DataError(
+            f"found and exact must be (Q, k) id arrays over the same Q >= 1 queries, got shapes "
+            f"{found.shape} and {exact.shape}"
+        )
     k = min(found.shape[1], exact.shape[1]) if k is None else k
     if isinstance(k, bool) or not 1 <= k <= min(found.shape[1], exact.shape[1]):
         raise ConfigError(f"k must be between 1 and {min(found.shape[1], exact.shape[1])}, got {k!r}")

@@ -67,25 +67,32 @@ import textwrap
 import types
 import typing
 import warnings
+from collections.abc import Callable
 from numbers import Integral, Real
-from typing import Any, Callable
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from scipy.special import log_softmax, softmax
-from sklearn.base import (BaseEstimator, ClassifierMixin, ClassNamePrefixFeaturesOutMixin, OutlierMixin,
-                          TransformerMixin, _fit_context)
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    OutlierMixin,
+    TransformerMixin,
+    _fit_context,
+)
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import io, variants
-from .fitting import fit as _aekit_fit
 from .classifier import Classifier, finetune
 from .config import field_default, from_dict, jsonable
 from .data import DataConfig
 from .errors import AekitError, DataError
+from .fitting import fit as _aekit_fit
 from .metrics import input_complexity
 from .model import Autoencoder, ModelConfig
 from .train import TrainConfig
@@ -107,8 +114,11 @@ _VALID_BASE: dict[type, dict[str, Any]] = {ModelConfig: {"input_dim": 1}}
 #: :func:`_range` tries each edge, the numbers next to it, and numbers in between and beyond.
 _EDGES = (0.0, 1.0)
 _INTEGER_PROBES = (-2, -1, 0, 1, 2, 3)
-_REAL_PROBES = tuple(sorted({-2.0, 0.5, 2.0, *(v for e in _EDGES
-                                               for v in (math.nextafter(e, -math.inf), e, math.nextafter(e, math.inf)))}))
+_REAL_PROBES = tuple(
+    sorted(
+        {-2.0, 0.5, 2.0, *(v for e in _EDGES for v in (math.nextafter(e, -math.inf), e, math.nextafter(e, math.inf)))}
+    )
+)
 
 
 def _accepts(cls: type, name: str, value: Any) -> bool:
@@ -138,7 +148,7 @@ def _range(cls: type, name: str, kind: type, wrap: Callable[[Any], Any]) -> Inte
     if not any(ok):
         raise TypeError(f"{where} accepts none of the probes {points}")
     i, j = ok.index(True), len(ok) - 1 - ok[::-1].index(True)
-    if not all(ok[i:j + 1]):
+    if not all(ok[i : j + 1]):
         raise TypeError(f"{where}: the numbers aekit accepts are not an interval")
     left = right = None
     left_closed = right_closed = False
@@ -159,8 +169,12 @@ def _range(cls: type, name: str, kind: type, wrap: Callable[[Any], Any]) -> Inte
         else:
             raise TypeError(f"{where}: its range ends between {last} and {after}, not at an edge of {_EDGES}")
     closed = {(True, True): "both", (True, False): "left", (False, True): "right", (False, False): "neither"}
-    return Interval(kind, None if left is None else _edge(left), None if right is None else _edge(right),
-                    closed=closed[left_closed, right_closed])
+    return Interval(
+        kind,
+        None if left is None else _edge(left),
+        None if right is None else _edge(right),
+        closed=closed[left_closed, right_closed],
+    )
 
 
 def _field_type(cls: type, name: str) -> tuple[Any, bool]:
@@ -236,8 +250,9 @@ def _documented(fields: dict[str, type], defaults: dict[str, Any], texts: dict[s
         text = texts.get(name)
         if text is None:
             help_text = _field(cls, name).metadata.get("help", "")
-            text = textwrap.fill(help_text[:1].upper() + help_text[1:] + ".", 92,
-                                 subsequent_indent=" " * 8, break_on_hyphens=False)
+            text = textwrap.fill(
+                help_text[:1].upper() + help_text[1:] + ".", 92, subsequent_indent=" " * 8, break_on_hyphens=False
+            )
         entries.append(f"    {_shown(cls, name, defaults[name])}\n        {text}\n")
     return "".join(entries)
 
@@ -245,12 +260,26 @@ def _documented(fields: dict[str, type], defaults: dict[str, Any], texts: dict[s
 #: The training settings both kinds of estimator expose: every field of :class:`aekit.train.TrainConfig`
 #: except the seed (``random_state``) and ``checkpoint_every`` and ``restore_best`` (the estimators
 #: write no checkpoints and hold out no validation rows).
-_TRAINING = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule", "clip_grad",
-             "patience", "min_delta", "precision", "device")
+_TRAINING = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "momentum",
+    "weight_decay",
+    "schedule",
+    "clip_grad",
+    "patience",
+    "min_delta",
+    "precision",
+    "device",
+)
 #: The autoencoder estimators' parameters that are options of aekit, each with its dataclass.
 _AUTOENCODER_FIELDS: dict[str, type] = {
-    **dict.fromkeys(("variant", "latent", "hidden", "activation", "code_activation", "output_activation", "tied",
-                     "loss"), ModelConfig),
+    **dict.fromkeys(
+        ("variant", "latent", "hidden", "activation", "code_activation", "output_activation", "tied", "loss"),
+        ModelConfig,
+    ),
     "scale": DataConfig,
     **dict.fromkeys(_TRAINING, TrainConfig),
 }
@@ -261,8 +290,13 @@ _AUTOENCODER_FIELDS: dict[str, type] = {
 #: data (the estimators' tables and results are on that scaling). ``latent``, ``hidden`` and
 #: ``loss`` are ModelConfig's defaults and always given, so a variant's registered ones (the VAE
 #: family's ``loss="bce"``) do not apply.
-AUTOENCODER_OVERRIDES: dict[str, Any] = {"activation": None, "code_activation": None, "output_activation": None,
-                                         "tied": None, "scale": "standard"}
+AUTOENCODER_OVERRIDES: dict[str, Any] = {
+    "activation": None,
+    "code_activation": None,
+    "output_activation": None,
+    "tied": None,
+    "scale": "standard",
+}
 _AE_CONSTRAINTS, _AE = _parameters(_AUTOENCODER_FIELDS, AUTOENCODER_OVERRIDES)  # _AE: the defaults
 #: The parameters of the autoencoder estimators that are None by default: the variant's own default.
 _VARIANT_DEFAULTED = tuple(name for name, value in AUTOENCODER_OVERRIDES.items() if value is None)
@@ -277,7 +311,7 @@ def _seed(random_state: Any) -> int:
 def _hidden_sizes(hidden: Any) -> tuple[int, ...]:
     """``hidden`` (an int or a sequence of ints) as a tuple of positive ints; ValueError otherwise."""
     sizes = (hidden,) if isinstance(hidden, Integral) else tuple(hidden)
-    if not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in sizes):
+    if not all(isinstance(s, Integral) and not isinstance(s, bool) and int(s) > 0 for s in sizes):
         raise ValueError(f"hidden must be positive integers (the widths of the hidden layers), got {hidden!r}")
     return tuple(int(s) for s in sizes)
 
@@ -288,8 +322,10 @@ def _variant_options(variant: str, options: dict | None) -> dict[str, Any]:
     known = [f.name for f in dataclasses.fields(variants.get(variant).options)]
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ValueError(f"options {', '.join(map(repr, unknown))} are not options of the {variant!r} variant "
-                         f"(its options: {', '.join(known) or 'none'})")
+        raise ValueError(
+            f"options {', '.join(map(repr, unknown))} are not options of the {variant!r} variant "
+            f"(its options: {', '.join(known) or 'none'})"
+        )
     return options
 
 
@@ -315,8 +351,11 @@ def _unpack(raw: bytes, build: Callable[[dict], torch.nn.Module] | None = None) 
     module, config = io.model_from_bytes(raw, build, where="the pickled estimator's model")
     device = torch.device(config["device"])
     if device.type == "cuda" and not torch.cuda.is_available():
-        warnings.warn(f"the model was pickled on {device}, which is not available here; it is loaded on the CPU",
-                      RuntimeWarning, stacklevel=4)
+        warnings.warn(
+            f"the model was pickled on {device}, which is not available here; it is loaded on the CPU",
+            RuntimeWarning,
+            stacklevel=4,
+        )
         device = torch.device("cpu")
     return module.to(device)
 
@@ -338,8 +377,7 @@ def _pack_classifier(clf: Classifier) -> bytes:
 
 def _unpack_classifier(raw: bytes) -> Classifier:
     where = "the pickled estimator's classifier"
-    return _unpack(raw, lambda config: Classifier(io.autoencoder_from_config(config, where=where),
-                                                  config["classes"]))
+    return _unpack(raw, lambda config: Classifier(io.autoencoder_from_config(config, where=where), config["classes"]))
 
 
 class _PackedState:
@@ -350,7 +388,7 @@ class _PackedState:
     bytes of :func:`aekit.io.model_to_bytes`, ``unpack`` rebuilds it from them.
     """
 
-    _packed: dict[str, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]] = {}
+    _packed: ClassVar[dict[str, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]]] = {}
 
     def __getstate__(self):
         state = dict(super().__getstate__())  # (a copy: object.__getstate__ returns __dict__ itself)
@@ -369,32 +407,34 @@ class _PackedState:
 _PARAMETERS_TEXT = {
     "optimizer": "The optimizer: Adam, AdamW (decoupled weight decay) or SGD (with ``momentum``).",
     "variant": "A registered variant (``aekit.variants.names()``), e.g. ae, denoising, sparse, contractive,\n"
-               "        ksparse, vae, beta-vae.",
+    "        ksparse, vae, beta-vae.",
     "latent": "Code size (``n_components_``).",
     "hidden": "Widths of the encoder's hidden layers; the decoder mirrors them. ``()``: none.",
     "activation": "Activation of the hidden layers; None: the variant's default.",
     "code_activation": "Activation of the code layer; None: the variant's default (e.g. a sigmoid code\n"
-                       "        for ``sparse``).",
+    "        for ``sparse``).",
     "output_activation": "Activation of the decoder's output with the mse loss; None: the variant's default.",
     "tied": "Decoder weights are the transposes of the encoder's; None: the variant's default.",
     "loss": "Reconstruction loss: squared error (for the VAE family, a Gaussian decoder with standard\n"
-            "        deviation ``options[\"sigma\"]``, 1 by default), right for any real-valued data; or the\n"
-            "        Bernoulli cross-entropy, which needs training data in [0, 1] after scaling: use it with\n"
-            "        ``scale=\"unit\"``.",
+    '        deviation ``options["sigma"]``, 1 by default), right for any real-valued data; or the\n'
+    "        Bernoulli cross-entropy, which needs training data in [0, 1] after scaling: use it with\n"
+    '        ``scale="unit"``.',
     "scale": "Scaling fitted on the training data and applied before the network: per-feature mean 0 and\n"
-             "        standard deviation 1 (suits any tabular data; aekit's own default is ``\"unit\"``), the\n"
-             "        global min / max to [0, 1], or none.",
+    '        standard deviation 1 (suits any tabular data; aekit\'s own default is ``"unit"``), the\n'
+    "        global min / max to [0, 1], or none.",
     "epochs": "Passes over the training data; the optimizer takes ``epochs * ceil(n_samples / batch_size)``\n"
-              "        steps, so small data sets want more epochs.",
+    "        steps, so small data sets want more epochs.",
     "batch_size": "Rows per update.",
-    "lr": "The optimizer's learning rate (the peak rate for ``schedule=\"onecycle\"``).",
+    "lr": 'The optimizer\'s learning rate (the peak rate for ``schedule="onecycle"``).',
     "patience": "Stop after this many epochs without an improvement of the training loss by more than\n"
-                "        ``min_delta`` (there is no validation split); None: train all ``epochs``.",
+    "        ``min_delta`` (there is no validation split); None: train all ``epochs``.",
     "min_delta": "Smallest improvement of the training loss that counts for ``patience``.",
     "device": "Torch device of training and inference: cpu, cuda, cuda:1 or auto.",
 }
 
-_PARAMETERS_DOC = _documented(_AUTOENCODER_FIELDS, _AE, _PARAMETERS_TEXT) + """    options : dict, default=None
+_PARAMETERS_DOC = (
+    _documented(_AUTOENCODER_FIELDS, _AE, _PARAMETERS_TEXT)
+    + """    options : dict, default=None
         Options of the variant, e.g. ``{"beta": 4.0}`` (vae), ``{"noise": "mask", "nu": 0.3}``
         (denoising), ``{"k": 5}`` (ksparse); ``aekit train VARIANT --help`` lists them.
     elbo_samples : int, default=32
@@ -405,19 +445,26 @@ _PARAMETERS_DOC = _documented(_AUTOENCODER_FIELDS, _AE, _PARAMETERS_TEXT) + """ 
     verbose : bool or int, default=False
         Show a progress bar while training.
 """
+)
+
 
 def _overrides_doc(overrides: dict[str, Any], sources: str) -> str:
     """The paragraph of a class docstring that states its defaults: aekit's own but ``overrides``."""
     shown = ", ".join(f"``{name}={value!r}``".replace("'", '"') for name, value in overrides.items())
     none = "; None: the variant's registered default" if None in overrides.values() else ""
-    text = (f"The defaults are aekit's own ({sources}), except these estimator-level overrides: {shown}{none}. "
-            f"Each parameter's constraint is derived from its field: type, choices and the range aekit accepts.")
+    text = (
+        f"The defaults are aekit's own ({sources}), except these estimator-level overrides: {shown}{none}. "
+        f"Each parameter's constraint is derived from its field: type, choices and the range aekit accepts."
+    )
     return textwrap.indent(textwrap.fill(text, 96, break_on_hyphens=False), " " * 4) + "\n"
 
 
-_DEFAULTS_DOC = _overrides_doc(AUTOENCODER_OVERRIDES, ":class:`~aekit.model.ModelConfig`, "
-                               ":class:`~aekit.train.TrainConfig`, :class:`~aekit.data.DataConfig`; see "
-                               ":data:`AUTOENCODER_OVERRIDES`")
+_DEFAULTS_DOC = _overrides_doc(
+    AUTOENCODER_OVERRIDES,
+    ":class:`~aekit.model.ModelConfig`, "
+    ":class:`~aekit.train.TrainConfig`, :class:`~aekit.data.DataConfig`; see "
+    ":data:`AUTOENCODER_OVERRIDES`",
+)
 
 
 class _AutoencoderEstimator(_PackedState, BaseEstimator):
@@ -427,7 +474,7 @@ class _AutoencoderEstimator(_PackedState, BaseEstimator):
     they are pickled as plain data like ``model_``.
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         **_AE_CONSTRAINTS,
         "variant": [StrOptions(set(variants.names()))],  # the registry's names
         "options": [dict, None],
@@ -435,17 +482,39 @@ class _AutoencoderEstimator(_PackedState, BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
-    _packed: dict[str, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]] = {
-        "model_": (_pack_model, _unpack_model)}
+    _packed: ClassVar[dict[str, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]]] = {
+        "model_": (_pack_model, _unpack_model)
+    }
 
-    def __init__(self, variant=_AE["variant"], *, latent=_AE["latent"], hidden=_AE["hidden"],
-                 activation=_AE["activation"], code_activation=_AE["code_activation"],
-                 output_activation=_AE["output_activation"], tied=_AE["tied"], loss=_AE["loss"], scale=_AE["scale"],
-                 epochs=_AE["epochs"], batch_size=_AE["batch_size"], lr=_AE["lr"], optimizer=_AE["optimizer"],
-                 momentum=_AE["momentum"], weight_decay=_AE["weight_decay"], schedule=_AE["schedule"],
-                 clip_grad=_AE["clip_grad"], patience=_AE["patience"], min_delta=_AE["min_delta"],
-                 precision=_AE["precision"], options=None, elbo_samples=32, random_state=None, device=_AE["device"],
-                 verbose=False):
+    def __init__(
+        self,
+        variant=_AE["variant"],
+        *,
+        latent=_AE["latent"],
+        hidden=_AE["hidden"],
+        activation=_AE["activation"],
+        code_activation=_AE["code_activation"],
+        output_activation=_AE["output_activation"],
+        tied=_AE["tied"],
+        loss=_AE["loss"],
+        scale=_AE["scale"],
+        epochs=_AE["epochs"],
+        batch_size=_AE["batch_size"],
+        lr=_AE["lr"],
+        optimizer=_AE["optimizer"],
+        momentum=_AE["momentum"],
+        weight_decay=_AE["weight_decay"],
+        schedule=_AE["schedule"],
+        clip_grad=_AE["clip_grad"],
+        patience=_AE["patience"],
+        min_delta=_AE["min_delta"],
+        precision=_AE["precision"],
+        options=None,
+        elbo_samples=32,
+        random_state=None,
+        device=_AE["device"],
+        verbose=False,
+    ):
         self.variant = variant
         self.latent = latent
         self.hidden = hidden
@@ -477,10 +546,17 @@ class _AutoencoderEstimator(_PackedState, BaseEstimator):
         """The keyword arguments of :func:`aekit.fit` for these parameters: the whole sample is the
         training set (no validation or test split) and nothing is written."""
         kwargs: dict[str, Any] = {
-            "latent": self.latent, "hidden": _hidden_sizes(self.hidden), "loss": self.loss, "scale": self.scale,
+            "latent": self.latent,
+            "hidden": _hidden_sizes(self.hidden),
+            "loss": self.loss,
+            "scale": self.scale,
             **{name: getattr(self, name) for name in _TRAINING},
-            "seed": _seed(self.random_state), "val_fraction": 0.0, "test_fraction": 0.0,
-            "out": None, "figures": False, "progress": bool(self.verbose),
+            "seed": _seed(self.random_state),
+            "val_fraction": 0.0,
+            "test_fraction": 0.0,
+            "out": None,
+            "figures": False,
+            "progress": bool(self.verbose),
         }
         for key in _VARIANT_DEFAULTED:  # None: the variant's own default
             if getattr(self, key) is not None:
@@ -632,8 +708,10 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         check_is_fitted(self)
         Z = check_array(X, dtype=(np.float64, np.float32))
         if Z.shape[1] != self.n_components_:
-            raise ValueError(f"X has {Z.shape[1]} features, but {type(self).__name__}.inverse_transform is "
-                             f"expecting codes of {self.n_components_} features")
+            raise ValueError(
+                f"X has {Z.shape[1]} features, but {type(self).__name__}.inverse_transform is "
+                f"expecting codes of {self.n_components_} features"
+            )
         model = self._network(Z.dtype)
         return _input_space(model, model.batched(Z, model.decode, INFERENCE_BATCH))
 
@@ -707,26 +785,70 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
     True
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         **_AutoencoderEstimator._parameter_constraints,
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
         "complexity": ["boolean"],
     }
 
-    def __init__(self, variant=_AE["variant"], *, contamination=0.1, complexity=False, latent=_AE["latent"],
-                 hidden=_AE["hidden"], activation=_AE["activation"], code_activation=_AE["code_activation"],
-                 output_activation=_AE["output_activation"], tied=_AE["tied"], loss=_AE["loss"], scale=_AE["scale"],
-                 epochs=_AE["epochs"], batch_size=_AE["batch_size"], lr=_AE["lr"], optimizer=_AE["optimizer"],
-                 momentum=_AE["momentum"], weight_decay=_AE["weight_decay"], schedule=_AE["schedule"],
-                 clip_grad=_AE["clip_grad"], patience=_AE["patience"], min_delta=_AE["min_delta"],
-                 precision=_AE["precision"], options=None, elbo_samples=32, random_state=None, device=_AE["device"],
-                 verbose=False):
-        super().__init__(variant, latent=latent, hidden=hidden, activation=activation,
-                         code_activation=code_activation, output_activation=output_activation, tied=tied, loss=loss,
-                         scale=scale, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                         momentum=momentum, weight_decay=weight_decay, schedule=schedule, clip_grad=clip_grad,
-                         patience=patience, min_delta=min_delta, precision=precision, options=options,
-                         elbo_samples=elbo_samples, random_state=random_state, device=device, verbose=verbose)
+    def __init__(
+        self,
+        variant=_AE["variant"],
+        *,
+        contamination=0.1,
+        complexity=False,
+        latent=_AE["latent"],
+        hidden=_AE["hidden"],
+        activation=_AE["activation"],
+        code_activation=_AE["code_activation"],
+        output_activation=_AE["output_activation"],
+        tied=_AE["tied"],
+        loss=_AE["loss"],
+        scale=_AE["scale"],
+        epochs=_AE["epochs"],
+        batch_size=_AE["batch_size"],
+        lr=_AE["lr"],
+        optimizer=_AE["optimizer"],
+        momentum=_AE["momentum"],
+        weight_decay=_AE["weight_decay"],
+        schedule=_AE["schedule"],
+        clip_grad=_AE["clip_grad"],
+        patience=_AE["patience"],
+        min_delta=_AE["min_delta"],
+        precision=_AE["precision"],
+        options=None,
+        elbo_samples=32,
+        random_state=None,
+        device=_AE["device"],
+        verbose=False,
+    ):
+        super().__init__(
+            variant,
+            latent=latent,
+            hidden=hidden,
+            activation=activation,
+            code_activation=code_activation,
+            output_activation=output_activation,
+            tied=tied,
+            loss=loss,
+            scale=scale,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            schedule=schedule,
+            clip_grad=clip_grad,
+            patience=patience,
+            min_delta=min_delta,
+            precision=precision,
+            options=options,
+            elbo_samples=elbo_samples,
+            random_state=random_state,
+            device=device,
+            verbose=verbose,
+        )
         self.contamination = contamination
         self.complexity = complexity
 
@@ -786,8 +908,14 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
 
 
 #: Options of the deep variant that StackedAutoencoderClassifier sets from its own parameters.
-_PRETRAIN_PARAMETERS = {"pretrain": "pretrain", "pretrain_epochs": "pretrain_epochs", "noise": "noise", "nu": "nu",
-                        "dae_lr": "pretrain_lr", "rbm_lr": "pretrain_lr"}
+_PRETRAIN_PARAMETERS = {
+    "pretrain": "pretrain",
+    "pretrain_epochs": "pretrain_epochs",
+    "noise": "noise",
+    "nu": "nu",
+    "dae_lr": "pretrain_lr",
+    "rbm_lr": "pretrain_lr",
+}
 
 
 #: The classifier's parameters that are options of aekit, each with its dataclass (``pretrain_lr``
@@ -803,33 +931,38 @@ _CLASSIFIER_FIELDS: dict[str, type] = {
 #: deep variant's logistic units and cross-entropy (its registered defaults), stacked denoising
 #: autoencoders (DeepOptions' ``pretrain="rbm"`` needs logistic units, "dae" any), and small batches
 #: with a higher fine-tuning rate.
-CLASSIFIER_OVERRIDES: dict[str, Any] = {"pretrain": "dae", "activation": "sigmoid", "loss": "bce", "batch_size": 32,
-                                        "lr": 3e-3}
+CLASSIFIER_OVERRIDES: dict[str, Any] = {
+    "pretrain": "dae",
+    "activation": "sigmoid",
+    "loss": "bce",
+    "batch_size": 32,
+    "lr": 3e-3,
+}
 _CLASSIFIER_CONSTRAINTS, _CL = _parameters(_CLASSIFIER_FIELDS, CLASSIFIER_OVERRIDES)  # _CL: the defaults
 
 _CLASSIFIER_TEXT = {
     "optimizer": "The optimizer: Adam, AdamW (decoupled weight decay) or SGD (with ``momentum``).",
     "hidden": "Widths of the hidden layers, bottom to top; the softmax head sits on the last one.",
     "pretrain": "Layer-wise pretraining: stacked denoising autoencoders, a deep belief net of RBMs (needs\n"
-                "        ``activation=\"sigmoid\"``), or none (random initialisation, the baseline).",
+    '        ``activation="sigmoid"``), or none (random initialisation, the baseline).',
     "pretrain_epochs": "Pretraining passes over the data, per layer.",
-    "noise": "Corruption of each denoising layer's input (``\"dae\"``): masking noise sets a fraction\n"
-             "        ``nu`` of the entries to 0 (Vincent et al.'s).",
-    "nu": "Fraction of the entries corrupted by masking or salt-and-pepper noise (``\"dae\"``), in [0, 1].",
+    "noise": 'Corruption of each denoising layer\'s input (``"dae"``): masking noise sets a fraction\n'
+    "        ``nu`` of the entries to 0 (Vincent et al.'s).",
+    "nu": 'Fraction of the entries corrupted by masking or salt-and-pepper noise (``"dae"``), in [0, 1].',
     "activation": "Units of every hidden layer.",
     "loss": "Reconstruction loss of the bottom pretraining layer: Bernoulli cross-entropy (Bernoulli\n"
-            "        visible units for ``\"rbm\"``) on data scaled to [0, 1], or squared error (Gaussian visible\n"
-            "        units of unit variance for ``\"rbm\"``), e.g. with ``scale=\"standard\"``.",
+    '        visible units for ``"rbm"``) on data scaled to [0, 1], or squared error (Gaussian visible\n'
+    '        units of unit variance for ``"rbm"``), e.g. with ``scale="standard"``.',
     "scale": "Scaling fitted on the training data and applied before the network: the global min / max\n"
-             "        to [0, 1] (what ``loss=\"bce\"`` needs), per-feature standardisation, or none.",
+    '        to [0, 1] (what ``loss="bce"`` needs), per-feature standardisation, or none.',
     "epochs": "Fine-tuning passes over the data (0: the pretrained stack with a zero head, uniform\n"
-              "        probabilities).",
+    "        probabilities).",
     "batch_size": "Rows per update, in pretraining and fine-tuning.",
-    "lr": "The fine-tuning optimizer's learning rate (the peak rate for ``schedule=\"onecycle\"``).",
+    "lr": 'The fine-tuning optimizer\'s learning rate (the peak rate for ``schedule="onecycle"``).',
     "weight_decay": "L2 penalty on every weight in fine-tuning (the optimizer's ``weight_decay``; decoupled\n"
-                    "        for adamw).",
+    "        for adamw).",
     "patience": "Stop fine-tuning after this many epochs without an improvement of the training loss by\n"
-                "        more than ``min_delta`` (there is no validation split); None: train all ``epochs``.",
+    "        more than ``min_delta`` (there is no validation split); None: train all ``epochs``.",
     "min_delta": "Smallest improvement of the training loss that counts for ``patience``.",
     "device": "Torch device of training and inference: cpu, cuda, cuda:1 or auto.",
 }
@@ -842,7 +975,10 @@ _PRETRAIN_LR_DOC = """    pretrain_lr : float or None, default=None
 """.format(dae=field_default(_field(DeepOptions, "dae_lr")), rbm=field_default(_field(DeepOptions, "rbm_lr")))
 
 
-_CLASSIFIER_DOC = _documented(_CLASSIFIER_FIELDS, _CL, _CLASSIFIER_TEXT) + _PRETRAIN_LR_DOC + """\
+_CLASSIFIER_DOC = (
+    _documented(_CLASSIFIER_FIELDS, _CL, _CLASSIFIER_TEXT)
+    + _PRETRAIN_LR_DOC
+    + """\
     pretrain_options : dict, default=None
         Further options of the ``deep`` variant's pretraining: ``cd_k``, ``persistent``,
         ``code_lr``, ``rbm_weight_decay``, ``sigma`` (of Gaussian noise), ``pretrain_batch_size``
@@ -853,11 +989,15 @@ _CLASSIFIER_DOC = _documented(_CLASSIFIER_FIELDS, _CL, _CLASSIFIER_TEXT) + _PRET
     verbose : bool or int, default=False
         Show progress bars while training.
 """
+)
 
 
-_CLASSIFIER_DEFAULTS_DOC = _overrides_doc(CLASSIFIER_OVERRIDES, ":class:`~aekit.model.ModelConfig`, "
-                                          ":class:`~aekit.train.TrainConfig`, :class:`~aekit.data.DataConfig`, "
-                                          "the deep variant's pretraining options; see :data:`CLASSIFIER_OVERRIDES`")
+_CLASSIFIER_DEFAULTS_DOC = _overrides_doc(
+    CLASSIFIER_OVERRIDES,
+    ":class:`~aekit.model.ModelConfig`, "
+    ":class:`~aekit.train.TrainConfig`, :class:`~aekit.data.DataConfig`, "
+    "the deep variant's pretraining options; see :data:`CLASSIFIER_OVERRIDES`",
+)
 
 
 class StackedAutoencoderClassifier(ClassifierMixin, _PackedState, BaseEstimator):
@@ -932,22 +1072,45 @@ class StackedAutoencoderClassifier(ClassifierMixin, _PackedState, BaseEstimator)
     (2, 10)
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         **_CLASSIFIER_CONSTRAINTS,
         "pretrain_lr": _constraint(DeepOptions, "dae_lr", nullable=True),  # (rbm_lr's range is the same)
         "pretrain_options": [dict, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
-    _packed = {"classifier_": (_pack_classifier, _unpack_classifier)}
+    _packed: ClassVar[dict[str, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]]] = {
+        "classifier_": (_pack_classifier, _unpack_classifier)
+    }
 
-    def __init__(self, hidden=_CL["hidden"], *, pretrain=_CL["pretrain"], pretrain_epochs=_CL["pretrain_epochs"],
-                 pretrain_lr=None, noise=_CL["noise"], nu=_CL["nu"], activation=_CL["activation"], loss=_CL["loss"],
-                 scale=_CL["scale"], epochs=_CL["epochs"], batch_size=_CL["batch_size"], lr=_CL["lr"],
-                 optimizer=_CL["optimizer"], momentum=_CL["momentum"], weight_decay=_CL["weight_decay"],
-                 schedule=_CL["schedule"], clip_grad=_CL["clip_grad"], patience=_CL["patience"],
-                 min_delta=_CL["min_delta"], precision=_CL["precision"], pretrain_options=None, random_state=None,
-                 device=_CL["device"], verbose=False):
+    def __init__(
+        self,
+        hidden=_CL["hidden"],
+        *,
+        pretrain=_CL["pretrain"],
+        pretrain_epochs=_CL["pretrain_epochs"],
+        pretrain_lr=None,
+        noise=_CL["noise"],
+        nu=_CL["nu"],
+        activation=_CL["activation"],
+        loss=_CL["loss"],
+        scale=_CL["scale"],
+        epochs=_CL["epochs"],
+        batch_size=_CL["batch_size"],
+        lr=_CL["lr"],
+        optimizer=_CL["optimizer"],
+        momentum=_CL["momentum"],
+        weight_decay=_CL["weight_decay"],
+        schedule=_CL["schedule"],
+        clip_grad=_CL["clip_grad"],
+        patience=_CL["patience"],
+        min_delta=_CL["min_delta"],
+        precision=_CL["precision"],
+        pretrain_options=None,
+        random_state=None,
+        device=_CL["device"],
+        verbose=False,
+    ):
         self.hidden = hidden
         self.pretrain = pretrain
         self.pretrain_epochs = pretrain_epochs
@@ -980,14 +1143,24 @@ class StackedAutoencoderClassifier(ClassifierMixin, _PackedState, BaseEstimator)
         unknown = sorted(set(options) - known)
         if unknown:
             free = ", ".join(sorted(known - set(_PRETRAIN_PARAMETERS)))
-            raise ValueError(f"pretrain_options {', '.join(map(repr, unknown))} are not options of the deep "
-                             f"variant's pretraining (its options: {free})")
+            raise ValueError(
+                f"pretrain_options {', '.join(map(repr, unknown))} are not options of the deep "
+                f"variant's pretraining (its options: {free})"
+            )
         taken = sorted(set(options) & set(_PRETRAIN_PARAMETERS))
         if taken:
-            raise ValueError(f"pretrain_options {', '.join(map(repr, taken))} are set by the parameter(s) "
-                             f"{', '.join(sorted({_PRETRAIN_PARAMETERS[k] for k in taken}))}, not in pretrain_options")
-        options = {"pretrain_batch_size": self.batch_size, **options, "pretrain": self.pretrain,
-                   "pretrain_epochs": self.pretrain_epochs, "noise": self.noise, "nu": self.nu}
+            raise ValueError(
+                f"pretrain_options {', '.join(map(repr, taken))} are set by the parameter(s) "
+                f"{', '.join(sorted({_PRETRAIN_PARAMETERS[k] for k in taken}))}, not in pretrain_options"
+            )
+        options = {
+            "pretrain_batch_size": self.batch_size,
+            **options,
+            "pretrain": self.pretrain,
+            "pretrain_epochs": self.pretrain_epochs,
+            "noise": self.noise,
+            "nu": self.nu,
+        }
         if self.pretrain_lr is not None and self.pretrain != "none":
             options["dae_lr" if self.pretrain == "dae" else "rbm_lr"] = self.pretrain_lr
         return options
@@ -1011,18 +1184,42 @@ class StackedAutoencoderClassifier(ClassifierMixin, _PackedState, BaseEstimator)
         check_classification_targets(y)
         classes, y_index = np.unique(y, return_inverse=True)
         if len(classes) < 2:
-            raise DataError(f"{type(self).__name__} needs at least two classes, but y holds one class "
-                            f"({classes.tolist()[0]!r})")
+            raise DataError(
+                f"{type(self).__name__} needs at least two classes, but y holds one class ({classes.tolist()[0]!r})"
+            )
         sizes = _hidden_sizes(self.hidden)
         if not sizes:
             raise ValueError("hidden must name at least one layer width (the layer under the softmax head)")
         seed, progress = _seed(self.random_state), bool(self.verbose)
-        model = _aekit_fit(variants.layerwise().name, X, hidden=sizes[:-1], latent=sizes[-1], activation=self.activation,
-                           code_activation=self.activation, loss=self.loss, scale=self.scale, epochs=0,
-                           device=self.device, seed=seed, val_fraction=0.0, test_fraction=0.0, out=None,
-                           figures=False, progress=progress, **self._deep_options())
-        clf = finetune(model, X, y_index, **{name: getattr(self, name) for name in _TRAINING}, seed=seed,
-                       val_fraction=0.0, test_fraction=0.0, progress=progress)
+        model = _aekit_fit(
+            variants.layerwise().name,
+            X,
+            hidden=sizes[:-1],
+            latent=sizes[-1],
+            activation=self.activation,
+            code_activation=self.activation,
+            loss=self.loss,
+            scale=self.scale,
+            epochs=0,
+            device=self.device,
+            seed=seed,
+            val_fraction=0.0,
+            test_fraction=0.0,
+            out=None,
+            figures=False,
+            progress=progress,
+            **self._deep_options(),
+        )
+        clf = finetune(
+            model,
+            X,
+            y_index,
+            **{name: getattr(self, name) for name in _TRAINING},
+            seed=seed,
+            val_fraction=0.0,
+            test_fraction=0.0,
+            progress=progress,
+        )
         self.classes_ = classes
         self.classifier_ = clf
         self.pretrain_record_ = getattr(model, "pretrain_record", None)

@@ -21,9 +21,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,8 +33,14 @@ from . import distributed
 from .callbacks import Callback, progress_bar
 from .config import option
 from .errors import ConfigError, RunError, TrainingError
-from .io import (CHECKPOINT_FILES, HISTORY, atomic_write_json, read_safetensors, remove_stale_temporaries,
-                 write_safetensors)
+from .io import (
+    CHECKPOINT_FILES,
+    HISTORY,
+    atomic_write_json,
+    read_safetensors,
+    remove_stale_temporaries,
+    write_safetensors,
+)
 
 #: arithmetic of the training forward pass (TrainConfig.precision)
 PRECISIONS = ("float32", "bfloat16")
@@ -42,7 +49,6 @@ PRECISIONS = ("float32", "bfloat16")
 CHECKPOINTS = CHECKPOINT_FILES
 CHECKPOINT, PREVIOUS_CHECKPOINT = CHECKPOINTS
 _log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -55,8 +61,9 @@ class TrainConfig:
     optimizer: str = option("adam", "optimizer", choices=("adam", "adamw", "sgd"))
     momentum: float = option(0.9, "momentum (sgd)")
     weight_decay: float = option(0.0, "weight decay (L2 for adam/sgd, decoupled for adamw)")
-    schedule: str = option("constant", "learning-rate schedule over all steps",
-                           choices=("constant", "cosine", "onecycle"))
+    schedule: str = option(
+        "constant", "learning-rate schedule over all steps", choices=("constant", "cosine", "onecycle")
+    )
     clip_grad: float | None = option(None, "clip the gradient norm to this value")
     patience: int | None = option(None, "stop after this many epochs without validation improvement")
     min_delta: float = option(0.0, "smallest validation improvement that counts for early stopping")
@@ -64,11 +71,14 @@ class TrainConfig:
     checkpoint_every: int = option(0, "also checkpoint every N steps inside an epoch (0: at epoch ends only)")
     seed: int = option(0, "seed of initialisation, data order and noise")
     device: str = option("cpu", "torch device: cpu, cuda, cuda:1, or auto")
-    precision: str = option("float32", "arithmetic of the training forward pass: float32, or bfloat16 mixed "
-                            "precision (matrix products and convolutions in bfloat16 under torch.autocast; weights, "
-                            "optimizer, losses and evaluation in float32): about 1.4x faster training on CPUs with "
-                            "AVX-512 BF16 or AMX and on recent GPUs, with rounding of about 3 significant digits",
-                            choices=PRECISIONS)
+    precision: str = option(
+        "float32",
+        "arithmetic of the training forward pass: float32, or bfloat16 mixed "
+        "precision (matrix products and convolutions in bfloat16 under torch.autocast; weights, "
+        "optimizer, losses and evaluation in float32): about 1.4x faster training on CPUs with "
+        "AVX-512 BF16 or AMX and on recent GPUs, with rounding of about 3 significant digits",
+        choices=PRECISIONS,
+    )
 
     def validate(self) -> None:
         if self.epochs < 0:
@@ -106,13 +116,12 @@ class Interrupted(TrainingError):
 
 def make_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer named by ``cfg``; Adam/AdamW use the fused kernel where torch has one."""
-    fused = {"fused": True}
+    fused: dict[str, Any] = {"fused": True}
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                           foreach=True)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, foreach=True)
 
 
 def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> Any:
@@ -126,8 +135,20 @@ def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int
 
 # -- checkpoint files ------------------------------------------------------------------------
 _META_KEY = "aekit_trainer"
-_META_FIELDS = ("epoch", "step_in_epoch", "global_step", "total_steps", "optimizer", "schedule", "best",
-                "bad_epochs", "stopped", "history", "epoch_sums", "epoch_count")
+_META_FIELDS = (
+    "epoch",
+    "step_in_epoch",
+    "global_step",
+    "total_steps",
+    "optimizer",
+    "schedule",
+    "best",
+    "bad_epochs",
+    "stopped",
+    "history",
+    "epoch_sums",
+    "epoch_count",
+)
 _STATE_TENSORS = ("rng.torch", "rng.shuffle", "order")
 
 
@@ -190,8 +211,19 @@ class Trainer:
         Show a progress bar; default: only when stderr is a terminal.
     """
 
-    def __init__(self, model: nn.Module, config: TrainConfig, run_dir: str | Path | None = None,
-                 callbacks: Sequence[Callback] = (), progress: bool | None = None):
+    # the state of a fit (set by fit(), or restored by _resume())
+    _best: float | None
+    _best_state: dict[str, torch.Tensor] | None
+    _sums: dict[str, float]
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        run_dir: str | Path | None = None,
+        callbacks: Sequence[Callback] = (),
+        progress: bool | None = None,
+    ):
         self.model = model
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -244,16 +276,21 @@ class Trainer:
             raise RunError("this trainer has no run directory to checkpoint into")
         tensors = self._state_tensors()
         meta = {
-            "epoch": self._epoch, "step_in_epoch": self._pos, "global_step": self._global_step,
+            "epoch": self._epoch,
+            "step_in_epoch": self._pos,
+            "global_step": self._global_step,
             "total_steps": self._total_steps,
             "optimizer": self._opt_meta,
             "schedule": self._sched.state_dict() if self._sched is not None else None,
-            "best": self._best, "bad_epochs": self._bad_epochs, "stopped": self._stop,
-            "history": self.history, "epoch_sums": self._sums, "epoch_count": self._count,
+            "best": self._best,
+            "bad_epochs": self._bad_epochs,
+            "stopped": self._stop,
+            "history": self.history,
+            "epoch_sums": self._sums,
+            "epoch_count": self._count,
         }
         # checksummed, fsynced, renamed into place; the one it replaces stays as PREVIOUS_CHECKPOINT
-        return write_safetensors(self.run_dir / CHECKPOINT, tensors, {_META_KEY: json.dumps(meta)},
-                                 keep_previous=True)
+        return write_safetensors(self.run_dir / CHECKPOINT, tensors, {_META_KEY: json.dumps(meta)}, keep_previous=True)
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore everything :meth:`save_checkpoint` wrote (RunError for a missing, truncated,
@@ -287,8 +324,10 @@ class Trainer:
         done, partial = meta["epoch"], meta["step_in_epoch"] > 0
         if self.config.epochs < done + partial:
             trained = f"{done} epoch(s)" + (" and part of the next" if partial else "")
-            raise ConfigError(f"{path}: the run has already trained {trained}, more than epochs="
-                              f"{self.config.epochs}; pass at least {done + partial} epochs to resume it")
+            raise ConfigError(
+                f"{path}: the run has already trained {trained}, more than epochs="
+                f"{self.config.epochs}; pass at least {done + partial} epochs to resume it"
+            )
         model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         try:
             self.model.load_state_dict(model_state)
@@ -306,8 +345,10 @@ class Trainer:
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self._order = tensors["order"].to(self.device)
         if self._sched is not None and meta["total_steps"] != self._total_steps:
-            raise RunError(f"{path}: cannot change the number of epochs or the batch size when resuming a run "
-                           f"with the {self.config.schedule} schedule")
+            raise RunError(
+                f"{path}: cannot change the number of epochs or the batch size when resuming a run "
+                f"with the {self.config.schedule} schedule"
+            )
         self._epoch, self._pos = meta["epoch"], meta["step_in_epoch"]
         self._global_step = meta["global_step"]
         self._best, self._bad_epochs, self._stop = meta["best"], meta["bad_epochs"], meta["stopped"]
@@ -339,21 +380,23 @@ class Trainer:
         self._gen = torch.Generator().manual_seed(cfg.seed)
         self._order = _shuffled(train, self._gen).to(self.device)
         self._epoch = self._pos = self._global_step = 0
-        self._best: float | None = None
-        self._best_state: dict[str, torch.Tensor] | None = None
+        self._best = None
+        self._best_state = None
         self._bad_epochs = 0
-        self._sums: dict[str, float] = {}
+        self._sums = {}
         self._count = 0
         self.history = []
         if resume:
             self._resume()
             if len(self._order) != n:
-                raise RunError(f"cannot resume: the checkpoint was made on {len(self._order)} training rows, "
-                               f"this data has {n}")
+                raise RunError(
+                    f"cannot resume: the checkpoint was made on {len(self._order)} training rows, this data has {n}"
+                )
             if not self._dp.is_main:  # the checkpoint's partial sums of the epoch are all processes'
-                self._sums, self._count = {k: 0.0 for k in self._sums}, 0
-            if callable(getattr(train, "follow", None)):  # streamed data reads ahead in the restored order
-                train.follow(self._order)
+                self._sums, self._count = dict.fromkeys(self._sums, 0.0), 0
+            follow = getattr(train, "follow", None)
+            if callable(follow):  # streamed data reads ahead in the restored order
+                follow(self._order)
         for cb in self.callbacks:
             cb.on_train_begin(self)
         with _SignalGuard(self):
@@ -370,18 +413,22 @@ class Trainer:
         b = cfg.batch_size
         if self._pos == 0:
             self._sums, self._count = {}, 0
-        sums = {k: torch.tensor(v, dtype=torch.float64) for k, v in self._sums.items()}
+        # tensors (floats after the distributed collection at a checkpoint, until the next step adds to them)
+        sums: dict[str, Any] = {k: torch.tensor(v, dtype=torch.float64) for k, v in self._sums.items()}
         t0 = time.perf_counter()
         done_before = self._count
         bar = progress_bar(self.progress, steps, self._pos, f"epoch {self._epoch + 1}/{cfg.epochs}")
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         # bfloat16: the forward under autocast; the backward pass and the update in float32
-        amp = (functools.partial(torch.autocast, self.device.type, torch.bfloat16) if cfg.precision == "bfloat16"
-               else contextlib.nullcontext)
+        amp = (
+            functools.partial(torch.autocast, self.device.type, torch.bfloat16)
+            if cfg.precision == "bfloat16"
+            else contextlib.nullcontext
+        )
         try:
             for step in range(self._pos, steps):
-                batch = self._order[step * b:(step + 1) * b]
+                batch = self._order[step * b : (step + 1) * b]
                 rows, nb = dp.shard(batch)  # all of it, or this process's part of the global batch
                 xb = train[rows]
                 dp.seed_step(cfg.seed, self._global_step)
@@ -407,8 +454,10 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                     if step % 10 == 0 or step == steps - 1:
-                        bar.set_postfix({k.removeprefix(METRIC): f"{float(v) / self._count:.4g}"
-                                         for k, v in sums.items()}, refresh=False)
+                        bar.set_postfix(
+                            {k.removeprefix(METRIC): f"{float(v) / self._count:.4g}" for k, v in sums.items()},
+                            refresh=False,
+                        )
                 if self.callbacks:
                     terms = {k: float(v.detach()) for k, v in out.losses.items()}
                     for cb in self.callbacks:
@@ -418,8 +467,9 @@ class Trainer:
                     value, interrupt = dp.sync_step(value, nb, len(batch), interrupt)
                     if not math.isfinite(value):
                         self._diverged(out.losses, step)
-                if interrupt or (cfg.checkpoint_every and self._global_step % cfg.checkpoint_every == 0
-                                 and self._pos < steps):
+                if interrupt or (
+                    cfg.checkpoint_every and self._global_step % cfg.checkpoint_every == 0 and self._pos < steps
+                ):
                     if dp.active:
                         sums, self._count = dp.collect(sums, self._count)
                     self._sums = {k: float(v) for k, v in sums.items()}
@@ -427,16 +477,20 @@ class Trainer:
                         self.save_checkpoint()
                     if interrupt:
                         distributed.barrier()  # no process exits before rank 0 has saved
-                        raise Interrupted(f"training interrupted at epoch {self._epoch + 1}, step {self._pos}; "
-                                          f"resume with --resume")
+                        raise Interrupted(
+                            f"training interrupted at epoch {self._epoch + 1}, step {self._pos}; resume with --resume"
+                        )
         finally:
             if bar is not None:
                 bar.close()
         elapsed = time.perf_counter() - t0
         if dp.active:  # the epoch's sums over all processes
             sums, (self._count, done_before) = dp.total(sums, self._count, done_before)
-        record: dict[str, Any] = {"epoch": self._epoch + 1, "step": self._global_step,
-                                  "lr": self.optimizer.param_groups[0]["lr"]}
+        record: dict[str, Any] = {
+            "epoch": self._epoch + 1,
+            "step": self._global_step,
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
         record.update(_summary("train", {k: float(v) / self._count for k, v in sums.items()}))
         if val is not None and dp.is_main:
             record.update(_summary("val", evaluate_terms(model, val, batch_size=max(1024, b), metrics=True)))
@@ -471,10 +525,15 @@ class Trainer:
     def _diverged(self, losses: dict[str, torch.Tensor], step: int) -> None:
         vals = {k: float(v.detach()) for k, v in losses.items()}
         bad = ", ".join(f"{k}={v}" for k, v in vals.items() if not math.isfinite(v))
-        where = (f"; the last good checkpoint is kept in {self.run_dir / CHECKPOINT}"
-                 if self.run_dir is not None and (self.run_dir / CHECKPOINT).exists() else "")
-        raise TrainingError(f"the loss became non-finite ({bad}) at epoch {self._epoch + 1}, step {step + 1}; "
-                            f"try a lower --lr or --clip-grad{where}")
+        where = (
+            f"; the last good checkpoint is kept in {self.run_dir / CHECKPOINT}"
+            if self.run_dir is not None and (self.run_dir / CHECKPOINT).exists()
+            else ""
+        )
+        raise TrainingError(
+            f"the loss became non-finite ({bad}) at epoch {self._epoch + 1}, step {step + 1}; "
+            f"try a lower --lr or --clip-grad{where}"
+        )
 
 
 METRIC = "metric:"
@@ -500,8 +559,9 @@ def _summary(split: str, means: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def evaluate_terms(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
-                   metrics: bool = False) -> dict[str, float]:
+def evaluate_terms(
+    model: nn.Module, x: torch.Tensor, batch_size: int = 1024, metrics: bool = False
+) -> dict[str, float]:
     """Mean of each loss term (and, with ``metrics=True``, each metric, prefixed ``metric:``) over
     the rows of ``x`` in eval mode (no corruption, no dropout)."""
     was = model.training
@@ -510,9 +570,9 @@ def evaluate_terms(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
     try:
         with torch.inference_mode():
             for i in range(0, len(x), batch_size):
-                xb = x[i:i + batch_size]
+                xb = x[i : i + batch_size]
                 out = model(xb)
-                for k, v in (_named_values(out) if metrics else out.losses.items()):
+                for k, v in _named_values(out) if metrics else out.losses.items():
                     sums[k] = sums.get(k, 0.0) + float(v) * len(xb)
     finally:
         model.train(was)
@@ -535,7 +595,7 @@ class _SignalGuard:
     def _handler(self, signum: int, frame: Any) -> None:
         self.trainer._interrupt = True
 
-    def __enter__(self) -> "_SignalGuard":
+    def __enter__(self) -> _SignalGuard:
         if threading.current_thread() is threading.main_thread():
             for s in (signal.SIGINT, signal.SIGTERM):
                 self.previous[s] = signal.signal(s, self._handler)

@@ -26,17 +26,28 @@ class DataConfig:
 
     data: str = option("digits", "built-in set (digits, fashion-mnist, dsprites) or a file / folder path")
     label_column: str | None = option(None, "label column of a CSV / Parquet file (name or index)")
-    data_dir: str | None = option(None, "folder holding a built-in set's files "
-                                        "(else $AEKIT_DATA, then the system folder)")
+    data_dir: str | None = option(
+        None, "folder holding a built-in set's files (else $AEKIT_DATA, then the system folder)"
+    )
     val_fraction: float = option(0.1, "fraction of the training rows held out for validation")
     test_fraction: float = option(0.2, "fraction held out for testing (sets with an official test split keep it)")
     split_seed: int = option(0, "seed of the train / validation / test split")
-    scale: str = option("unit", "scaling fitted on the training split: unit = [0,1] by global min/max, "
-                                "standard = per-feature mean 0 / std 1, none", choices=TRANSFORM_KINDS)
-    stream: bool = option(False, "read the data from disk a window at a time instead of loading it: a .npy file "
-                                 "or a folder of .npy / Parquet shards, shuffled by shard and within windows")
-    buffer_mb: float = option(256.0, "with --stream: memory for the training rows held (two windows and the next "
-                                     "one read ahead; validation takes a quarter more)")
+    scale: str = option(
+        "unit",
+        "scaling fitted on the training split: unit = [0,1] by global min/max, "
+        "standard = per-feature mean 0 / std 1, none",
+        choices=TRANSFORM_KINDS,
+    )
+    stream: bool = option(
+        False,
+        "read the data from disk a window at a time instead of loading it: a .npy file "
+        "or a folder of .npy / Parquet shards, shuffled by shard and within windows",
+    )
+    buffer_mb: float = option(
+        256.0,
+        "with --stream: memory for the training rows held (two windows and the next "
+        "one read ahead; validation takes a quarter more)",
+    )
 
     def validate(self) -> None:
         if not self.buffer_mb > 0:
@@ -58,8 +69,14 @@ def load_run_splits(cfg: DataConfig, data: Any = None, image_shape: Any = None) 
     source = cfg.data if data is None else str(data)
     if source == IN_MEMORY:
         raise ConfigError("this run was trained on in-memory data; pass the same data")
-    return load_splits(source, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-                       seed=cfg.split_seed, label_column=cfg.label_column, data_dir=cfg.data_dir)
+    return load_splits(
+        source,
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction,
+        seed=cfg.split_seed,
+        label_column=cfg.label_column,
+        data_dir=cfg.data_dir,
+    )
 
 
 def training_rows(run_config: dict[str, Any] | None) -> np.ndarray | None:

@@ -81,7 +81,7 @@ for _values in FACTOR_VALUES:
 _RADIUS_PX = 10.0  # radius of the disc holding a sprite of scale 1
 _CENTRE_LOW, _CENTRE_HIGH = _RADIUS_PX + 1.0, IMAGE_SIZE - _RADIUS_PX - 1.0
 _WINDOW = 22  # side of the pixel window around the centre that holds any sprite
-_SQUARE_HALF_SIDE = 2.0 ** -0.5
+_SQUARE_HALF_SIDE = 2.0**-0.5
 _ELLIPSE_MINOR = 0.5
 # The implicit heart spans x in [-1.139, 1.139], y in [-1, 1.236]: its bounding-box centre is at
 # y = 0.118, and every point of it lies within 1.3367 of that centre.

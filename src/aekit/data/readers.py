@@ -96,9 +96,7 @@ def _check_float_range(x: np.ndarray, source: str, columns: Sequence | None) -> 
     raise DataError(f"{source}: row {row}, column {_column_label(col, columns)} {problem}")
 
 
-def as_matrix(
-    x, source: str, *, columns: Sequence | None = None, allow_empty: bool = False
-) -> np.ndarray:
+def as_matrix(x, source: str, *, columns: Sequence | None = None, allow_empty: bool = False) -> np.ndarray:
     """Validate a 2-D numeric array and return it as C-contiguous float32.
 
     Parameters
@@ -127,9 +125,7 @@ def as_matrix(
     """
     x = np.asarray(x)
     if x.dtype.kind not in "biuf":
-        raise DataError(
-            f"{source}: holds values of type {x.dtype}; expected numbers (bool, integer or float)"
-        )
+        raise DataError(f"{source}: holds values of type {x.dtype}; expected numbers (bool, integer or float)")
     if x.ndim != 2:
         raise DataError(f"{source}: expected a 2-D array of rows (n, d), got shape {x.shape}")
     if x.shape[1] == 0:
@@ -170,9 +166,7 @@ def _as_image_shape(shape, d: int, source: str) -> tuple[int, int, int] | None:
     if len(dims) != 3 or min(dims) < 1:
         raise ConfigError(f"image_shape must be (C, H, W) or (H, W) of positive sizes, got {shape!r}")
     if math.prod(dims) != d:
-        raise DataError(
-            f"{source}: image shape {dims} holds {math.prod(dims)} values, but the rows have {d}"
-        )
+        raise DataError(f"{source}: image shape {dims} holds {math.prod(dims)} values, but the rows have {d}")
     return dims
 
 
@@ -241,9 +235,7 @@ class Dataset:
             When the rows are not images (``image_shape`` is None).
         """
         if self.image_shape is None:
-            raise DataError(
-                f"{self.source}: the rows are not images (no image shape); pass image_shape"
-            )
+            raise DataError(f"{self.source}: the rows are not images (no image shape); pass image_shape")
         return self.x.reshape(len(self), *self.image_shape)
 
 
@@ -366,7 +358,7 @@ def _inflation_limit(compressed_size: int) -> int:
 _COMPRESSIONS: dict[str, tuple[Callable, str]] = {
     ".gz": (lambda f: gzip.GzipFile(fileobj=f, mode="rb"), "gzip"),
     ".bz2": (lambda f: bz2.BZ2File(f, "rb"), "bzip2"),
-    ".xz": (lambda f: lzma.LZMAFile(f, "rb"), "xz"),
+    ".xz": (lambda f: lzma.LZMAFile(f, "rb"), "xz"),  # noqa: SIM115 (the reader closes it)
 }
 #: formats read compressed as well (the names end in one of these, then a suffix of _COMPRESSIONS)
 _COMPRESSIBLE = (".csv", ".tsv", ".txt", ".npy")
@@ -389,7 +381,7 @@ class _Inflating(io.RawIOBase):
         super().__init__()
         make, self.codec = _COMPRESSIONS[suffix]
         self.source = source
-        self._file = open(source, "rb")
+        self._file = open(source, "rb")  # noqa: SIM115 (closed by close(), this reader's own exit)
         self.compressed_size = os.fstat(self._file.fileno()).st_size
         self.limit = _inflation_limit(self.compressed_size)
         self._stream = make(self._file)
@@ -456,8 +448,10 @@ def _read_idx_bytes(source: str) -> tuple[bytes, bool]:
             dtype, dims, header = _idx_layout(head, source)
             size = header + math.prod(dims) * dtype.itemsize
             if size > _inflation_limit(len(raw)):
-                raise DataError(f"{source}: truncated IDX file: the header declares {size} bytes, more than "
-                                f"its {len(raw)} compressed bytes can hold")
+                raise DataError(
+                    f"{source}: truncated IDX file: the header declares {size} bytes, more than "
+                    f"its {len(raw)} compressed bytes can hold"
+                )
             raw = head + _read_up_to(g, size + 1 - len(head))
             return raw, len(raw) <= size or not g.read(1)
     except (OSError, EOFError, zlib.error) as exc:
@@ -477,13 +471,11 @@ def _npy_header(f, source: str) -> tuple[tuple[int, ...], np.dtype]:
         version = fmt.read_magic(f)
         read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
         shape, _, dtype = read_header(f)
-    except (ValueError, EOFError, TypeError, SyntaxError, tokenize.TokenError, MemoryError,
-            RecursionError) as exc:
+    except (ValueError, EOFError, TypeError, SyntaxError, tokenize.TokenError, MemoryError, RecursionError) as exc:
         raise DataError(f"{source}: not a valid .npy file ({_brief(exc)})") from None
     if dtype.hasobject:
         raise DataError(
-            f"{source}: holds an array of Python objects, which aekit refuses to load "
-            "(it would need pickle)"
+            f"{source}: holds an array of Python objects, which aekit refuses to load (it would need pickle)"
         )
     return shape, dtype
 
@@ -498,9 +490,7 @@ def _load_npy(source: str) -> np.ndarray:
         expected = math.prod(shape) * dtype.itemsize
         found = os.fstat(f.fileno()).st_size - f.tell()
         if found < expected:
-            raise DataError(
-                f"{source}: truncated .npy file: expected {expected} data bytes, found {found}"
-            )
+            raise DataError(f"{source}: truncated .npy file: expected {expected} data bytes, found {found}")
         f.seek(0)
         try:
             return np.load(f, allow_pickle=False)
@@ -638,9 +628,12 @@ def _label_position(label_column, names: list[str] | None, n_columns: int, sourc
         return names.index(label_column.strip())
     if isinstance(label_column, str) and re.fullmatch(r"\s*-?\d+\s*", label_column):
         label_column = int(label_column)
-    if isinstance(label_column, (int, np.integer)) and not isinstance(label_column, bool):
-        if -n_columns <= label_column < n_columns:
-            return int(label_column) % n_columns
+    if (
+        isinstance(label_column, (int, np.integer))
+        and not isinstance(label_column, bool)
+        and -n_columns <= label_column < n_columns
+    ):
+        return int(label_column) % n_columns
     if names is None:
         known = f"the file has no header, so give a column index in 0..{n_columns - 1}"
     else:
@@ -713,8 +706,7 @@ def _raise_if_ragged(source: str, delimiter: str | None, expected: int) -> None:
                 first = number
             elif len(fields) != expected:
                 raise DataError(
-                    f"{source}: line {number} has {len(fields)} fields, "
-                    f"expected {expected} like line {first}"
+                    f"{source}: line {number} has {len(fields)} fields, expected {expected} like line {first}"
                 )
 
 
@@ -725,9 +717,12 @@ def _parse_table(source: str, delimiter: str | None, header_line: int | None, n_
 
     suffix = _compression(source)
     try:
-        with warnings.catch_warnings(), (
-            contextlib.nullcontext(source) if suffix is None else io.BufferedReader(_Inflating(source, suffix))
-        ) as handle:
+        with (
+            warnings.catch_warnings(),
+            (
+                contextlib.nullcontext(source) if suffix is None else io.BufferedReader(_Inflating(source, suffix))
+            ) as handle,
+        ):
             warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # mixed columns are checked later
             return pd.read_csv(
                 handle,
@@ -927,8 +922,7 @@ def read_idx(path) -> np.ndarray:
         raise DataError(f"{path}: truncated IDX file: expected {expected} data bytes, found {found}")
     if found > expected:
         raise DataError(
-            f"{path}: trailing data in IDX file: expected {expected} data bytes, found "
-            f"{found if whole else 'more'}"
+            f"{path}: trailing data in IDX file: expected {expected} data bytes, found {found if whole else 'more'}"
         )
     data = np.frombuffer(raw, dtype, math.prod(dims), offset=header)
     return data.astype(dtype.newbyteorder("=")).reshape(dims)
@@ -1019,7 +1013,8 @@ def _image_files_in(folder: Path) -> list[Path]:
     entry with an image suffix that is not a regular file (a named pipe, a device, a broken link)
     is refused, unopened."""
     files = sorted(
-        p for p in folder.iterdir()
+        p
+        for p in folder.iterdir()
         if p.suffix.lower() in _IMAGE_SUFFIXES and not p.name.startswith(".") and not p.is_dir()
     )
     for file in files:
@@ -1142,7 +1137,11 @@ def read_image_folder(path) -> Dataset:
 # ---------------------------------------------------------------------------
 
 _TABLE_READERS = {
-    ".csv": read_table, ".tsv": read_table, ".txt": read_table, ".parquet": read_parquet, ".pq": read_parquet
+    ".csv": read_table,
+    ".tsv": read_table,
+    ".txt": read_table,
+    ".parquet": read_parquet,
+    ".pq": read_parquet,
 }
 _ARRAY_READERS = {".npy": read_npy, ".npz": read_npz}
 

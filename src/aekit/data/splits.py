@@ -41,7 +41,11 @@ def _load_parts(source, label_column, data_dir, image_shape) -> tuple[Dataset, D
         )
     if image_shape is None:
         return parts
-    return tuple(None if p is None else dataclasses.replace(p, image_shape=image_shape) for p in parts)
+    data, test = parts
+    return (
+        dataclasses.replace(data, image_shape=image_shape),
+        None if test is None else dataclasses.replace(test, image_shape=image_shape),
+    )
 
 
 def _concatenate(a: Dataset, b: Dataset, source: str) -> Dataset:
@@ -97,12 +101,10 @@ def load_data(source, *, label_column=None, data_dir=None, image_shape=None) -> 
 def _check_fractions(val_fraction, test_fraction) -> None:
     """Raise ConfigError unless both fractions lie in [0, 1) and sum below 1."""
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0 or not value < 1:
             raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}")
     if val_fraction + test_fraction >= 1:
-        raise ConfigError(
-            f"val_fraction + test_fraction must be below 1, got {val_fraction} + {test_fraction}"
-        )
+        raise ConfigError(f"val_fraction + test_fraction must be below 1, got {val_fraction} + {test_fraction}")
 
 
 def split_data(ds: Dataset, *, val_fraction=0.1, test_fraction=0.2, seed=0) -> Splits:
@@ -133,13 +135,13 @@ def split_data(ds: Dataset, *, val_fraction=0.1, test_fraction=0.2, seed=0) -> S
     DataError
         Too few rows to leave a non-empty training set.
     """
-    rows = split_rows(len(ds), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
-                      source=ds.source)
+    rows = split_rows(len(ds), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, source=ds.source)
     return Splits(*(ds.subset(index) for index in rows))
 
 
-def split_rows(n: int, *, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0,
-               source: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_rows(
+    n: int, *, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0, source: str | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sorted row numbers of the train, validation and test splits of ``n`` rows.
 
     The rows :func:`split_data` keeps in each subset of a set of ``n`` rows (it uses this), so a

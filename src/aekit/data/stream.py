@@ -25,9 +25,10 @@ import math
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ from aekit.data.readers import _COMPRESSIONS, Dataset, _check_regular_file
 from aekit.data.transform import Transform, _check_kind, _check_standard, _unit_parameters
 from aekit.errors import ConfigError, DataError
 
-__all__ = ["SHARD_SUFFIXES", "Shards", "StreamingRows", "StreamSplits", "encode", "fit_transform", "split_rows"]
+__all__ = ["SHARD_SUFFIXES", "Shards", "StreamSplits", "StreamingRows", "encode", "fit_transform", "split_rows"]
 
 SHARD_SUFFIXES = (".npy", ".parquet", ".pq")
 #: rows read per piece when a selection (a split) is gathered from a range, or a pass is made
@@ -78,7 +79,7 @@ class _NpyShard:
         with open(self.path, "rb") as f:
             f.seek(self.offset + start * self.features * self.dtype.itemsize)
             if scratch is not None and scratch.nbytes >= nbytes:
-                got = f.readinto(memoryview(scratch)[:nbytes])
+                got = f.readinto(scratch.data[:nbytes])
                 x = scratch[:got].view(self.dtype) if got % self.dtype.itemsize == 0 else scratch[:0].view(self.dtype)
             else:
                 x = np.fromfile(f, dtype=self.dtype, count=count)
@@ -96,7 +97,11 @@ class _ParquetShard:
         except ImportError:  # pragma: no cover - pyarrow is a dependency
             raise DataError(f"{path}: reading Parquet needs pyarrow") from None
         import pyarrow as pa
+
         self.path = path
+        # one reader at a time: the training rows are read ahead in a background thread while the
+        # main thread may read validation rows of the same shard, and a ParquetFile is not thread-safe
+        self._lock = threading.Lock()
         try:
             self.file = pq.ParquetFile(path)
         except (OSError, pa.ArrowException) as e:
@@ -104,8 +109,11 @@ class _ParquetShard:
         names = self.file.schema_arrow.names
         drop = None
         if label_column is not None:
-            drop = names[label_column] if isinstance(label_column, int) and 0 <= label_column < len(names) else (
-                label_column if label_column in names else None)
+            drop = (
+                names[label_column]
+                if isinstance(label_column, int) and 0 <= label_column < len(names)
+                else (label_column if label_column in names else None)
+            )
             if drop is None:
                 raise DataError(f"{path}: no label column {label_column!r}")
         self.columns = [c for c in names if c != drop]
@@ -125,13 +133,15 @@ class _ParquetShard:
     def read(self, start: int, stop: int, scratch: np.ndarray | None = None) -> np.ndarray:
         first = int(np.searchsorted(self.group_starts, start, side="right") - 1)
         last = int(np.searchsorted(self.group_starts, stop - 1, side="right") - 1)
-        table = self.file.read_row_groups(list(range(first, last + 1)), columns=self.columns)
+        with self._lock:
+            table = self.file.read_row_groups(list(range(first, last + 1)), columns=self.columns)
         table = table.slice(start - int(self.group_starts[first]), stop - start)
         out = np.empty((stop - start, self.features), np.float32)
         for j, col in enumerate(table.columns):
             if col.null_count:
-                raise DataError(f"{self.path}: column {self.columns[j]!r} has missing values in rows "
-                                f"{start}..{stop - 1}")
+                raise DataError(
+                    f"{self.path}: column {self.columns[j]!r} has missing values in rows {start}..{stop - 1}"
+                )
             out[:, j] = col.to_numpy()
         return out
 
@@ -141,8 +151,10 @@ def _refuse_compressed_shard(path: Path) -> None:
     compressed data does not allow."""
     suffix = path.suffix.lower()
     if suffix in _COMPRESSIONS and Path(path.stem).suffix.lower() in SHARD_SUFFIXES:
-        raise DataError(f"{path}: is compressed ({suffix}), and streaming reads rows by offset from "
-                        f"uncompressed files; decompress it first, or train without streaming")
+        raise DataError(
+            f"{path}: is compressed ({suffix}), and streaming reads rows by offset from "
+            f"uncompressed files; decompress it first, or train without streaming"
+        )
 
 
 # -- the sequence of shards -------------------------------------------------------------------------
@@ -175,7 +187,7 @@ class Shards:
         self._local = threading.local()
 
     @classmethod
-    def open(cls, path: str | os.PathLike, label_column: Any = None) -> "Shards":
+    def open(cls, path: str | os.PathLike, label_column: Any = None) -> Shards:
         """The shards of a ``.npy`` / Parquet file or of a folder of them; DataError when there are none,
         for a shard that is not a regular file (a named pipe, a device) and for a compressed one."""
         path = Path(path)
@@ -189,15 +201,18 @@ class Shards:
         elif path.exists() or path.is_symlink():
             _refuse_compressed_shard(path)
             if path.suffix.lower() not in SHARD_SUFFIXES:
-                raise DataError(f"{path}: streaming reads .npy and Parquet files (or a folder of them), "
-                                f"not {path.suffix or 'files without a suffix'}")
+                raise DataError(
+                    f"{path}: streaming reads .npy and Parquet files (or a folder of them), "
+                    f"not {path.suffix or 'files without a suffix'}"
+                )
             files = [path]
         else:
             raise DataError(f"{path}: no such file or folder")
         for p in files:
             _check_regular_file(p)  # before opening: a named pipe would block, a device never ends
-        return cls([_NpyShard(p) if p.suffix.lower() == ".npy" else _ParquetShard(p, label_column) for p in files],
-                   str(path))
+        return cls(
+            [_NpyShard(p) if p.suffix.lower() == ".npy" else _ParquetShard(p, label_column) for p in files], str(path)
+        )
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -227,8 +242,10 @@ class Shards:
             with np.errstate(over="ignore"):
                 x = x.astype(np.float32, copy=False)
             if not np.isfinite(x).all():
-                raise DataError(f"{shard.path}: holds NaN, infinite values or values beyond the float32 range "
-                                f"(rows {lo - self.starts[s]}..{hi - self.starts[s] - 1})")
+                raise DataError(
+                    f"{shard.path}: holds NaN, infinite values or values beyond the float32 range "
+                    f"(rows {lo - self.starts[s]}..{hi - self.starts[s] - 1})"
+                )
             parts.append(x)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
@@ -252,7 +269,7 @@ class Shards:
         step = self.chunk_rows(nbytes)
         n = len(self) if rows is None else len(rows)
         for i in range(0, n, step):
-            yield i, (self.read(i, min(i + step, n)) if rows is None else self.read_rows(rows[i:i + step]))
+            yield i, (self.read(i, min(i + step, n)) if rows is None else self.read_rows(rows[i : i + step]))
 
 
 def fit_transform(kind: str, shards: Shards, rows: np.ndarray) -> tuple[Transform, float, float]:
@@ -271,7 +288,7 @@ def fit_transform(kind: str, shards: Shards, rows: np.ndarray) -> tuple[Transfor
         if kind == "standard":
             total += x.sum(axis=0, dtype=np.float64)
     if kind == "none":
-        return Transform("none", 0.0, 1.0), float(low.min()), float(high.max())
+        return Transform("none", np.array(0.0), np.array(1.0)), float(low.min()), float(high.max())
     if kind == "unit":
         columns = (int(low.argmin()), int(high.argmax()))
         t = Transform("unit", *_unit_parameters(low.min(), high.max(), shards.source, columns))
@@ -308,9 +325,11 @@ class StreamingRows:
         Rows per window (windows never span two shards).
     """
 
-    def __init__(self, shards: Shards, rows: np.ndarray, transform: Transform | None, window_rows: int,
-                 device: Any = "cpu"):
+    def __init__(
+        self, shards: Shards, rows: np.ndarray, transform: Transform | None, window_rows: int, device: Any = "cpu"
+    ):
         import torch
+
         if window_rows < 1:
             raise ConfigError(f"window_rows must be positive, got {window_rows}")
         self.shards, self.rows, self.transform = shards, np.asarray(rows, np.int64), transform
@@ -336,10 +355,16 @@ class StreamingRows:
         self.windows_read = 0
 
     @classmethod
-    def with_buffer(cls, shards: Shards, rows: np.ndarray, transform: Transform | None,
-                    buffer_mb: float = DEFAULT_BUFFER_MB, device: Any = "cpu") -> "StreamingRows":
+    def with_buffer(
+        cls,
+        shards: Shards,
+        rows: np.ndarray,
+        transform: Transform | None,
+        buffer_mb: float = DEFAULT_BUFFER_MB,
+        device: Any = "cpu",
+    ) -> StreamingRows:
         """Windows sized so that the two held and the one read ahead take about ``buffer_mb`` MB."""
-        return cls(shards, rows, transform, max(1, int(buffer_mb * 2 ** 20) // (3 * shards.row_bytes)), device)
+        return cls(shards, rows, transform, max(1, int(buffer_mb * 2**20) // (3 * shards.row_bytes)), device)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -352,8 +377,9 @@ class StreamingRows:
     def n_windows(self) -> int:
         return len(self.window_starts) - 1
 
-    def to(self, device: Any) -> "StreamingRows":
+    def to(self, device: Any) -> StreamingRows:
         import torch
+
         device = torch.device(device)
         if device == self.device:
             return self
@@ -428,17 +454,19 @@ class StreamingRows:
             return
         if self._reader is None:
             from concurrent.futures import ThreadPoolExecutor
+
             self._reader = ThreadPoolExecutor(1, thread_name_prefix="aekit-stream")
         self._pending = {w: self._reader.submit(self._load, w)}
 
     def _load(self, w: int) -> Any:
         import torch
+
         lo, hi = int(self.window_starts[w]), int(self.window_starts[w + 1])
         try:
             buffer = self._free.pop()
         except IndexError:
             buffer = np.empty((self.window_rows, self.shards.n_features), np.float32)
-        x = self.shards.read_rows(self.rows[lo:hi], out=buffer[:hi - lo])
+        x = self.shards.read_rows(self.rows[lo:hi], out=buffer[: hi - lo])
         if self.transform is not None and self.transform.kind != "none":
             shift, scale = self.transform.shift.astype(np.float32), self.transform.scale.astype(np.float32)
             np.subtract(x, shift, out=x)  # (x - shift) / scale, as Transform.apply, in place
@@ -454,6 +482,7 @@ class StreamingRows:
 
     def __getitem__(self, key: Any) -> Any:
         import torch
+
         if isinstance(key, slice):
             start, stop, step = key.indices(len(self))
             if step != 1:
@@ -489,25 +518,37 @@ class StreamSplits:
     test: np.ndarray
 
     @classmethod
-    def open(cls, source: Any, *, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0,
-             label_column: Any = None) -> "StreamSplits":
+    def open(
+        cls,
+        source: Any,
+        *,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        seed: int = 0,
+        label_column: Any = None,
+    ) -> StreamSplits:
         if not isinstance(source, (str, os.PathLike)):
-            raise ConfigError("streaming reads a .npy file or a folder of .npy / Parquet shards; "
-                              f"got a {type(source).__name__} (pass in-memory data without stream)")
+            raise ConfigError(
+                "streaming reads a .npy file or a folder of .npy / Parquet shards; "
+                f"got a {type(source).__name__} (pass in-memory data without stream)"
+            )
         shards = Shards.open(source, label_column)
-        return cls(shards, *split_rows(len(shards), val_fraction=val_fraction, test_fraction=test_fraction,
-                                       seed=seed))
+        return cls(shards, *split_rows(len(shards), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed))
 
     def sizes(self) -> dict[str, Any]:
-        return {"train": len(self.train), "val": len(self.val), "test": len(self.test),
-                "source": self.shards.source}
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test), "source": self.shards.source}
 
     def preview(self, rows: int = PREVIEW_ROWS) -> Any:
         """In-memory :class:`~aekit.data.Splits` of the first ``rows`` rows of each split (raw
         values), for a run's figures."""
         from aekit.data import Splits
-        return Splits(*(Dataset(self.shards.read_rows(r[:rows]), None, self.shards.image_shape, self.shards.source)
-                        for r in (self.train, self.val, self.test)))
+
+        return Splits(
+            *(
+                Dataset(self.shards.read_rows(r[:rows]), None, self.shards.image_shape, self.shards.source)
+                for r in (self.train, self.val, self.test)
+            )
+        )
 
 
 def encode(model: Any, source: str | os.PathLike, *, batch_size: int = 4096, label_column: Any = None) -> np.ndarray:
@@ -515,10 +556,9 @@ def encode(model: Any, source: str | os.PathLike, *, batch_size: int = 4096, lab
     the same numbers as ``model.encode_array`` on the whole array."""
     shards = Shards.open(source, label_column)
     if shards.n_features != model.config.input_dim:
-        raise DataError(f"{shards.source}: expected rows of {model.config.input_dim} features, "
-                        f"got {shards.n_features}")
+        raise DataError(f"{shards.source}: expected rows of {model.config.input_dim} features, got {shards.n_features}")
     step = max(batch_size, shards.chunk_rows() // batch_size * batch_size)  # whole batches: the same numbers
     out = np.empty((len(shards), model.config.latent), np.float32)
     for i, x in shards.chunks(nbytes=step * shards.row_bytes):
-        out[i:i + len(x)] = model.encode_array(x, batch_size=batch_size, where=shards.source)
+        out[i : i + len(x)] = model.encode_array(x, batch_size=batch_size, where=shards.source)
     return out

@@ -81,8 +81,10 @@ def _fit_data(x, source: str | None = None) -> np.ndarray:
     if x.size == 0:
         raise DataError(f"{_prefix(source)}cannot fit a transform on empty data")
     if not np.isfinite(x).all():
-        raise DataError(f"{_prefix(source)}cannot fit a transform on data holding NaN, infinite values or values "
-                        "beyond the float32 range")
+        raise DataError(
+            f"{_prefix(source)}cannot fit a transform on data holding NaN, infinite values or values "
+            "beyond the float32 range"
+        )
     return x
 
 
@@ -171,7 +173,7 @@ class Transform:
             and np.array_equal(self.scale, other.scale)
         )
 
-    __hash__ = None
+    # defining __eq__ makes Python set __hash__ to None: a Transform (it holds arrays) is unhashable
 
     @classmethod
     def fit(cls, kind: str, x, *, source: str | None = None) -> Transform:
@@ -206,7 +208,7 @@ class Transform:
         """
         _check_kind(kind)
         if kind == "none":
-            return cls("none", 0.0, 1.0)
+            return cls("none", np.array(0.0), np.array(1.0))
         x = _fit_data(x, source)
         if kind == "unit":
             low, high = x.argmin(), x.argmax()
@@ -224,8 +226,7 @@ class Transform:
         """Raise DataError when per-feature parameters do not match the last axis of ``x``."""
         if self.shift.ndim and (x.ndim == 0 or x.shape[-1] != self.shift.shape[0]):
             raise DataError(
-                f"data of shape {tuple(x.shape)} does not match the transform fitted on "
-                f"{self.shift.shape[0]} features"
+                f"data of shape {tuple(x.shape)} does not match the transform fitted on {self.shift.shape[0]} features"
             )
 
     def _parameters_for(self, x, dtype=np.float32):
@@ -235,8 +236,7 @@ class Transform:
 
             x = x.to(torch.float32)
             return x, torch.as_tensor(self.shift, device=x.device), torch.as_tensor(self.scale, device=x.device)
-        return (np.asarray(x, dtype=dtype), self.shift.astype(dtype, copy=False),
-                self.scale.astype(dtype, copy=False))
+        return (np.asarray(x, dtype=dtype), self.shift.astype(dtype, copy=False), self.scale.astype(dtype, copy=False))
 
     def apply(self, x, dtype=np.float32):
         """Scale ``x``: ``(x - shift) / scale``.

@@ -25,14 +25,36 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import ConfigError
+
+
+class Model(Protocol):
+    """What the variants use of the :class:`~aekit.model.Autoencoder` whose variant they are (the
+    model module imports this package, so the variants name the model by this protocol)."""
+
+    config: Any
+    transform: Any
+    encoder: nn.Module
+    decoder: nn.Module
+    training: bool
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def eval(self) -> Any: ...
+
+    def batched(self, X: np.ndarray, fn: Any, batch_size: int) -> np.ndarray: ...
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
 class Variant(nn.Module):
@@ -76,14 +98,14 @@ class Variant(nn.Module):
         """The code used at inference time (``encode``); by default the bottleneck's code."""
         return self.bottleneck(h)[0]
 
-    def reconstruction_nll(self, logits: torch.Tensor, target: torch.Tensor,
-                           reduction: str = "mean") -> torch.Tensor | None:
+    def reconstruction_nll(
+        self, logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean"
+    ) -> torch.Tensor | None:
         """The reconstruction term from the decoder's ``logits`` when the variant defines its own
         likelihood (e.g. a Gaussian decoder with a learned variance); None: the model's ``loss``."""
         return None
 
-    def penalty(self, x: torch.Tensor, h: torch.Tensor, z: torch.Tensor,
-                model: nn.Module) -> dict[str, torch.Tensor]:
+    def penalty(self, x: torch.Tensor, h: torch.Tensor, z: torch.Tensor, model: Model) -> dict[str, torch.Tensor]:
         """Extra named loss terms computed from input, encoder output and code."""
         return {}
 
@@ -96,8 +118,15 @@ class Variant(nn.Module):
         return []
 
     # -- layer-wise pretraining --------------------------------------------------------------
-    def pretrain(self, model: nn.Module, train: torch.Tensor, *, seed: int, progress: bool | None = None,
-                 train_layer: Callable[..., Any] | None = None) -> dict[str, Any] | None:
+    def pretrain(
+        self,
+        model: Model,
+        train: torch.Tensor,
+        *,
+        seed: int,
+        progress: bool | None = None,
+        train_layer: Callable[..., Any] | None = None,
+    ) -> dict[str, Any] | None:
         """Initialise ``model``'s weights from the training data before gradient training
         (e.g. greedy layer-wise pretraining); called once by :func:`aekit.fit` on a new run,
         never on resume. ``train`` is the training split in model space. ``train_layer`` trains
@@ -123,16 +152,18 @@ class Variant(nn.Module):
         and the unit of a latent traversal) and ``description`` (e.g. ``"N(0, I)"``)."""
         return None
 
-    def likelihood_bounds(self, model: nn.Module, X: np.ndarray, k: int, *, seed: int = 0, batch_size: int = 100,
-                          max_rows: int = 65536) -> dict[str, Any] | None:
+    def likelihood_bounds(
+        self, model: Model, X: np.ndarray, k: int, *, seed: int = 0, batch_size: int = 100, max_rows: int = 65536
+    ) -> dict[str, Any] | None:
         """Bounds on the negative log-likelihood of the model-space rows ``X`` (the VAE family: the
         negative ELBO and the importance-weighted estimate with ``k`` samples, see
         :func:`aekit.evaluation.likelihood_bounds`); None (the default): the model has no likelihood."""
         return None
 
     # -- anomaly scores ---------------------------------------------------------------------------
-    def anomaly_scores(self, model: nn.Module, X: np.ndarray, *, elbo_samples: int = 32,
-                       batch_size: int = 4096) -> np.ndarray:
+    def anomaly_scores(
+        self, model: Model, X: np.ndarray, *, elbo_samples: int = 32, batch_size: int = 4096
+    ) -> np.ndarray:
         """The anomaly score of each model-space row of ``X`` (higher: less like the training data),
         computed in ``X``'s precision. The default: the summed squared reconstruction error
         ``||x - g(f(x))||^2`` in the input's units (the run's scaling inverted); ``elbo_samples`` is
@@ -183,9 +214,14 @@ class NoOptions:
     """A variant without options of its own."""
 
 
-def register(name: str, summary: str, options: type = NoOptions, defaults: dict[str, Any] | None = None,
-             option_defaults: dict[str, Any] | None = None,
-             layerwise: dict[str, tuple[str, ...]] | None = None) -> Callable[[type[Variant]], type[Variant]]:
+def register(
+    name: str,
+    summary: str,
+    options: type = NoOptions,
+    defaults: dict[str, Any] | None = None,
+    option_defaults: dict[str, Any] | None = None,
+    layerwise: dict[str, tuple[str, ...]] | None = None,
+) -> Callable[[type[Variant]], type[Variant]]:
     """Class decorator adding a variant to the registry; it may be stacked to register one class
     under several names.
 
@@ -195,13 +231,16 @@ def register(name: str, summary: str, options: type = NoOptions, defaults: dict[
     ``layerwise`` declares layer-wise pretraining (:meth:`Variant.pretrain`, what ``aekit pretrain``
     runs): each method's name and the options used by that method only.
     """
+
     def deco(cls: type[Variant]) -> type[Variant]:
         if name in _REGISTRY:
             raise RuntimeError(f"variant {name!r} registered twice")
         opts = _with_defaults(options, option_defaults) if option_defaults else options
-        _REGISTRY[name] = VariantSpec(name, cls, opts, summary, dict(defaults or {}), dict(option_defaults or {}),
-                                      dict(layerwise or {}))
+        _REGISTRY[name] = VariantSpec(
+            name, cls, opts, summary, dict(defaults or {}), dict(option_defaults or {}), dict(layerwise or {})
+        )
         return cls
+
     return deco
 
 
@@ -247,4 +286,4 @@ def layerwise() -> VariantSpec:
 
 # the variant files, each registering its variant(s), in the registry's order of insertion (stacks.py,
 # the layer-wise machinery, registers nothing: deep.py imports it)
-from . import contractive, deep, denoising, ksparse, linear, plain, sparse, vae  # noqa: F401
+from . import contractive, deep, denoising, ksparse, linear, plain, sparse, vae  # noqa: E402, F401 (they import Variant)

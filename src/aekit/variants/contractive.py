@@ -39,8 +39,11 @@ class ContractiveOptions:
             raise ConfigError(f"contractive option lam must be a finite number >= 0, got {self.lam}")
 
 
-@register("contractive", "contractive autoencoder (Rifai et al. 2011): penalises the Frobenius norm "
-                         "of the encoder's Jacobian", options=ContractiveOptions)
+@register(
+    "contractive",
+    "contractive autoencoder (Rifai et al. 2011): penalises the Frobenius norm of the encoder's Jacobian",
+    options=ContractiveOptions,
+)
 class Contractive(Variant):
     """Adds the term ``"contractive"``, :math:`\\lambda \\lVert J_f(x) \\rVert_F^2`, and logs the
     mean Frobenius norm :math:`\\lVert J_f(x) \\rVert_F` as the metric ``"jacobian_norm"``.
@@ -55,8 +58,7 @@ class Contractive(Variant):
 
     def __init__(self, config, options):
         super().__init__(config, options)
-        self.closed_form = (config.architecture == "mlp" and not config.hidden
-                            and config.code_activation == "sigmoid")
+        self.closed_form = config.architecture == "mlp" and not config.hidden and config.code_activation == "sigmoid"
         self._norm_sq: torch.Tensor | None = None
 
     def penalty(self, x, h, z, model):

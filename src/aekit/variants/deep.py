@@ -36,7 +36,7 @@ import torch
 from .. import noise as corruption
 from ..config import from_dict, option
 from ..errors import ConfigError
-from . import Variant, register
+from . import Model, Variant, register
 from .stacks import LayerTrainer, RBMConfig, stack_denoising, stack_record, train_dbn, unroll, visible_units
 
 PRETRAIN_METHODS = ("none", "rbm", "dae")
@@ -50,9 +50,13 @@ _RBM = RBMConfig()  # H&S's defaults, shared
 class DeepOptions:
     """Layer-wise pretraining of the deep autoencoder (H&S 2006's defaults for the RBMs)."""
 
-    pretrain: str = option("rbm", "layer-wise pretraining: rbm = a deep belief net of RBMs (Hinton & Salakhutdinov "
-                                  "2006), dae = stacked denoising autoencoders (Vincent et al. 2010), "
-                                  "none = random initialisation", choices=PRETRAIN_METHODS)
+    pretrain: str = option(
+        "rbm",
+        "layer-wise pretraining: rbm = a deep belief net of RBMs (Hinton & Salakhutdinov "
+        "2006), dae = stacked denoising autoencoders (Vincent et al. 2010), "
+        "none = random initialisation",
+        choices=PRETRAIN_METHODS,
+    )
     pretrain_epochs: int = option(_RBM.epochs, "pretraining passes over the data, per layer")
     pretrain_batch_size: int = option(_RBM.batch_size, "examples per pretraining update")
     cd_k: int = option(_RBM.cd_k, "Gibbs steps of contrastive divergence (rbm)")
@@ -60,16 +64,22 @@ class DeepOptions:
     rbm_lr: float = option(_RBM.lr, "learning rate of the RBMs with binary units (rbm)")
     code_lr: float = option(0.001, "learning rate of the RBMs with linear code or Gaussian visible units (rbm)")
     rbm_weight_decay: float = option(_RBM.weight_decay, "weight decay of the RBM weights (rbm)")
-    noise: str = option("mask", "corruption of each layer's input (dae): mask, gaussian or salt_pepper",
-                        choices=corruption.NOISE_KINDS)
+    noise: str = option(
+        "mask", "corruption of each layer's input (dae): mask, gaussian or salt_pepper", choices=corruption.NOISE_KINDS
+    )
     nu: float = option(corruption.DEFAULT_NU, "fraction of the entries corrupted by mask / salt_pepper (dae)")
     sigma: float = option(corruption.DEFAULT_SIGMA, "standard deviation of the gaussian corruption (dae)")
     dae_lr: float = option(1e-3, "Adam learning rate of each denoising layer (dae)")
 
     def rbm_settings(self) -> dict[str, Any]:
         """Fields of :class:`aekit.variants.stacks.RBMConfig` shared by every RBM of the stack."""
-        return {"epochs": self.pretrain_epochs, "batch_size": self.pretrain_batch_size, "cd_k": self.cd_k,
-                "persistent": self.persistent, "weight_decay": self.rbm_weight_decay}
+        return {
+            "epochs": self.pretrain_epochs,
+            "batch_size": self.pretrain_batch_size,
+            "cd_k": self.cd_k,
+            "persistent": self.persistent,
+            "weight_decay": self.rbm_weight_decay,
+        }
 
     def validate(self) -> None:
         if self.pretrain_epochs < 1:
@@ -81,10 +91,14 @@ class DeepOptions:
         corruption.check_parameters(self.noise, nu=self.nu, sigma=self.sigma)
 
 
-@register("deep", "deep autoencoder (Hinton & Salakhutdinov 2006): logistic units, linear code, cross-entropy, "
-                  "initialised by layer-wise RBM (deep belief net) or stacked denoising pretraining",
-          options=DeepOptions, defaults={"activation": "sigmoid", "code_activation": "linear", "loss": "bce"},
-          layerwise={"rbm": RBM_OPTIONS, "dae": DAE_OPTIONS})
+@register(
+    "deep",
+    "deep autoencoder (Hinton & Salakhutdinov 2006): logistic units, linear code, cross-entropy, "
+    "initialised by layer-wise RBM (deep belief net) or stacked denoising pretraining",
+    options=DeepOptions,
+    defaults={"activation": "sigmoid", "code_activation": "linear", "loss": "bce"},
+    layerwise={"rbm": RBM_OPTIONS, "dae": DAE_OPTIONS},
+)
 class Deep(Variant):
     """The plain autoencoder plus the :meth:`pretrain` hook.
 
@@ -101,11 +115,14 @@ class Deep(Variant):
         super().__init__(config, options)
         if config.architecture not in self.architectures:
             raise ConfigError("the deep variant is defined for the mlp architecture only")
-        if options.pretrain == "rbm" and (config.activation != "sigmoid"
-                                          or config.code_activation not in ("sigmoid", "linear")):
-            raise ConfigError(f"rbm pretraining needs logistic hidden units and a logistic or linear code "
-                              f"(--activation sigmoid, --code-activation linear or sigmoid); got activation "
-                              f"{config.activation!r}, code_activation {config.code_activation!r}")
+        if options.pretrain == "rbm" and (
+            config.activation != "sigmoid" or config.code_activation not in ("sigmoid", "linear")
+        ):
+            raise ConfigError(
+                f"rbm pretraining needs logistic hidden units and a logistic or linear code "
+                f"(--activation sigmoid, --code-activation linear or sigmoid); got activation "
+                f"{config.activation!r}, code_activation {config.code_activation!r}"
+            )
 
     @classmethod
     def in_memory_reason(cls, options: DeepOptions) -> str | None:
@@ -114,8 +131,15 @@ class Deep(Variant):
             return None
         return "layer-wise pretraining needs the data in memory; use --pretrain none with --stream"
 
-    def pretrain(self, model: torch.nn.Module, train: torch.Tensor, *, seed: int, progress: bool | None = None,
-                 train_layer: LayerTrainer | None = None) -> dict[str, Any] | None:
+    def pretrain(
+        self,
+        model: Model,
+        train: torch.Tensor,
+        *,
+        seed: int,
+        progress: bool | None = None,
+        train_layer: LayerTrainer | None = None,
+    ) -> dict[str, Any] | None:
         """Train the stack on ``train`` (model space), unroll it into ``model`` and return the
         JSON-able record: method, seconds, and per layer its settings and per-epoch history.
         Denoising pretraining trains its layers with ``train_layer``
@@ -124,19 +148,43 @@ class Deep(Variant):
         if o.pretrain == "none":
             return None
         if o.pretrain == "dae" and train_layer is None:
-            raise TypeError("denoising pretraining needs train_layer (aekit.pretrain.train_layer), which trains "
-                            "each layer with the Trainer")
+            raise TypeError(
+                "denoising pretraining needs train_layer (aekit.pretrain.train_layer), which trains "
+                "each layer with the Trainer"
+            )
         x = train.to(next(model.parameters()).device).reshape(len(train), -1)
         sizes = [*c.hidden, c.latent]
         t0 = time.perf_counter()
         if o.pretrain == "rbm":
             layers: list[Any] = train_dbn(
-                x, sizes, visible=visible_units(c), top="linear" if c.code_activation == "linear" else "bernoulli",
-                seed=seed, progress=progress, lr=o.rbm_lr, code_lr=o.code_lr, **o.rbm_settings())
+                x,
+                sizes,
+                visible=visible_units(c),
+                top="linear" if c.code_activation == "linear" else "bernoulli",
+                seed=seed,
+                progress=progress,
+                lr=o.rbm_lr,
+                code_lr=o.code_lr,
+                **o.rbm_settings(),
+            )
         else:
+            assert train_layer is not None, "dae pretraining without train_layer raised above"
             layers = stack_denoising(
-                x, sizes, train_layer=train_layer, activation=c.activation, top_activation=c.code_activation,
-                loss=c.loss, output_activation=c.output_activation, noise=o.noise, nu=o.nu, sigma=o.sigma,
-                epochs=o.pretrain_epochs, batch_size=o.pretrain_batch_size, lr=o.dae_lr, seed=seed, progress=progress)
+                x,
+                sizes,
+                train_layer=train_layer,
+                activation=c.activation,
+                top_activation=c.code_activation,
+                loss=c.loss,
+                output_activation=c.output_activation,
+                noise=o.noise,
+                nu=o.nu,
+                sigma=o.sigma,
+                epochs=o.pretrain_epochs,
+                batch_size=o.pretrain_batch_size,
+                lr=o.dae_lr,
+                seed=seed,
+                progress=progress,
+            )
         unroll(model, layers)
         return stack_record(o.pretrain, layers, time.perf_counter() - t0)

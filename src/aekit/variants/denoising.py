@@ -23,9 +23,12 @@ from . import Variant, register
 class DenoisingOptions:
     """Corruption process of the denoising autoencoder, in model space (after the run's scaling)."""
 
-    noise: str = option("gaussian", "corruption process: mask = zero a fraction nu of the entries, "
-                                    "gaussian = add N(0, sigma^2), salt_pepper = set a fraction nu to low or high",
-                        choices=corruption.NOISE_KINDS)
+    noise: str = option(
+        "gaussian",
+        "corruption process: mask = zero a fraction nu of the entries, "
+        "gaussian = add N(0, sigma^2), salt_pepper = set a fraction nu to low or high",
+        choices=corruption.NOISE_KINDS,
+    )
     nu: float = option(corruption.DEFAULT_NU, "fraction of the entries of each example corrupted (mask, salt_pepper)")
     sigma: float = option(corruption.DEFAULT_SIGMA, "standard deviation of the additive noise (gaussian)")
     low: float = option(0.0, "pepper value (salt_pepper) and lower clip bound, in model space")
@@ -38,8 +41,12 @@ class DenoisingOptions:
         corruption.check_parameters(self.noise, nu=self.nu, sigma=self.sigma, low=self.low, high=self.high)
 
 
-@register("denoising", "denoising autoencoder (Vincent et al. 2008): reconstruct the clean input from a "
-                       "masked, Gaussian or salt-and-pepper corrupted copy", options=DenoisingOptions)
+@register(
+    "denoising",
+    "denoising autoencoder (Vincent et al. 2008): reconstruct the clean input from a "
+    "masked, Gaussian or salt-and-pepper corrupted copy",
+    options=DenoisingOptions,
+)
 class Denoising(Variant):
     """Corrupts the input during training; everything else is the plain autoencoder."""
 
@@ -47,5 +54,6 @@ class Denoising(Variant):
         """A fresh corruption of the batch from torch's global generator (checkpointed by the trainer),
         without checking the parameters again (:meth:`DenoisingOptions.validate` checked them)."""
         o = self.options
-        return corruption.corrupt_unchecked(x, o.noise, nu=o.nu, sigma=o.sigma, low=o.low, high=o.high,
-                                            clip=(o.low, o.high) if o.clip else None)
+        return corruption.corrupt_unchecked(
+            x, o.noise, nu=o.nu, sigma=o.sigma, low=o.low, high=o.high, clip=(o.low, o.high) if o.clip else None
+        )

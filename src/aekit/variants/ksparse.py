@@ -39,7 +39,7 @@ DEFAULT_K = 25
 
 def round_half_up(x: float) -> int:
     """``x`` rounded to the nearest integer, halves up (``round`` would round halves to even)."""
-    return int(math.floor(x + 0.5))
+    return math.floor(x + 0.5)
 
 
 def scheduled_k(step: int, total_steps: int, k: int, k_start: int | None, fraction: float) -> int:
@@ -60,8 +60,9 @@ def scheduled_k(step: int, total_steps: int, k: int, k_start: int | None, fracti
 class KSparseOptions:
     """Sparsity level and its schedule."""
 
-    k: int | None = option(None, f"code units kept per example in training; unset: {DEFAULT_K}, or the code "
-                                 f"size if smaller")
+    k: int | None = option(
+        None, f"code units kept per example in training; unset: {DEFAULT_K}, or the code size if smaller"
+    )
     alpha: float = option(1.0, "encoding (and eval mode) keeps round(alpha*k) units, at most the code size")
     k_start: int | None = option(None, "k of the first training step, lowered linearly to k (unset: no schedule)")
     k_schedule: float = option(0.5, "fraction of the training steps over which k goes from k_start to k")
@@ -77,8 +78,11 @@ class KSparseOptions:
             raise ConfigError(f"ksparse option k_schedule must be in (0, 1], got {self.k_schedule}")
 
 
-@register("ksparse", "k-sparse autoencoder (Makhzani & Frey 2014): keep the k largest code units, "
-                     "optionally lowering k during training", options=KSparseOptions)
+@register(
+    "ksparse",
+    "k-sparse autoencoder (Makhzani & Frey 2014): keep the k largest code units, optionally lowering k during training",
+    options=KSparseOptions,
+)
 class KSparse(Variant):
     """Top-k bottleneck with a scheduled k and per-epoch dead-unit counts.
 
@@ -94,6 +98,10 @@ class KSparse(Variant):
     ConfigError
         If ``k`` or ``k_start`` exceeds the code size, or ``k_start`` is smaller than ``k``.
     """
+
+    # the buffers (registered in __init__)
+    k_current: torch.Tensor
+    selected: torch.Tensor
 
     def __init__(self, config: Any, options: KSparseOptions):
         super().__init__(config, options)

@@ -17,13 +17,26 @@ import torch
 from ..errors import ConfigError
 from . import Variant, register
 
-_LINEAR_SETTINGS = {"activation": "linear", "code_activation": "linear", "output_activation": "linear",
-                    "loss": "mse", "architecture": "mlp"}
+_LINEAR_SETTINGS = {
+    "activation": "linear",
+    "code_activation": "linear",
+    "output_activation": "linear",
+    "loss": "mse",
+    "architecture": "mlp",
+}
 
 
-@register("linear", "linear autoencoder (Baldi & Hornik 1989): learns the PCA subspace with squared error",
-          defaults={"hidden": (), "activation": "linear", "code_activation": "linear", "loss": "mse",
-                    "output_activation": "linear"})
+@register(
+    "linear",
+    "linear autoencoder (Baldi & Hornik 1989): learns the PCA subspace with squared error",
+    defaults={
+        "hidden": (),
+        "activation": "linear",
+        "code_activation": "linear",
+        "loss": "mse",
+        "output_activation": "linear",
+    },
+)
 class Linear(Variant):
     """Adds nothing to the objective; refuses any setting that would make the model non-linear.
 
@@ -38,11 +51,13 @@ class Linear(Variant):
 
     def __init__(self, config, options):
         super().__init__(config, options)
-        wrong = [f"{k}={getattr(config, k)!r} (needs {v!r})" for k, v in _LINEAR_SETTINGS.items()
-                 if getattr(config, k) != v]
+        wrong = [
+            f"{k}={getattr(config, k)!r} (needs {v!r})" for k, v in _LINEAR_SETTINGS.items() if getattr(config, k) != v
+        ]
         if wrong:
-            raise ConfigError(f"the linear variant is a linear autoencoder with squared error, "
-                              f"so it cannot use {', '.join(wrong)}")
+            raise ConfigError(
+                f"the linear variant is a linear autoencoder with squared error, so it cannot use {', '.join(wrong)}"
+            )
 
 
 def affine_maps(model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

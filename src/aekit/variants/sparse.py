@@ -42,10 +42,14 @@ class SparseOptions:
     """Sparsity penalties of the sparse autoencoder."""
 
     rho: float = option(0.05, "target mean activation of each code unit (KL penalty)")
-    beta: float | None = option(None, f"weight of the KL sparsity penalty; unset: {BETA_DEFAULT:g} with "
-                                      f"sigmoid code units, else 0")
-    l1: float | None = option(None, f"weight lambda of the L1 activity penalty lambda*sum_j |a_j|; unset: 0 "
-                                    f"when the KL penalty is on, else {L1_WITHOUT_KL:g}")
+    beta: float | None = option(
+        None, f"weight of the KL sparsity penalty; unset: {BETA_DEFAULT:g} with sigmoid code units, else 0"
+    )
+    l1: float | None = option(
+        None,
+        f"weight lambda of the L1 activity penalty lambda*sum_j |a_j|; unset: 0 "
+        f"when the KL penalty is on, else {L1_WITHOUT_KL:g}",
+    )
 
     def validate(self) -> None:
         if not 0 < self.rho < 1:
@@ -56,9 +60,13 @@ class SparseOptions:
                 raise ConfigError(f"sparse option {name} must be a non-negative number, got {value}")
 
 
-@register("sparse", "sparse autoencoder (Ng 2011): KL penalty on the mean activation of sigmoid code units "
-                    "and/or an L1 activity penalty", options=SparseOptions,
-          defaults={"code_activation": "sigmoid"})
+@register(
+    "sparse",
+    "sparse autoencoder (Ng 2011): KL penalty on the mean activation of sigmoid code units "
+    "and/or an L1 activity penalty",
+    options=SparseOptions,
+    defaults={"code_activation": "sigmoid"},
+)
 class Sparse(Variant):
     """Adds ``kl_sparsity`` and/or ``l1`` (only the terms with a positive weight) and logs
     ``mean_activation`` and ``active_fraction``.
@@ -74,8 +82,10 @@ class Sparse(Variant):
         sigmoid = config.code_activation == "sigmoid"
         self.beta = options.beta if options.beta is not None else (BETA_DEFAULT if sigmoid else 0.0)
         if self.beta > 0 and not sigmoid:
-            raise ConfigError(f"the KL sparsity penalty needs sigmoid code units, but code_activation is "
-                              f"{config.code_activation!r}; use code_activation='sigmoid' or beta=0 with l1 > 0")
+            raise ConfigError(
+                f"the KL sparsity penalty needs sigmoid code units, but code_activation is "
+                f"{config.code_activation!r}; use code_activation='sigmoid' or beta=0 with l1 > 0"
+            )
         self.l1 = options.l1 if options.l1 is not None else (0.0 if self.beta > 0 else L1_WITHOUT_KL)
         if self.beta == 0 and self.l1 == 0:
             raise ConfigError("the sparse variant needs beta > 0 or l1 > 0; without a penalty use the ae variant")
@@ -93,8 +103,7 @@ class Sparse(Variant):
         """``mean_activation``: the mean of the code over examples and units;
         ``active_fraction``: the fraction of (example, unit) entries with ``|z| > 0.5``
         (:data:`ACTIVE_THRESHOLD`)."""
-        return {"mean_activation": z.mean(),
-                "active_fraction": (z.abs() > ACTIVE_THRESHOLD).float().mean()}
+        return {"mean_activation": z.mean(), "active_fraction": (z.abs() > ACTIVE_THRESHOLD).float().mean()}
 
     def activation_marks(self) -> tuple[float | None, list[tuple[str, Any]]]:
         """The target mean activation rho, when the KL penalty is on."""

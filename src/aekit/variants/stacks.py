@@ -62,8 +62,9 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -72,8 +73,12 @@ from torch import nn
 from ..callbacks import progress_bar
 from ..config import from_dict, option
 from ..errors import ConfigError, DataError, TrainingError
-from ..nn import MLP, TiedLinear
+from ..nn import MLP, TiedLinear, TiedMLP
 from ..noise import bernoulli
+from . import Model
+
+#: a model that :func:`unroll` writes into and returns
+M = TypeVar("M", bound=Model)
 
 #: Unit types of the visible and the hidden layer of an :class:`RBM`.
 VISIBLE_UNITS = ("bernoulli", "gaussian")
@@ -122,9 +127,21 @@ class RBM(nn.Module):
         - visible states: :math:`(N, n_{visible})`; hidden states: :math:`(N, n_{hidden})`
     """
 
-    def __init__(self, n_visible: int, n_hidden: int, visible: str = "bernoulli", hidden: str = "bernoulli", *,
-                 init_std: float = 0.1, generator: torch.Generator | None = None,
-                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32):
+    #: the training settings, JSON-able (set by :func:`train_rbm`)
+    settings: dict[str, Any]
+
+    def __init__(
+        self,
+        n_visible: int,
+        n_hidden: int,
+        visible: str = "bernoulli",
+        hidden: str = "bernoulli",
+        *,
+        init_std: float = 0.1,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ):
         super().__init__()
         _check_units(visible, hidden)
         if n_visible <= 0 or n_hidden <= 0:
@@ -167,18 +184,21 @@ class RBM(nn.Module):
         return torch.sigmoid_(x) if self.hidden == "bernoulli" else x
 
     def visible_mean(self, h: torch.Tensor) -> torch.Tensor:
-        """:math:`E[v \\mid h]`: :math:`p(v_i = 1 \\mid h)` for Bernoulli units, :math:`W^\\top h + b` for Gaussian ones."""
+        """:math:`E[v \\mid h]`: :math:`p(v_i = 1 \\mid h)` for Bernoulli units, :math:`W^\\top h + b` for
+        Gaussian ones."""
         x = self.visible_input(h)
         return torch.sigmoid_(x) if self.visible == "bernoulli" else x
 
-    def sample_hidden(self, v: torch.Tensor, generator: torch.Generator | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_hidden(
+        self, v: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(E[h | v], h ~ p(h | v))``."""
         mean = self.hidden_mean(v)
         return mean, _sample(mean, self.hidden, generator)
 
-    def sample_visible(self, h: torch.Tensor, generator: torch.Generator | None = None
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_visible(
+        self, h: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(E[v | h], v ~ p(v | h))``."""
         mean = self.visible_mean(h)
         return mean, _sample(mean, self.visible, generator)
@@ -254,8 +274,9 @@ class CDGradient(NamedTuple):
 
 
 @torch.no_grad()
-def cd_gradient(rbm: RBM, v: torch.Tensor, k: int = 1, chain: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> CDGradient:
+def cd_gradient(
+    rbm: RBM, v: torch.Tensor, k: int = 1, chain: torch.Tensor | None = None, generator: torch.Generator | None = None
+) -> CDGradient:
     r"""CD-k (``chain=None``) or persistent CD (``chain``: the hidden states of the persistent chains).
 
     Positive phase: :math:`\langle E[h \mid v]\, v^\top\rangle` over the data rows. Negative phase:
@@ -270,7 +291,7 @@ def cd_gradient(rbm: RBM, v: torch.Tensor, k: int = 1, chain: torch.Tensor | Non
         raise ConfigError(f"CD-k needs k >= 1, got {k}")
     pos = rbm.hidden_mean(v)
     persistent = chain is not None
-    h = chain if persistent else _sample(pos, rbm.hidden, generator)
+    h = chain if chain is not None else _sample(pos, rbm.hidden, generator)
     for step in range(k):
         mean = rbm.visible_mean(h)
         vn = mean if step == k - 1 and not persistent else _sample(mean, rbm.visible, generator)
@@ -299,19 +320,24 @@ class RBMConfig:
     momentum: float = option(0.9, "momentum afterwards")
     momentum_epochs: int = option(5, "epochs trained with initial_momentum")
     init_std: float = option(0.1, "initial weights are init_std * N(0, 1)")
-    monitor: int = option(2000, "training rows (a fixed random subset) on which the per-epoch "
-                                "reconstruction error and pseudo-log-likelihood are measured")
+    monitor: int = option(
+        2000,
+        "training rows (a fixed random subset) on which the per-epoch "
+        "reconstruction error and pseudo-log-likelihood are measured",
+    )
 
     def validate(self) -> None:
         for name in ("epochs", "batch_size", "cd_k", "monitor"):
             if getattr(self, name) < (0 if name == "epochs" else 1):
-                raise ConfigError(f"rbm {name} must be {'>= 0' if name == 'epochs' else 'positive'}, "
-                                  f"got {getattr(self, name)}")
+                raise ConfigError(
+                    f"rbm {name} must be {'>= 0' if name == 'epochs' else 'positive'}, got {getattr(self, name)}"
+                )
         for name in ("lr", "weight_decay", "initial_momentum", "momentum", "init_std"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0) or (name == "lr" and value == 0):
-                raise ConfigError(f"rbm {name} must be a {'positive' if name == 'lr' else 'non-negative'} "
-                                  f"number, got {value}")
+                raise ConfigError(
+                    f"rbm {name} must be a {'positive' if name == 'lr' else 'non-negative'} number, got {value}"
+                )
         if self.momentum_epochs < 0:
             raise ConfigError(f"rbm momentum_epochs must be >= 0, got {self.momentum_epochs}")
 
@@ -328,8 +354,10 @@ def _as_rows(x: Any, visible: str = "gaussian", where: str = "pretraining data")
     if not torch.isfinite(x).all():
         raise DataError(f"{where}: holds NaN or infinite values")
     if visible == "bernoulli" and (x.min() < 0 or x.max() > 1):
-        raise DataError(f"{where}: Bernoulli visible units need values in [0, 1] (got {float(x.min()):.4g} .. "
-                        f"{float(x.max()):.4g}); scale the data to [0, 1] or use Gaussian visible units")
+        raise DataError(
+            f"{where}: Bernoulli visible units need values in [0, 1] (got {float(x.min()):.4g} .. "
+            f"{float(x.max()):.4g}); scale the data to [0, 1] or use Gaussian visible units"
+        )
     return x
 
 
@@ -337,8 +365,18 @@ def _progress_bar(progress: bool | None, total: int, desc: str) -> Any:
     return progress_bar(sys.stderr.isatty() if progress is None else progress, total, 0, desc)
 
 
-def train_rbm(x: Any, n_hidden: int, *, visible: str = "bernoulli", hidden: str = "bernoulli", seed: int = 0,
-              progress: bool | None = False, rbm: RBM | None = None, desc: str = "rbm", **options: Any) -> RBM:
+def train_rbm(
+    x: Any,
+    n_hidden: int,
+    *,
+    visible: str = "bernoulli",
+    hidden: str = "bernoulli",
+    seed: int = 0,
+    progress: bool | None = False,
+    rbm: RBM | None = None,
+    desc: str = "rbm",
+    **options: Any,
+) -> RBM:
     r"""Train an :class:`RBM` on the rows of ``x`` by CD-k or persistent CD.
 
     Each update, for a batch of :math:`n` rows, with :math:`g` = :func:`cd_gradient`, learning rate
@@ -386,7 +424,7 @@ def train_rbm(x: Any, n_hidden: int, *, visible: str = "bernoulli", hidden: str 
         raise DataError(f"pretraining data: the RBM has {rbm.n_visible} visible units, the rows {x.shape[1]} features")
     params = (rbm.weight, rbm.visible_bias, rbm.hidden_bias)
     increments = [torch.zeros_like(p) for p in params]
-    monitor = x[torch.randperm(n, generator=gen, device=x.device)[:cfg.monitor]]
+    monitor = x[torch.randperm(n, generator=gen, device=x.device)[: cfg.monitor]]
     chain = torch.zeros(cfg.batch_size, rbm.n_hidden, device=x.device, dtype=x.dtype) if cfg.persistent else None
     b = cfg.batch_size
     with torch.no_grad():
@@ -397,7 +435,7 @@ def train_rbm(x: Any, n_hidden: int, *, visible: str = "bernoulli", hidden: str 
             t0 = time.perf_counter()
             order = torch.randperm(n, generator=gen, device=x.device)
             for i in range(0, n, b):
-                g = cd_gradient(rbm, x[order[i:i + b]], cfg.cd_k, chain, gen)
+                g = cd_gradient(rbm, x[order[i : i + b]], cfg.cd_k, chain, gen)
                 chain = g.chain if cfg.persistent else None
                 for p, inc, grad, decay in zip(params, increments, g[:3], (cfg.weight_decay, 0.0, 0.0)):
                     inc.mul_(m).add_(grad, alpha=cfg.lr)
@@ -411,19 +449,41 @@ def train_rbm(x: Any, n_hidden: int, *, visible: str = "bernoulli", hidden: str 
                 bar.close()
             if not all(torch.isfinite(p).all() for p in params):
                 raise TrainingError(f"{desc}: the weights became non-finite in epoch {epoch}; lower the learning rate")
-            pll = (float(rbm.pseudo_log_likelihood(monitor, gen).mean()) if visible == "bernoulli" else None)
-            rbm.history.append({
-                "epoch": epoch,
-                "reconstruction_error": float((rbm.reconstruct(monitor) - monitor).pow(2).sum(1).mean()),
-                "pseudo_log_likelihood": pll, "momentum": m, "seconds": seconds,
-                "samples_per_second": n / seconds if seconds > 0 else None})
-    rbm.settings = {**rbm.describe(), "lr": cfg.lr, "cd_k": cfg.cd_k, "persistent": cfg.persistent,
-                    "batch_size": cfg.batch_size, "weight_decay": cfg.weight_decay, "seed": int(seed)}
+            pll = float(rbm.pseudo_log_likelihood(monitor, gen).mean()) if visible == "bernoulli" else None
+            rbm.history.append(
+                {
+                    "epoch": epoch,
+                    "reconstruction_error": float((rbm.reconstruct(monitor) - monitor).pow(2).sum(1).mean()),
+                    "pseudo_log_likelihood": pll,
+                    "momentum": m,
+                    "seconds": seconds,
+                    "samples_per_second": n / seconds if seconds > 0 else None,
+                }
+            )
+    rbm.settings = {
+        **rbm.describe(),
+        "lr": cfg.lr,
+        "cd_k": cfg.cd_k,
+        "persistent": cfg.persistent,
+        "batch_size": cfg.batch_size,
+        "weight_decay": cfg.weight_decay,
+        "seed": int(seed),
+    }
     return rbm
 
 
-def train_dbn(x: Any, sizes: Sequence[int], *, visible: str = "bernoulli", top: str = "linear", seed: int = 0,
-              progress: bool | None = False, lr: float = 0.1, code_lr: float = 0.001, **options: Any) -> list[RBM]:
+def train_dbn(
+    x: Any,
+    sizes: Sequence[int],
+    *,
+    visible: str = "bernoulli",
+    top: str = "linear",
+    seed: int = 0,
+    progress: bool | None = False,
+    lr: float = 0.1,
+    code_lr: float = 0.001,
+    **options: Any,
+) -> list[RBM]:
     """Greedy layer-wise training of a deep belief net (Hinton & Salakhutdinov 2006).
 
     RBM ``i`` (seed ``seed + i``) is trained by :func:`train_rbm` on the hidden probabilities
@@ -454,8 +514,17 @@ def train_dbn(x: Any, sizes: Sequence[int], *, visible: str = "bernoulli", top: 
         v_units = visible if i == 0 else "bernoulli"
         h_units = top if i == len(sizes) - 1 else "bernoulli"
         rate = lr if (v_units, h_units) == ("bernoulli", "bernoulli") else code_lr
-        rbm = train_rbm(x, n_hidden, visible=v_units, hidden=h_units, seed=seed + i, progress=progress, lr=rate,
-                        desc=f"rbm {i + 1}/{len(sizes)}", **options)
+        rbm = train_rbm(
+            x,
+            n_hidden,
+            visible=v_units,
+            hidden=h_units,
+            seed=seed + i,
+            progress=progress,
+            lr=rate,
+            desc=f"rbm {i + 1}/{len(sizes)}",
+            **options,
+        )
         rbms.append(rbm)
         if i < len(sizes) - 1:
             x = _map_rows(rbm.hidden_mean, x)
@@ -464,7 +533,7 @@ def train_dbn(x: Any, sizes: Sequence[int], *, visible: str = "bernoulli", top: 
 
 def _map_rows(fn: Any, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
     with torch.no_grad():
-        return torch.cat([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
 @dataclass
@@ -487,20 +556,53 @@ class Layer:
 LayerTrainer = Callable[..., tuple[Any, list[dict[str, Any]]]]
 
 
-def denoising_layer(n_visible: int, n_hidden: int, *, activation: str, loss: str, output_activation: str,
-                    noise: str, nu: float, sigma: float, low: float, high: float) -> dict[str, Any]:
+def denoising_layer(
+    n_visible: int,
+    n_hidden: int,
+    *,
+    activation: str,
+    loss: str,
+    output_activation: str,
+    noise: str,
+    nu: float,
+    sigma: float,
+    low: float,
+    high: float,
+) -> dict[str, Any]:
     """The :class:`~aekit.model.ModelConfig` fields of one layer of a stacked denoising autoencoder: a
     one-hidden-layer denoising autoencoder with tied weights and ``activation`` units (code included)."""
-    return {"variant": "denoising", "input_dim": n_visible, "hidden": (), "latent": n_hidden,
-            "activation": activation, "code_activation": activation, "loss": loss, "tied": True,
-            "options": {"noise": noise, "nu": nu, "sigma": sigma, "low": low, "high": high},
-            "output_activation": output_activation}
+    return {
+        "variant": "denoising",
+        "input_dim": n_visible,
+        "hidden": (),
+        "latent": n_hidden,
+        "activation": activation,
+        "code_activation": activation,
+        "loss": loss,
+        "tied": True,
+        "options": {"noise": noise, "nu": nu, "sigma": sigma, "low": low, "high": high},
+        "output_activation": output_activation,
+    }
 
 
-def stack_denoising(x: Any, sizes: Sequence[int], *, train_layer: LayerTrainer, activation: str = "sigmoid",
-                    top_activation: str | None = None, loss: str = "bce", output_activation: str = "linear",
-                    noise: str = "mask", nu: float = 0.25, sigma: float = 0.3, epochs: int = 10, batch_size: int = 100,
-                    lr: float = 1e-3, seed: int = 0, progress: bool | None = False) -> list[Layer]:
+def stack_denoising(
+    x: Any,
+    sizes: Sequence[int],
+    *,
+    train_layer: LayerTrainer,
+    activation: str = "sigmoid",
+    top_activation: str | None = None,
+    loss: str = "bce",
+    output_activation: str = "linear",
+    noise: str = "mask",
+    nu: float = 0.25,
+    sigma: float = 0.3,
+    epochs: int = 10,
+    batch_size: int = 100,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: bool | None = False,
+) -> list[Layer]:
     r"""Greedy layer-wise denoising pretraining (Vincent et al. 2010, section 3.5).
 
     Layer ``i`` is a one-hidden-layer denoising autoencoder with tied weights (Vincent et al.'s
@@ -546,34 +648,65 @@ def stack_denoising(x: Any, sizes: Sequence[int], *, train_layer: LayerTrainer, 
         act = (top_activation or activation) if i == len(sizes) - 1 else activation
         layer_loss = loss if i == 0 else ("bce" if activation == "sigmoid" else "mse")
         low, high = (0.0, 1.0) if layer_loss == "bce" else (float(x.min()), float(x.max()))
-        fields = denoising_layer(x.shape[1], n_hidden, activation=act, loss=layer_loss,
-                                 output_activation=output_activation if i == 0 else "linear",
-                                 noise=noise, nu=nu, sigma=sigma, low=low, high=high)
-        ae, history = train_layer(fields, x, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed + i,
-                                  progress=progress)
+        fields = denoising_layer(
+            x.shape[1],
+            n_hidden,
+            activation=act,
+            loss=layer_loss,
+            output_activation=output_activation if i == 0 else "linear",
+            noise=noise,
+            nu=nu,
+            sigma=sigma,
+            low=low,
+            high=high,
+        )
+        ae, history = train_layer(
+            fields, x, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed + i, progress=progress
+        )
         enc, dec = ae.encoder.linears[0], ae.decoder[0]
-        layers.append(Layer(enc.weight.detach().clone(), enc.bias.detach().clone(), dec.bias.detach().clone(),
-                            history, {"n_visible": x.shape[1], "n_hidden": n_hidden, "activation": act,
-                                      "loss": layer_loss, "noise": noise, "nu": nu, "sigma": sigma, "lr": lr,
-                                      "batch_size": batch_size, "seed": seed + i}))
+        layers.append(
+            Layer(
+                enc.weight.detach().clone(),
+                enc.bias.detach().clone(),
+                dec.bias.detach().clone(),
+                history,
+                {
+                    "n_visible": x.shape[1],
+                    "n_hidden": n_hidden,
+                    "activation": act,
+                    "loss": layer_loss,
+                    "noise": noise,
+                    "nu": nu,
+                    "sigma": sigma,
+                    "lr": lr,
+                    "batch_size": batch_size,
+                    "seed": seed + i,
+                },
+            )
+        )
         if i < len(sizes) - 1:
             ae.eval()
             x = _map_rows(ae.encode, x)
     return layers
 
 
-def _decoder_linears(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.decoder if isinstance(m, (nn.Linear, TiedLinear))]
+def _decoder_linears(model: Model) -> list[nn.Linear | TiedLinear]:
+    decoder = model.decoder
+    assert isinstance(decoder, (MLP, TiedMLP)), "the decoder of an mlp autoencoder (see _check_mlp)"
+    return [m for m in decoder if isinstance(m, (nn.Linear, TiedLinear))]
 
 
-def _check_mlp(model: nn.Module, n_layers: int | None = None) -> None:
-    if not isinstance(model.encoder, MLP):
+def _check_mlp(model: Model, n_layers: int | None = None) -> MLP:
+    """``model``'s encoder, checked to be an :class:`~aekit.nn.MLP` (of ``n_layers`` linear layers)."""
+    encoder = model.encoder
+    if not isinstance(encoder, MLP):
         raise ConfigError("layer-wise pretraining needs the mlp architecture")
-    if n_layers is not None and len(model.encoder.linears) != n_layers:
-        raise ConfigError(f"the model has {len(model.encoder.linears)} encoder layers, the stack {n_layers}")
+    if n_layers is not None and len(encoder.linears) != n_layers:
+        raise ConfigError(f"the model has {len(encoder.linears)} encoder layers, the stack {n_layers}")
+    return encoder
 
 
-def unroll(model: nn.Module, layers: Sequence[Any]) -> nn.Module:
+def unroll(model: M, layers: Sequence[Any]) -> M:
     """Write a pretrained stack into an MLP :class:`~aekit.model.Autoencoder` (in place) and return it.
 
     Encoder layer ``i`` gets ``layers[i].weight`` and ``layers[i].hidden_bias``; the mirrored
@@ -581,36 +714,42 @@ def unroll(model: nn.Module, layers: Sequence[Any]) -> nn.Module:
     the bias). ``layers`` are :class:`RBM` or :class:`Layer` objects (anything with ``weight``,
     ``hidden_bias`` and ``visible_bias``), bottom to top.
     """
-    _check_mlp(model, len(layers))
-    enc, dec = model.encoder.linears, _decoder_linears(model)[::-1]
+    enc, dec = _check_mlp(model, len(layers)).linears, _decoder_linears(model)[::-1]
     with torch.no_grad():
         for i, layer in enumerate(layers):
             if tuple(layer.weight.shape) != tuple(enc[i].weight.shape):
-                raise ConfigError(f"layer {i + 1} of the stack is {tuple(layer.weight.shape)}, the model's "
-                                  f"{tuple(enc[i].weight.shape)}")
+                raise ConfigError(
+                    f"layer {i + 1} of the stack is {tuple(layer.weight.shape)}, the model's "
+                    f"{tuple(enc[i].weight.shape)}"
+                )
             enc[i].weight.copy_(layer.weight)
             enc[i].bias.copy_(layer.hidden_bias)
-            if isinstance(dec[i], nn.Linear):
-                dec[i].weight.copy_(layer.weight.t())
-            dec[i].bias.copy_(layer.visible_bias)
+            mirror = dec[i]
+            if isinstance(mirror, nn.Linear):
+                mirror.weight.copy_(layer.weight.t())
+            mirror.bias.copy_(layer.visible_bias)
     return model
 
 
-def rbms_from_model(model: nn.Module) -> list[RBM]:
+def rbms_from_model(model: Model) -> list[RBM]:
     """The RBM stack held by an unrolled MLP autoencoder (e.g. a run written by ``aekit pretrain rbm``):
     weights and hidden biases from the encoder, visible biases from the mirrored decoder layers.
     Units: Bernoulli visible units when the decoder output is logistic (loss ``bce`` or a sigmoid
     output), else Gaussian; Bernoulli hidden units, except a linear top layer when the code is linear."""
     cfg = model.config
-    _check_mlp(model)
+    encoder = _check_mlp(model)
     if cfg.activation != "sigmoid" or cfg.code_activation not in ("sigmoid", "linear"):
         raise ConfigError("only a model with logistic hidden units and a logistic or linear code holds an RBM stack")
-    enc, dec = model.encoder.linears, _decoder_linears(model)[::-1]
+    enc, dec = encoder.linears, _decoder_linears(model)[::-1]
     rbms = []
     for i, lin in enumerate(enc):
         top = i == len(enc) - 1
-        rbm = RBM(lin.in_features, lin.out_features, visible_units(cfg) if i == 0 else "bernoulli",
-                  "linear" if top and cfg.code_activation == "linear" else "bernoulli")
+        rbm = RBM(
+            lin.in_features,
+            lin.out_features,
+            visible_units(cfg) if i == 0 else "bernoulli",
+            "linear" if top and cfg.code_activation == "linear" else "bernoulli",
+        )
         with torch.no_grad():
             rbm.weight.copy_(lin.weight)
             rbm.hidden_bias.copy_(lin.bias)
@@ -630,6 +769,11 @@ def visible_units(config: Any) -> str:
 def stack_record(method: str, layers: Sequence[Any], seconds: float) -> dict[str, Any]:
     """The JSON-able record of a pretrained stack (``pretrain.json``): per layer its settings and
     its per-epoch history."""
-    return {"method": method, "seconds": seconds,
-            "layers": [{"layer": i + 1, **getattr(layer, "settings", {}), "history": layer.history}
-                       for i, layer in enumerate(layers)]}
+    return {
+        "method": method,
+        "seconds": seconds,
+        "layers": [
+            {"layer": i + 1, **getattr(layer, "settings", {}), "history": layer.history}
+            for i, layer in enumerate(layers)
+        ],
+    }

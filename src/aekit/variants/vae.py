@@ -50,8 +50,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..bounds import (ELBO_MAX_ROWS, ELBO_SEED, LikelihoodFn, PosteriorFn, StandardNormal, elbo, elbo_draws,
-                      importance_weighted_bounds, reparameterize)
+from ..bounds import (
+    ELBO_MAX_ROWS,
+    ELBO_SEED,
+    LikelihoodFn,
+    PosteriorFn,
+    StandardNormal,
+    elbo,
+    elbo_draws,
+    importance_weighted_bounds,
+    reparameterize,
+)
 from ..callbacks import Callback
 from ..config import option
 from ..errors import ConfigError
@@ -83,19 +92,28 @@ class VAEOptions:
     """Objective and decoder of the VAE family."""
 
     beta: float = option(1.0, "weight of the KL term (beta-VAE, Higgins et al. 2017); 1 is the plain VAE")
-    capacity: float | None = option(None, "C_max in nats: optimise gamma*|KL - C| with C raised linearly from 0 "
-                                          "(Burgess et al. 2017); unset: the beta objective")
+    capacity: float | None = option(
+        None,
+        "C_max in nats: optimise gamma*|KL - C| with C raised linearly from 0 "
+        "(Burgess et al. 2017); unset: the beta objective",
+    )
     gamma: float = option(1000.0, "weight gamma of |KL - C| when capacity is set")
-    capacity_steps: int | None = option(None, "optimizer steps over which C rises from 0 to capacity; "
-                                              "unset: the whole run")
-    warmup: int = option(0, "KL warm-up: the KL weight rises linearly from 0 to beta over this many optimizer "
-                            "steps (0: off)")
+    capacity_steps: int | None = option(
+        None, "optimizer steps over which C rises from 0 to capacity; unset: the whole run"
+    )
+    warmup: int = option(
+        0, "KL warm-up: the KL weight rises linearly from 0 to beta over this many optimizer steps (0: off)"
+    )
     samples: int = option(1, "Monte Carlo samples of z per input in training")
-    sigma: float = option(1.0, "standard deviation of the Gaussian decoder (loss mse); the initial value "
-                               "with learn_sigma")
+    sigma: float = option(
+        1.0, "standard deviation of the Gaussian decoder (loss mse); the initial value with learn_sigma"
+    )
     learn_sigma: bool = option(False, "learn one decoder standard deviation per feature (loss mse)")
-    binarize: bool = option(False, "dynamic binarization: each training batch is a fresh Bernoulli draw of the "
-                                   "[0, 1] inputs (input and target alike)")
+    binarize: bool = option(
+        False,
+        "dynamic binarization: each training batch is a fresh Bernoulli draw of the "
+        "[0, 1] inputs (input and target alike)",
+    )
 
     def validate(self) -> None:
         for name, lowest in (("beta", 0.0), ("capacity", 0.0), ("gamma", None), ("sigma", None)):
@@ -112,19 +130,29 @@ class VAEOptions:
         if not 1 <= self.samples <= MAX_SAMPLES:
             raise ConfigError(f"vae option samples must be between 1 and {MAX_SAMPLES}, got {self.samples}")
         if self.capacity is not None and self.warmup:
-            raise ConfigError("vae options capacity and warmup exclude each other: the capacity target "
-                              "already anneals the KL term")
+            raise ConfigError(
+                "vae options capacity and warmup exclude each other: the capacity target already anneals the KL term"
+            )
 
 
 _FAMILY = "(Kingma & Welling 2014): Gaussian posterior, reparameterization, closed-form KL"
 
 
 @register("vae", f"variational autoencoder {_FAMILY}", options=VAEOptions, defaults={"loss": "bce"})
-@register("beta-vae", "beta-VAE (Higgins et al. 2017): the VAE with beta = 4 on the KL term",
-          options=VAEOptions, defaults={"loss": "bce"}, option_defaults={"beta": 4.0})
-@register("capacity-vae", "capacity-annealed beta-VAE (Burgess et al. 2017): gamma*|KL - C|, C raised "
-                          "linearly from 0 to C_max = 25 nats", options=VAEOptions, defaults={"loss": "bce"},
-          option_defaults={"capacity": 25.0})
+@register(
+    "beta-vae",
+    "beta-VAE (Higgins et al. 2017): the VAE with beta = 4 on the KL term",
+    options=VAEOptions,
+    defaults={"loss": "bce"},
+    option_defaults={"beta": 4.0},
+)
+@register(
+    "capacity-vae",
+    "capacity-annealed beta-VAE (Burgess et al. 2017): gamma*|KL - C|, C raised linearly from 0 to C_max = 25 nats",
+    options=VAEOptions,
+    defaults={"loss": "bce"},
+    option_defaults={"capacity": 25.0},
+)
 class VAE(Variant):
     """Gaussian bottleneck with reparameterization and the (weighted) KL term.
 
@@ -144,11 +172,21 @@ class VAE(Variant):
     encoder_outputs_per_code = 2
     code_name = "posterior means"
 
+    # the buffers (registered in __init__)
+    step: torch.Tensor
+    total_steps: torch.Tensor
+    mu_sum: torch.Tensor
+    mu_sq_sum: torch.Tensor
+    kl_sum: torch.Tensor
+    count: torch.Tensor
+
     def __init__(self, config: Any, options: VAEOptions):
         super().__init__(config, options)
         if config.code_activation != "linear":
-            raise ConfigError(f"the {config.variant} variant needs code_activation 'linear' (its encoder outputs "
-                              f"a mean and a log-variance), got {config.code_activation!r}")
+            raise ConfigError(
+                f"the {config.variant} variant needs code_activation 'linear' (its encoder outputs "
+                f"a mean and a log-variance), got {config.code_activation!r}"
+            )
         if options.learn_sigma and config.loss != "mse":
             raise ConfigError("learn_sigma is for the Gaussian decoder; use loss 'mse' with it")
         latent = config.latent
@@ -224,6 +262,7 @@ class VAE(Variant):
     # -- bookkeeping ----------------------------------------------------------------------------
     def metrics(self, x, h, z) -> dict[str, torch.Tensor]:
         """``kl_nats``: the KL in nats; ``kl_weight`` (beta objective) or ``capacity`` (C, nats)."""
+        assert self._kl is not None, "the model calls bottleneck() before metrics()"
         out = {"kl_nats": self._kl}
         if self.options.capacity is not None:
             out["capacity"] = torch.tensor(self.capacity_now())
@@ -238,8 +277,10 @@ class VAE(Variant):
             return {}
         mean = self.mu_sum / n
         var = (self.mu_sq_sum / n - mean.pow(2)).clamp_min(0) * (n / max(n - 1, 1))
-        out = {"kl_per_dim": [round(float(v), 6) for v in self.kl_sum / n],
-               "active_units": int((var > ACTIVE_VARIANCE).sum())}
+        out = {
+            "kl_per_dim": [round(float(v), 6) for v in self.kl_sum / n],
+            "active_units": int((var > ACTIVE_VARIANCE).sum()),
+        }
         for t in (self.mu_sum, self.mu_sq_sum, self.kl_sum, self.count):
             t.zero_()
         return out
@@ -259,12 +300,15 @@ class VAE(Variant):
 
     def log_likelihood_fn(self, model: Any) -> LikelihoodFn:
         r"""The decoder's :math:`\log p(x|z)` (the model's own likelihood) as a :data:`~aekit.bounds.LikelihoodFn`."""
+
         def log_likelihood(z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             return -model.reconstruction_nll(model.decoder(z).reshape(target.shape), target, "none")
+
         return log_likelihood
 
-    def likelihood_bounds(self, model: Any, X: np.ndarray, k: int, *, seed: int = 0, batch_size: int = 100,
-                          max_rows: int = 65536) -> dict[str, Any]:
+    def likelihood_bounds(
+        self, model: Any, X: np.ndarray, k: int, *, seed: int = 0, batch_size: int = 100, max_rows: int = 65536
+    ) -> dict[str, Any]:
         r"""The negative ELBO and the importance-weighted estimate of :math:`-\log p(x)` (nats per example)
         of the model-space rows ``X``, with ``k`` importance samples per row
         (:func:`aekit.bounds.importance_weighted_bounds`; the public entry is
@@ -274,16 +318,30 @@ class VAE(Variant):
         was = model.training
         model.eval()
         try:
-            out = importance_weighted_bounds(self.posterior_fn(model), self.log_likelihood_fn(model), X, k,
-                                             seed=seed, batch_size=batch_size, max_rows=max_rows,
-                                             device=next(model.parameters()).device)
+            out = importance_weighted_bounds(
+                self.posterior_fn(model),
+                self.log_likelihood_fn(model),
+                X,
+                k,
+                seed=seed,
+                batch_size=batch_size,
+                max_rows=max_rows,
+                device=next(model.parameters()).device,
+            )
         finally:
             model.train(was)
-        return {"nelbo": out["recon"] + out["kl"], "nll_iw": out["nll_iw"], "iw_samples": int(k),
-                "recon": out["recon"], "kl": out["kl"], "n": int(len(X))}
+        return {
+            "nelbo": out["recon"] + out["kl"],
+            "nll_iw": out["nll_iw"],
+            "iw_samples": int(k),
+            "recon": out["recon"],
+            "kl": out["kl"],
+            "n": len(X),
+        }
 
-    def elbo_per_example(self, model: Any, X: np.ndarray, samples: int = 32, *, seed: int = ELBO_SEED,
-                         max_rows: int = ELBO_MAX_ROWS) -> np.ndarray:
+    def elbo_per_example(
+        self, model: Any, X: np.ndarray, samples: int = 32, *, seed: int = ELBO_SEED, max_rows: int = ELBO_MAX_ROWS
+    ) -> np.ndarray:
         r"""The evidence lower bound of each row of ``X``, in nats (:func:`aekit.bounds.elbo`).
 
         The :math:`K` = ``samples`` draws :math:`\epsilon_k \sim \mathcal N(0, I)` come from a generator
@@ -311,8 +369,9 @@ class VAE(Variant):
         posterior, log_likelihood = self.posterior_fn(model), self.log_likelihood_fn(model)
         return model.batched(X, lambda x: elbo(posterior, log_likelihood, x, eps), max(1, max_rows // samples))
 
-    def anomaly_scores(self, model: Any, X: np.ndarray, *, elbo_samples: int = 32,
-                       batch_size: int = 4096) -> np.ndarray:
+    def anomaly_scores(
+        self, model: Any, X: np.ndarray, *, elbo_samples: int = 32, batch_size: int = 4096
+    ) -> np.ndarray:
         """Minus the ELBO of each row, in nats (:meth:`elbo_per_example` with ``elbo_samples`` draws)."""
         return -self.elbo_per_example(model, X, elbo_samples)
 
@@ -347,8 +406,9 @@ class VAECallback(Callback):
 
 
 # -- the ELBO of each row, for callers that hold a model but not its variant --------------------------
-def elbo_per_example(model: Any, X: np.ndarray, samples: int = 32, *, seed: int = ELBO_SEED,
-                     max_rows: int = ELBO_MAX_ROWS) -> np.ndarray:
+def elbo_per_example(
+    model: Any, X: np.ndarray, samples: int = 32, *, seed: int = ELBO_SEED, max_rows: int = ELBO_MAX_ROWS
+) -> np.ndarray:
     """:meth:`VAE.elbo_per_example` of ``model``'s variant (a ConfigError for a model outside the VAE family)."""
     if not isinstance(model.variant, VAE):
         raise ConfigError(f"the ELBO needs a model of the VAE family, not {model.config.variant!r}")
