@@ -209,11 +209,9 @@ def corrupt(
     ``nu``, ``low`` and ``high``. See :func:`mask`, :func:`gaussian`, :func:`salt_and_pepper`.
     """
     check_parameters(kind, nu=nu, sigma=sigma, low=low, high=high)
-    if kind == "mask":
-        return mask(x, nu, generator)
-    if kind == "gaussian":
-        return gaussian(x, sigma, generator, clip)
-    return salt_and_pepper(x, nu, low, high, generator)
+    if kind == "gaussian" and clip is not None:
+        check_parameters("gaussian", sigma=sigma, low=clip[0], high=clip[1])
+    return corrupt_unchecked(x, kind, nu=nu, sigma=sigma, low=low, high=high, clip=clip, generator=generator)
 
 
 def corrupt_unchecked(
