@@ -1,25 +1,32 @@
 # Set-up needs only python3, pip and make. torch is installed first, pinned to the CPU
 # wheel 2.13.0, so that installing the package never pulls a CUDA build.
+# The test and benchmark venvs take every version from $(LOCK) (Python 3.11, linux x86_64;
+# `make lock` refreshes it); pyproject.toml keeps the library's ranges.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  := torch==2.13.0
+LOCK   := requirements/lock.txt
+UV     := uv==0.13.9
+WHEELS ?= /opt/wheels
 DEMO   := runs/demo
+TEST_WORKERS ?= 2
 
-.PHONY: demo test chromium data bench bench-quick clean
+.PHONY: demo test lint chromium data bench bench-quick lock clean
 
-$(VENV)/.torch:
-	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet $(TORCH)
+# -c $(LOCK) pins torch's own dependencies too, and admits only the +cpu build of torch.
+$(VENV)/.torch: $(LOCK)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet -c $(LOCK) $(TORCH)
 	touch $@
 
-$(VENV)/.installed: $(VENV)/.torch pyproject.toml
-	$(PIP) install --quiet -e .
+$(VENV)/.installed: $(VENV)/.torch pyproject.toml $(LOCK)
+	$(PIP) install --quiet -c $(LOCK) -e .
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.torch pyproject.toml
-	$(PIP) install --quiet -e ".[dev]"
+$(VENV)/.dev: $(VENV)/.torch pyproject.toml $(LOCK)
+	$(PIP) install --quiet -c $(LOCK) -e ".[dev]"
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -28,8 +35,16 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/aekit report $(DEMO) -o $(DEMO)/report.html
 	@echo "demo run written to $(DEMO); figures in $(DEMO)/figures/; open $(DEMO)/report.html in a browser for the whole report"
 
-test: $(VENV)/.dev chromium
-	$(PY) -m pytest
+# Two pytest-xdist workers (one torch thread each, tests/conftest.py); TEST_WORKERS=0 runs in one
+# process. loadgroup keeps the modules with expensive module fixtures on one worker (conftest.py).
+test: lint chromium
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+
+# ruff (lint and format check) and mypy over the sources, before the tests
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check src
+	$(VENV)/bin/ruff format --check src
+	$(VENV)/bin/mypy
 
 # Debian's chromium: tests/test_report.py opens the HTML report in it, headless (skipped without it).
 chromium:
@@ -54,8 +69,8 @@ data:
 	  echo "apt-get is not available: put the four Fashion-MNIST IDX files in a folder and set AEKIT_DATA to it"; exit 1; \
 	fi
 
-$(VENV)/.bench: $(VENV)/.torch pyproject.toml
-	$(PIP) install --quiet -e ".[dev,bench]"
+$(VENV)/.bench: $(VENV)/.torch pyproject.toml $(LOCK)
+	$(PIP) install --quiet -c $(LOCK) -e ".[dev,bench]"
 	touch $@
 
 # Every benchmark, one process each, rewriting benchmarks/RESULTS.md (hours on 2 cores);
@@ -66,5 +81,16 @@ bench: $(VENV)/.bench data
 bench-quick: $(VENV)/.bench data
 	$(PY) -m benchmarks --quick
 
+# Re-resolve base + dev + bench to the newest versions the ranges in pyproject.toml allow, for
+# Python 3.11 on linux x86_64, with uv (pinned here) from PyPI. requirements/overrides.txt holds
+# torch to the on-disk CPU wheel (whose metadata needs no CUDA package) and works around uv's
+# reading of Requires-Python upper bounds. Review the diff, then run make test.
+lock: $(VENV)/.torch
+	$(PIP) install --quiet $(UV)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra bench --upgrade --quiet \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --find-links $(WHEELS) --override requirements/overrides.txt \
+	  --custom-compile-command "make lock" -o $(LOCK)
+
 clean:
-	rm -rf $(VENV) runs build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) runs build dist *.egg-info src/*.egg-info .pytest_cache

@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -293,6 +294,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         distributed.barrier()
         main_process = distributed.is_main()
         distributed.teardown()
+        global _left_process_group
+        _left_process_group = True
         if not main_process:
             return 0
     last = model.history[-1] if model.history else {}
@@ -1456,9 +1459,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if program:
         _set_signals(_interrupt_once)  # the Trainer takes them over while it trains
     try:
-        return _run(args, program)
+        status = _run(args, program)
     except KeyboardInterrupt as e:  # one that came while an error or an interruption was being reported
-        return _interrupted(e)
+        status = _interrupted(e)
+    if program and _left_process_group:
+        # Gloo's worker threads can still hold work objects whose destruction during interpreter
+        # finalization aborts the process ("terminate called without an active exception", exit 134),
+        # now and then, after a run that has written everything: end here, the files closed and synced.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
+
+#: set once a distributed ``aekit train`` has left its process group (see :func:`main`)
+_left_process_group = False
 
 
 def _run(args: argparse.Namespace, program: bool) -> int:
