@@ -290,13 +290,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except BaseException:
         _remove_if_empty(made)
         raise
-    if distributed.active():  # leave the process group together, before the interpreter's exit
-        distributed.barrier()
-        main_process = distributed.is_main()
-        distributed.teardown()
+    if distributed.active():
         global _left_process_group
         _left_process_group = True
-        if not main_process:
+        if not distributed.leave():  # rank 0 reports
             return 0
     last = model.history[-1] if model.history else {}
     summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.endswith("_loss"))

@@ -152,6 +152,20 @@ def teardown() -> None:
     _owned = False
 
 
+def leave() -> bool:
+    """End a distributed command: wait for every process, then leave the process group together
+    (before the interpreter's exit, whose finalization may otherwise meet gloo's threads still at work).
+
+    Returns True on rank 0, the one process that reports, and outside a process group.
+    """
+    if not active():
+        return True
+    barrier()
+    main = is_main()
+    teardown()
+    return main
+
+
 def barrier() -> None:
     """Wait for every process (nothing outside a process group)."""
     if active():

@@ -21,8 +21,8 @@ of dynamic binarization (:class:`~aekit.variants.vae.VAE`).
 
 Randomness comes from ``generator`` when given, else from torch's global generator (of the
 input's device), which the trainer checkpoints, so a training run stays exactly resumable.
-Invalid parameters raise :class:`~aekit.errors.ConfigError`. :func:`corrupt_unchecked` is the same
-corruption without the check, for a caller that checked the parameters once already (the
+Invalid parameters raise :class:`~aekit.errors.ConfigError`. :func:`corrupt` with ``check=False`` is
+the same corruption without the check, for a caller that checked the parameters once already (the
 denoising variant's options, validated when they are built, corrupt every training batch).
 """
 
@@ -202,32 +202,20 @@ def corrupt(
     high: float = 1.0,
     clip: tuple[float, float] | None = None,
     generator: torch.Generator | None = None,
+    check: bool = True,
 ) -> torch.Tensor:
     """Apply the corruption process named ``kind`` (one of :data:`NOISE_KINDS`).
 
     ``mask`` uses ``nu``; ``gaussian`` uses ``sigma`` and ``clip``; ``salt_pepper`` uses
     ``nu``, ``low`` and ``high``. See :func:`mask`, :func:`gaussian`, :func:`salt_and_pepper`.
+    ``check=False`` skips :func:`check_parameters` (the same draws, the same result): for
+    parameters it accepted already, once, rather than on every training batch (``clip`` too, its
+    bounds as ``low`` and ``high``); invalid ones then give undefined results.
     """
-    check_parameters(kind, nu=nu, sigma=sigma, low=low, high=high)
-    if kind == "gaussian" and clip is not None:
-        check_parameters("gaussian", sigma=sigma, low=clip[0], high=clip[1])
-    return corrupt_unchecked(x, kind, nu=nu, sigma=sigma, low=low, high=high, clip=clip, generator=generator)
-
-
-def corrupt_unchecked(
-    x: torch.Tensor,
-    kind: str,
-    *,
-    nu: float = DEFAULT_NU,
-    sigma: float = DEFAULT_SIGMA,
-    low: float = 0.0,
-    high: float = 1.0,
-    clip: tuple[float, float] | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """:func:`corrupt` without checking the parameters (the same draws, the same result): for parameters
-    that :func:`check_parameters` accepted already, once, rather than on every batch (``clip`` too:
-    its bounds as ``low`` and ``high``). Invalid ones give undefined results."""
+    if check:
+        check_parameters(kind, nu=nu, sigma=sigma, low=low, high=high)
+        if kind == "gaussian" and clip is not None:
+            check_parameters("gaussian", sigma=sigma, low=clip[0], high=clip[1])
     if kind == "mask":
         return _mask(x, nu, generator)
     if kind == "gaussian":

@@ -23,7 +23,15 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _save(fig: Any, path: str | Path, title: str | None = None, *, ax: Any = None, fontsize: int = 9) -> Path:
+    """Title the figure (``ax``'s title, else the figure's), lay it out and write it as a PNG, atomically."""
+    if title:
+        if ax is not None:
+            ax.set_title(title, fontsize=fontsize)
+        else:
+            fig.suptitle(title, fontsize=fontsize)
+    fig.tight_layout()
+    path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     _pyplot().close(fig)
@@ -38,7 +46,7 @@ def loss_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
         fig, ax = plt.subplots(figsize=(4.2, 3.2))
         ax.text(0.5, 0.5, "no training epochs", ha="center", va="center", transform=ax.transAxes)
         ax.axis("off")
-        return _save(fig, Path(path))
+        return _save(fig, path)
     epochs = [r["epoch"] for r in history]
     terms = sorted({k[6:] for r in history for k in r if k.startswith("train_")})
     terms = [t for t in terms if t != "loss"]
@@ -61,8 +69,7 @@ def loss_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
             ax.set_yscale("log")
     for ax in list(axes.flat)[len(terms) :]:
         ax.axis("off")
-    fig.tight_layout()
-    return _save(fig, Path(path))
+    return _save(fig, path)
 
 
 def reconstruction_grid(
@@ -90,10 +97,7 @@ def reconstruction_grid(
         if c == 0:
             axes[2 * b, 0].set_title("original", fontsize=7, loc="left")
             axes[2 * b + 1, 0].set_title("reconstruction", fontsize=7, loc="left")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return _save(fig, Path(path))
+    return _save(fig, path, title)
 
 
 def image_grid(
@@ -122,10 +126,7 @@ def image_grid(
             ax.imshow(_as_image(images[i], image_shape), cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
     for r, label in enumerate(row_labels or []):
         axes[r, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return _save(fig, Path(path))
+    return _save(fig, path, title)
 
 
 def _as_image(row: np.ndarray, image_shape: Sequence[int]) -> np.ndarray:
@@ -229,10 +230,7 @@ def image_mosaic(
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return _save(fig, Path(path))
+    return _save(fig, path, title, ax=ax)
 
 
 # -- figures of the HTML report (aekit.report) ------------------------------------------------
@@ -269,10 +267,7 @@ def code_scatter(
     ax.set_xlabel(axis_labels[0])
     ax.set_ylabel(axis_labels[1])
     ax.grid(alpha=0.3)
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, Path(path))
+    return _save(fig, path, title, ax=ax, fontsize=10)
 
 
 def mutual_info_heatmap(
@@ -292,10 +287,7 @@ def mutual_info_heatmap(
         for (i, j), v in np.ndenumerate(m):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
     fig.colorbar(im, ax=ax, label="I(z_i; v_j) / H(v_j)")
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, Path(path))
+    return _save(fig, path, title, ax=ax, fontsize=10)
 
 
 def filter_grid(
@@ -330,10 +322,7 @@ def filter_grid(
             ax.imshow(
                 mosaic, cmap=plt.get_cmap("RdBu_r").with_extremes(bad="white"), vmin=-1, vmax=1, interpolation="nearest"
             )
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return _save(fig, Path(path))
+    return _save(fig, path, title)
 
 
 def filter_mosaic(filters: np.ndarray, image_shape: Sequence[int], cols: int, gap: int = 1) -> np.ndarray:
@@ -384,10 +373,7 @@ def activation_histograms(
     right.set_title(f"all {z.size} activations ({float((z == 0).mean()):.0%} exactly zero)", fontsize=9)
     for ax in (left, right):
         ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, Path(path))
+    return _save(fig, path, title, fontsize=10)
 
 
 def feature_reconstructions(
@@ -408,10 +394,7 @@ def feature_reconstructions(
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8, ncol=2, loc="upper right")
     axes[-1, 0].set_xlabel("feature")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return _save(fig, Path(path))
+    return _save(fig, path, title)
 
 
 #: per-epoch measures of a pretrained layer drawn by :func:`pretrain_curves`, when present
@@ -446,5 +429,4 @@ def pretrain_curves(record: dict[str, Any], path: str | Path) -> Path:
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _save(fig, Path(path))
+    return _save(fig, path)

@@ -54,6 +54,5 @@ class Denoising(Variant):
         """A fresh corruption of the batch from torch's global generator (checkpointed by the trainer),
         without checking the parameters again (:meth:`DenoisingOptions.validate` checked them)."""
         o = self.options
-        return corruption.corrupt_unchecked(
-            x, o.noise, nu=o.nu, sigma=o.sigma, low=o.low, high=o.high, clip=(o.low, o.high) if o.clip else None
-        )
+        clip = (o.low, o.high) if o.clip else None
+        return corruption.corrupt(x, o.noise, nu=o.nu, sigma=o.sigma, low=o.low, high=o.high, clip=clip, check=False)
