@@ -13,7 +13,7 @@ WHEELS ?= /opt/wheels
 DEMO   := runs/demo
 TEST_WORKERS ?= 2
 
-.PHONY: demo test lint chromium data bench bench-quick lock clean
+.PHONY: demo test lint docs chromium data bench bench-quick lock clean
 
 # -c $(LOCK) pins torch's own dependencies too, and admits only the +cpu build of torch.
 $(VENV)/.torch: $(LOCK)
@@ -37,8 +37,13 @@ demo: $(VENV)/.installed
 
 # Two pytest-xdist workers (one torch thread each, tests/conftest.py); TEST_WORKERS=0 runs in one
 # process. loadgroup keeps the modules with expensive module fixtures on one worker (conftest.py).
-test: lint chromium
+test: lint docs chromium
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+
+# The documentation site (MkDocs, Material theme, mkdocstrings) into site/, strict: a broken
+# reference fails the build. The variant and CLI reference pages are generated from the code (docs/hooks.py).
+docs: $(VENV)/.dev
+	$(VENV)/bin/mkdocs build --strict --quiet
 
 # ruff (lint and format check) and mypy over the sources, before the tests
 lint: $(VENV)/.dev

@@ -33,7 +33,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from aekit.data import load_builtin
+from aekit.data.builtin import load_builtin
 from aekit.sklearn import AutoencoderOutlierDetector
 
 from .common import publish, table

@@ -42,7 +42,8 @@ def digits():
 #: Small and brief: scikit-learn's checks fit each estimator dozens of times.
 SMALL = {"latent": 2, "hidden": (8,), "epochs": 2, "batch_size": 32}
 CHECKED = [("ae", None), ("denoising", None), ("sparse", None), ("contractive", None), ("ksparse", {"k": 1}),
-           ("vae", None)]
+           ("vae", None), ("beta-tcvae", None), ("factor-vae", {"disc_layers": 2, "disc_units": 16}),
+           ("dip-vae-i", None), ("hashing", None)]
 
 
 def _checked_estimators():
@@ -77,13 +78,15 @@ def test_defaults_are_aekits_own():
     assert (est.epochs, est.batch_size, est.lr, est.device) == (train.epochs, train.batch_size, train.lr,
                                                                 train.device)
     assert (est.loss, est.scale) == ("mse", "standard")
-    assert AutoencoderOutlierDetector().get_params().keys() - est.get_params().keys() == {"contamination",
-                                                                                          "complexity"}
+    # the detector's own: its thresholds, and the ensemble that is its default (variant=None; tests/test_odds.py)
+    assert AutoencoderOutlierDetector().get_params().keys() - est.get_params().keys() == {
+        "contamination", "complexity", "threshold_fpr", "members", "subsample", "trim", "max_steps"}
 
 
 #: Every dataclass the estimators' parameters come from.
 SOURCES = (ModelConfig, TrainConfig, DataConfig, DeepOptions)
-ESTIMATORS = [(AutoencoderTransformer, AUTOENCODER_OVERRIDES), (AutoencoderOutlierDetector, AUTOENCODER_OVERRIDES),
+ESTIMATORS = [(AutoencoderTransformer, AUTOENCODER_OVERRIDES),
+              (AutoencoderOutlierDetector, {**AUTOENCODER_OVERRIDES, "variant": None}),  # None: the ensemble
               (StackedAutoencoderClassifier, CLASSIFIER_OVERRIDES)]
 
 

@@ -93,3 +93,63 @@ def model_space_anomaly_scores(
     their precision (float32, or float64 with a float64 copy of the model): the model's variant's
     ``anomaly_scores``."""
     return model.variant.anomaly_scores(model, X, elbo_samples=elbo_samples, batch_size=batch_size)
+
+
+def feature_scores(
+    model: Autoencoder | str | Path, X: Any, *, batch_size: int = 4096, where: str = "input"
+) -> np.ndarray:
+    """Each feature's share of :func:`anomaly_scores` for raw rows ``X``: the squared
+    reconstruction error of each value in the units of ``X``, shape (rows, features); each row sums
+    to its score. A variant whose score is not a sum over the features (the VAE family's minus the
+    ELBO) raises :class:`ConfigError`. ``model`` is a model or a run directory."""
+    if not isinstance(model, Autoencoder):
+        model = io.load(model)
+    raw = np.asarray(model.raw_rows(X, where), dtype=np.float64)
+    shares = (raw - np.asarray(model.reconstruct_array(raw, batch_size=batch_size), dtype=np.float64)) ** 2
+    scores = anomaly_scores(model, raw, batch_size=batch_size, elbo_samples=1)
+    if not np.allclose(shares.sum(axis=1), scores, rtol=1e-3, atol=1e-6):
+        raise ConfigError(
+            f"the scores of this model ({model.variant.score_units()}) are not a sum over the features, "
+            "so they have no per-feature contributions"
+        )
+    return shares
+
+
+def detection_offset(
+    scores: np.ndarray,
+    contamination: float | str,
+    threshold_fpr: float | None = None,
+    held_out: np.ndarray | None = None,
+) -> float:
+    """The threshold on anomaly ``scores`` of the training rows (higher: more anomalous) above which
+    a row is an outlier.
+
+    - ``threshold_fpr`` (in (0, 1)) set: the ``1 - threshold_fpr`` quantile of ``held_out``
+      scores, rows scored by models that did not train on them (the ensemble's out-of-bag
+      scores), or of ``scores`` where there are none. New rows from the training distribution
+      then exceed it with about that probability: the false-positive rate if they are normal.
+    - ``contamination`` a number: the ``1 - contamination`` quantile of ``scores``, so that this
+      fraction of the training rows is flagged (IsolationForest's convention).
+    - ``contamination="auto"``: the median of the logarithms of ``scores`` plus 3 robust standard
+      deviations (1.4826 times their median absolute deviation), back on the scores' scale (on
+      the scores themselves where some are not positive, e.g. an ELBO): errors are skewed, their
+      logarithms nearly symmetric; a normal distribution exceeds such a cut with probability
+      0.13 %, so the rows flagged are those far in the tail, however many they are.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if threshold_fpr is not None:
+        if not 0.0 < float(threshold_fpr) < 1.0:
+            raise ConfigError(f"threshold_fpr must be in (0, 1), got {threshold_fpr!r}")
+        base = scores if held_out is None or len(held_out) == 0 else np.asarray(held_out, dtype=np.float64)
+        return float(np.quantile(base, 1.0 - float(threshold_fpr)))
+    if isinstance(contamination, str):
+        if contamination != "auto":
+            raise ConfigError(f"contamination must be 'auto' or a number in (0, 0.5], got {contamination!r}")
+        positive = bool(len(scores)) and bool((scores > 0).all())
+        values = np.log(scores) if positive else scores
+        median = float(np.median(values))
+        cut = median + 3.0 * 1.4826 * float(np.median(np.abs(values - median)))
+        return float(np.exp(cut)) if positive else cut
+    if not 0.0 < float(contamination) <= 0.5:
+        raise ConfigError(f"contamination must be 'auto' or a number in (0, 0.5], got {contamination!r}")
+    return float(np.percentile(scores, 100.0 * (1.0 - float(contamination))))

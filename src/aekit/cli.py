@@ -353,6 +353,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from .anomaly import anomaly_scores
     from .io import load
 
+    if args.per_feature and args.complexity:
+        raise ConfigError("--per-feature and --complexity do not combine: the correction is not a sum over features")
     model = load(args.run)
     ds = _input(args)
     scores = anomaly_scores(
@@ -363,6 +365,18 @@ def _cmd_score(args: argparse.Namespace) -> int:
         where=ds.source,
         complexity=args.complexity,
     )
+    if args.per_feature:
+        from .anomaly import feature_scores
+
+        shares = feature_scores(model, ds.x, batch_size=args.batch_size, where=ds.source)
+        _write_array(args.output, shares)
+        top: list[int] = np.argsort(-shares.mean(axis=0))[:5].tolist() if len(shares) else []
+        print(
+            f"wrote {shares.shape[0]} x {shares.shape[1]} per-feature contributions (each row sums to the "
+            f"row's score) to {args.output}; largest mean contributions: "
+            + (", ".join(f"feature {j} {shares[:, j].mean():.4g}" for j in top) or "none")
+        )
+        return 0
     _write_array(args.output, scores[:, None])
     what = model.variant.score_units(complexity=bool(args.complexity))
     q = np.quantile(scores, [0.5, 0.9, 0.99]) if len(scores) else [float("nan")] * 3
@@ -1003,19 +1017,77 @@ def _add_search(sub: _Commands) -> None:
         "index",
         help="index the codes of DATA for nearest-neighbour search (FAISS)",
         description="Encode every row of DATA with the run in DIR (posterior means for VAEs) and "
-        "write an exact FAISS index of the codes (IndexFlatL2, or IndexFlatIP over "
-        "normalised codes for --metric cosine) as the directory INDEX: index.faiss + "
-        "index.json. Row ids are the rows' positions in DATA.",
+        "write a FAISS index of the codes as the directory INDEX: index.faiss + index.json (which "
+        "records the index kind and its parameters). By default the codes are whitened and "
+        "compared by cosine similarity in an exact index; --binary indexes bits compared by "
+        "Hamming distance; --index hnsw / ivfpq / ivf are approximate indexes for large "
+        "collections. Row ids are the rows' positions in DATA.",
     )
     if p is not _UNBUILT:  # the constants are read only for the command that is run
         p.add_argument("run", type=Path, metavar="DIR", help="run directory")
         p.add_argument("input", metavar="DATA", help="data to index (a file, folder or built-in set name)")
         p.add_argument("-o", "--output", type=Path, required=True, metavar="INDEX", help="index directory to write")
+        metric = lookup(search, "DEFAULT_METRIC")
         p.add_argument(
             "--metric",
             choices=lookup(search, "METRICS"),
-            default="l2",
-            help="l2: squared Euclidean distance; cosine: 1 - cosine similarity (default: l2)",
+            default=metric,
+            help=f"l2: squared Euclidean distance; cosine: 1 - cosine similarity (default: {metric})",
+        )
+        whiten = lookup(search, "DEFAULT_WHITEN")
+        p.add_argument(
+            "--whiten",
+            action=argparse.BooleanOptionalAction,
+            default=whiten,
+            help="whiten the codes (fitted on DATA's codes, applied to the queries alike) before they are "
+            f"compared (default: {'on' if whiten else 'off'})",
+        )
+        p.add_argument(
+            "--binary",
+            nargs="?",
+            const="threshold",
+            default=None,
+            choices=lookup(search, "BINARIZATIONS"),
+            help="index bits, packed, compared by Hamming distance: each code dimension thresholded at its "
+            "mean (threshold, the default of --binary; a hashing run's 0/1 codes keep their bits) or "
+            "after whitening and an ITQ rotation (itq)",
+        )
+        p.add_argument(
+            "--index",
+            dest="kind",
+            choices=lookup(search, "KINDS"),
+            default="flat",
+            help="flat: exact (default); hnsw: HNSW graph; ivfpq: inverted lists of product-quantized "
+            "codes (float codes); ivf: inverted lists (binary codes)",
+        )
+        p.add_argument(
+            "--hnsw-m", type=int, default=None, help=f"hnsw: neighbours per node (default: {lookup(search, 'HNSW_M')})"
+        )
+        p.add_argument(
+            "--ef-construction",
+            type=int,
+            default=None,
+            help=f"hnsw: candidates while building (default: {lookup(search, 'HNSW_EF_CONSTRUCTION')})",
+        )
+        p.add_argument(
+            "--ef-search",
+            type=int,
+            default=None,
+            help=f"hnsw: candidates while searching (default: {lookup(search, 'HNSW_EF_SEARCH')})",
+        )
+        p.add_argument("--nlist", type=int, default=None, help="ivf, ivfpq: inverted lists (default: about sqrt(rows))")
+        p.add_argument(
+            "--nprobe",
+            type=int,
+            default=None,
+            help=f"ivf, ivfpq: lists searched per query (default: {lookup(search, 'IVF_NPROBE')}, at most nlist)",
+        )
+        p.add_argument(
+            "--pq-m",
+            type=int,
+            default=None,
+            help="ivfpq: sub-quantizers of 8 bits, dividing the "
+            "code size (default: the largest divisor up to half the code size)",
         )
         p.add_argument("--overwrite", action="store_true", help="replace an existing index directory")
         p.add_argument("--label-column", default=None, help="label column of a CSV / Parquet input (dropped)")
@@ -1041,6 +1113,15 @@ def _add_search(sub: _Commands) -> None:
         ".npz (ids, distances, queries) or .npy (ids only)",
     )
     p.add_argument("--run", type=Path, default=None, help="the run directory that built the index, if it moved")
+    p.add_argument(
+        "--ef-search", type=int, default=None, help="hnsw index: candidates while searching (default: the index's own)"
+    )
+    p.add_argument(
+        "--nprobe",
+        type=int,
+        default=None,
+        help="ivf / ivfpq index: lists searched per query (default: the index's own)",
+    )
     p.add_argument(
         "--recall",
         action="store_true",
@@ -1108,14 +1189,42 @@ def _cmd_index(args: argparse.Namespace) -> int:
     model = load(args.run)
     ds = _input(args)
     t0 = time.perf_counter()
-    index = build_index(model, ds, args.metric, data=args.input, run=args.run, batch_size=args.batch_size)
+    index = build_index(
+        model,
+        ds,
+        args.metric,
+        kind=args.kind,
+        binary=args.binary,
+        whiten=args.whiten and args.binary is None,
+        data=args.input,
+        run=args.run,
+        batch_size=args.batch_size,
+        **_index_params(args),
+    )
     seconds = time.perf_counter() - t0
     save_index(index, args.output, overwrite=args.overwrite)
-    print(
-        f"indexed {index.rows} codes of size {index.dim} ({args.metric}, {index.meta['faiss_index']}) "
-        f"in {seconds:.2f} s: {args.output}"
-    )
+    what = f"{index.dim}-bit binary codes" if index.binary else f"codes of size {index.dim}"
+    how = ", ".join([index.metric, *(["whitened"] if index.meta["whiten"] else []), index.meta["faiss_index"]])
+    print(f"indexed {index.rows} {what} ({how}) in {seconds:.2f} s: {args.output}")
     return 0
+
+
+def _index_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The index parameters given on the command line (``aekit index``), by FAISS's names."""
+    names = {
+        "hnsw_m": "M",
+        "ef_construction": "efConstruction",
+        "ef_search": "efSearch",
+        "nlist": "nlist",
+        "nprobe": "nprobe",
+        "pq_m": "pq_m",
+    }
+    given = {name: getattr(args, flag) for flag, name in names.items() if getattr(args, flag) is not None}
+    known = set(lookup(f"{__package__}.search", "PARAMS")[args.kind])
+    wrong = [f"--{flag.replace('_', '-')}" for flag, name in names.items() if name in given and name not in known]
+    if wrong:
+        raise ConfigError(f"{', '.join(wrong)} does not apply to --index {args.kind}")
+    return given
 
 
 def _search_output(path: Path, payload: dict[str, Any]) -> None:
@@ -1152,6 +1261,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     index = load_index(args.index)
     if not 1 <= args.k <= index.rows:
         raise ConfigError(f"-k must be between 1 and the {index.rows} indexed rows, got {args.k}")
+    index.set_search_params(efSearch=args.ef_search, nprobe=args.nprobe)
     model = load_run(index, args.run)
     ds = _input(args)
     if args.rows is not None:
@@ -1168,9 +1278,12 @@ def _cmd_search(args: argparse.Namespace) -> int:
         "query": ds.source,
         "k": args.k,
         "metric": index.metric,
-        "distance": "squared Euclidean distance between codes"
-        if index.metric == "l2"
-        else "1 - cosine similarity of codes",
+        "distance": {
+            "l2": "squared Euclidean distance between " + ("whitened codes" if index.meta.get("whiten") else "codes"),
+            "cosine": "1 - cosine similarity of " + ("whitened codes" if index.meta.get("whiten") else "codes"),
+            "hamming": "Hamming distance between binary codes (differing bits)",
+        }[index.metric],
+        "index_kind": index.kind,
         "queries": queries,
         "ids": ids,
         "distances": dist,
@@ -1268,6 +1381,43 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- ONNX export (aekit.export) -----------------------------------------------------------------------
+def _add_export(sub: Any) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a run's encoder, decoder or both as an ONNX graph",
+        description="Write the encoder (raw rows to codes, as `aekit encode` gives them), the decoder "
+        "(codes to rows in the data's units) or the whole autoencoder (raw rows to reconstructions) "
+        "of the run in DIR as an ONNX file, with the run's scaling inside the graph and a dynamic "
+        "batch axis; inputs and outputs are float32.",
+    )
+    _run_args(p, None, "ONNX file to write (.onnx)")
+    p.add_argument(
+        "--part",
+        choices=lookup(f"{__package__}.export", "PARTS"),
+        default="encoder",
+        help="what the graph computes (default: encoder)",
+    )
+    p.add_argument(
+        "--exporter",
+        choices=lookup(f"{__package__}.export", "EXPORTERS"),
+        default="torchscript",
+        help="PyTorch's exporter: the TorchScript tracer, or torch.export (slower; needs onnxscript) "
+        "(default: torchscript)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import NAMES, export_onnx
+
+    export_onnx(args.run, args.output, part=args.part, overwrite=args.overwrite, exporter=args.exporter)
+    source, target = NAMES[args.part]
+    print(f"wrote the {args.part} of {args.run} ({source} -> {target}) to {args.output}")
+    return 0
+
+
 def build_parser(argv: Sequence[str] | None = None) -> Parser:
     """The ``aekit`` parser. Given the arguments ``argv`` to parse, only the command they name gets its
     options (and for ``train`` / ``pretrain`` only the variant / method): the other commands are listed
@@ -1322,6 +1472,12 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
         help="correct the scores by each row's input complexity, its zlib size in bits once quantized "
         "to 8 bits over the training data's range (Serra et al. 2020): the error per bit, or minus "
         "the ELBO less the size in nats",
+    )
+    p.add_argument(
+        "--per-feature",
+        action="store_true",
+        help="write each feature's contribution instead (rows x features: its squared reconstruction "
+        "error; each row sums to the row's score); not for the VAE family's ELBO",
     )
     p.set_defaults(func=_cmd_score)
     p = sub.add_parser(
@@ -1389,6 +1545,7 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     _add_latent(sub)
     _add_search(sub)
     _add_report(sub)
+    _add_export(sub)
     p = sub.add_parser("info", help="describe a run directory")
     p.add_argument("run", type=Path, metavar="DIR", help="run directory")
     p.add_argument("--json", action="store_true", help="print JSON")

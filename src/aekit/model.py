@@ -16,7 +16,7 @@ from . import variants
 from .config import from_dict, option, to_dict
 from .errors import ConfigError, DataError
 from .losses import RECONSTRUCTION_LOSSES
-from .nn import ACTIVATIONS, MLP, ConvDecoder, ConvEncoder, TiedMLP
+from .nn import ACTIVATIONS, CONV_KERNELS, MLP, ConvDecoder, ConvEncoder, TiedMLP, conv_sizes
 
 #: Sizes beyond these are refused before anything is allocated.
 MAX_UNITS = 1 << 20
@@ -37,12 +37,15 @@ def parameter_count(config: ModelConfig, outputs_per_code: int = 1) -> int:
     if config.image_shape is None:
         raise ConfigError("the conv architecture needs image data (C,H,W); this data has flat rows")
     c, h, w = config.image_shape
+    k = getattr(config, "conv_kernel", 3)
     for _ in hidden:
-        h, w = -(-h // 2), -(-w // 2)
+        h, w = (-(-h // 2), -(-w // 2)) if k == 3 else (h // 2, w // 2)
     chans = [*zip([c, *hidden[:-1]], hidden)]
-    convs = sum(2 * 9 * a * b + b + a for a, b in chans)  # encoder conv + transposed decoder conv
-    flat = hidden[-1] * h * w
-    return convs + flat * latent * outputs_per_code + latent * outputs_per_code + latent * flat + flat
+    convs = sum(2 * k * k * a * b + b + a for a, b in chans)  # encoder conv + transposed decoder conv
+    widths = [hidden[-1] * h * w, *getattr(config, "conv_dense", ())]
+    enc = [*zip(widths, [*widths[1:], latent * outputs_per_code])]
+    dec = [*zip([latent, *reversed(widths[1:])], reversed(widths))]
+    return convs + sum(a * b + b for a, b in enc + dec)
 
 
 @dataclass
@@ -68,6 +71,14 @@ class ModelConfig:
         "linear", "activation of the decoder output with the mse loss", choices=("linear", "sigmoid")
     )
     tied: bool = option(False, "decoder weights are the transposes of the encoder's (mlp only)")
+    conv_kernel: int = option(
+        3, "kernel of the stride-2, padding-1 convolutions (conv): 3, or 4 as in Burgess et al. 2018 on dSprites"
+    )
+    conv_dense: tuple[int, ...] = option(
+        (),
+        "fully connected layers between the convolutions and the code (conv), encoder side, mirrored in the "
+        "decoder; Burgess et al. 2018: --hidden 32,32,64,64 --conv-kernel 4 --conv-dense 256",
+    )
     options: dict = option({}, "options of the variant (see `aekit train VARIANT --help`)")
 
     def validate(self) -> None:
@@ -118,6 +129,22 @@ class ModelConfig:
                 raise ConfigError("the conv architecture needs image data (C,H,W); this data has flat rows")
             if not self.hidden:
                 raise ConfigError("a convolutional encoder needs at least one channel count in --hidden")
+            if self.conv_kernel not in CONV_KERNELS:
+                raise ConfigError(
+                    f"model.conv_kernel must be one of {', '.join(map(str, CONV_KERNELS))}, got {self.conv_kernel}"
+                )
+            fh, fw = conv_sizes(*shape[1:], len(self.hidden), self.conv_kernel)[-1]
+            if fh < 1 or fw < 1:
+                raise ConfigError(
+                    f"{len(self.hidden)} stride-2 convolutions of kernel {self.conv_kernel} leave nothing of "
+                    f"{shape[1]}x{shape[2]} images"
+                )
+        if not isinstance(self.conv_dense, (tuple, list)) or len(self.conv_dense) > MAX_LAYERS:
+            raise ConfigError(f"model.conv_dense must be a list of at most {MAX_LAYERS} layer sizes")
+        self.conv_dense = tuple(self.conv_dense)
+        for d in self.conv_dense:
+            if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or not 0 < d <= MAX_UNITS:
+                raise ConfigError(f"model.conv_dense must hold positive layer sizes up to {MAX_UNITS}, got {d!r}")
         n_params = parameter_count(self, spec.cls.encoder_outputs_per_code)
         if n_params > MAX_PARAMETERS:
             raise ConfigError(
@@ -212,14 +239,32 @@ class Autoencoder(nn.Module):
                 self.decoder = MLP([c.latent, *reversed(c.hidden), c.input_dim], c.activation)
         else:
             assert c.image_shape is not None, "a validated conv config has an image shape"
-            self.encoder = ConvEncoder(c.image_shape, c.hidden, n_out, c.activation, c.code_activation)
-            self.decoder = ConvDecoder(c.image_shape, c.hidden, c.latent, c.activation)
+            self.encoder = ConvEncoder(
+                c.image_shape, c.hidden, n_out, c.activation, c.code_activation, c.conv_kernel, c.conv_dense
+            )
+            self.decoder = ConvDecoder(c.image_shape, c.hidden, c.latent, c.activation, c.conv_kernel, c.conv_dense)
         self._loss = RECONSTRUCTION_LOSSES[c.loss]
 
     def training_callbacks(self) -> list[Any]:
         """The trainer callbacks the variant needs (schedules, per-epoch statistics); the
         :class:`~aekit.train.Trainer` adds them itself."""
         return self.variant.callbacks()
+
+    def optimized_parameters(self) -> list[nn.Parameter]:
+        """The parameters the trainer's optimizer updates: all but those of an auxiliary model that the
+        variant trains itself (:meth:`~aekit.variants.Variant.auxiliary_parameters`)."""
+        own = {id(p) for p in self.variant.auxiliary_parameters()}
+        return [p for p in self.parameters() if id(p) not in own]
+
+    def auxiliary_optimizer(self) -> torch.optim.Optimizer | None:
+        """The variant's fresh optimizer of its auxiliary model, or None
+        (:meth:`~aekit.variants.Variant.auxiliary_optimizer`)."""
+        return self.variant.auxiliary_optimizer()
+
+    def auxiliary_step(self, x: torch.Tensor, out: Output) -> dict[str, torch.Tensor]:
+        """The variant's update of its auxiliary model after a training step on ``x``
+        (:meth:`~aekit.variants.Variant.auxiliary_step`)."""
+        return self.variant.auxiliary_step(x, out, self)
 
     # -- shapes -----------------------------------------------------------------------------
     def _to_encoder(self, x: torch.Tensor) -> torch.Tensor:

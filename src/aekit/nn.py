@@ -96,17 +96,27 @@ class TiedMLP(nn.Sequential):
         super().__init__(*layers)
 
 
-def conv_sizes(height: int, width: int, n_layers: int) -> list[tuple[int, int]]:
-    """Spatial sizes along a stride-2 encoder (kernel 3, padding 1): ``ceil(h / 2)`` per layer."""
+#: kernel sizes of the stride-2, padding-1 convolutions (3: aekit's default; 4: Burgess et al. 2018)
+CONV_KERNELS = (3, 4)
+
+
+def conv_sizes(height: int, width: int, n_layers: int, kernel: int = 3) -> list[tuple[int, int]]:
+    """Spatial sizes along a stride-2 encoder (padding 1): ``ceil(h / 2)`` per layer with kernel 3,
+    ``floor(h / 2)`` with kernel 4."""
+    if kernel not in CONV_KERNELS:
+        raise ConfigError(f"the convolution kernel must be one of {', '.join(map(str, CONV_KERNELS))}, got {kernel}")
+    half = math.ceil if kernel == 3 else math.floor
     sizes = [(height, width)]
     for _ in range(n_layers):
         h, w = sizes[-1]
-        sizes.append((math.ceil(h / 2), math.ceil(w / 2)))
+        sizes.append((half(h / 2), half(w / 2)))
     return sizes
 
 
 class ConvEncoder(nn.Module):
-    """Stride-2 convolutions (kernel 3, padding 1), then a linear map to the code.
+    """Stride-2 convolutions (kernel 3 or 4, padding 1), the fully connected layers ``dense``, then a
+    linear map to the code. Burgess et al. (2018) on dSprites: ``channels=(32, 32, 64, 64)``,
+    ``kernel=4``, ``dense=(256,)`` (disentanglement_lib's ``conv_encoder``).
 
     Shape:
         - Input: :math:`(N, C, H, W)`
@@ -120,47 +130,62 @@ class ConvEncoder(nn.Module):
         latent: int,
         activation: str = "relu",
         last_activation: str = "linear",
+        kernel: int = 3,
+        dense: Sequence[int] = (),
     ):
         super().__init__()
         c, h, w = image_shape
         if not channels:
             raise ConfigError("a convolutional encoder needs at least one channel count in --hidden")
+        fh, fw = conv_sizes(h, w, len(channels), kernel)[-1]
+        if fh < 1 or fw < 1:
+            raise ConfigError(
+                f"{len(channels)} stride-2 convolutions of kernel {kernel} leave nothing of {h}x{w} images"
+            )
         layers: list[nn.Module] = []
         for c_in, c_out in zip([c, *channels[:-1]], channels):
-            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), make_activation(activation)]
+            layers += [nn.Conv2d(c_in, c_out, kernel, stride=2, padding=1), make_activation(activation)]
         self.features = nn.Sequential(*layers)
-        fh, fw = conv_sizes(h, w, len(channels))[-1]
-        self.head = MLP([channels[-1] * fh * fw, latent], last_activation=last_activation)
+        self.head = MLP([channels[-1] * fh * fw, *dense, latent], activation, last_activation=last_activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x).flatten(1))
 
 
 class ConvDecoder(nn.Module):
-    """Mirror of :class:`ConvEncoder`: linear map, then stride-2 transposed convolutions.
+    """Mirror of :class:`ConvEncoder`: linear maps (through ``dense`` reversed), then stride-2
+    transposed convolutions.
 
     The ``output_padding`` of each transposed convolution is chosen so that odd sizes
-    (7 -> 4 -> 7 for 28x28 images) come back exactly.
+    (7 -> 4 -> 7 for 28x28 images with kernel 3) come back exactly.
 
     Shape:
         - Input: :math:`(N, latent)`
         - Output: :math:`(N, C, H, W)` (pre-activation: logits or linear values)
     """
 
-    def __init__(self, image_shape: Sequence[int], channels: Sequence[int], latent: int, activation: str = "relu"):
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        channels: Sequence[int],
+        latent: int,
+        activation: str = "relu",
+        kernel: int = 3,
+        dense: Sequence[int] = (),
+    ):
         super().__init__()
         c, h, w = image_shape
-        sizes = conv_sizes(h, w, len(channels))
+        sizes = conv_sizes(h, w, len(channels), kernel)
         rev = list(reversed(channels))
         self.start = (rev[0], *sizes[-1])
-        self.head = nn.Sequential(nn.Linear(latent, rev[0] * sizes[-1][0] * sizes[-1][1]), make_activation(activation))
+        flat = rev[0] * sizes[-1][0] * sizes[-1][1]
+        self.head = MLP([latent, *reversed(dense), flat], activation, last_activation=activation)
         layers: list[nn.Module] = []
         outs = [*rev[1:], c]
         for i, (c_in, c_out) in enumerate(zip(rev, outs)):
             th, tw = sizes[len(channels) - 1 - i]
-            layers.append(
-                nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=(1 - th % 2, 1 - tw % 2))
-            )
+            pad = (1 - th % 2, 1 - tw % 2) if kernel == 3 else (th % 2, tw % 2)
+            layers.append(nn.ConvTranspose2d(c_in, c_out, kernel, stride=2, padding=1, output_padding=pad))
             if i < len(channels) - 1:
                 layers.append(make_activation(activation))
         self.features = nn.Sequential(*layers)

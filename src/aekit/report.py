@@ -376,6 +376,10 @@ def _data_sections(model: Any, ds: Any, split: str, tmp: Path) -> list[Section]:
         png = plots.feature_reconstructions(x, recon, tmp / "reconstructions.png")
         body = figure(png, f"features of the first rows of the {split} split and their reconstructions")
     sections.append(Section("reconstructions", "Reconstructions", body))
+    if ds.image_shape is None:
+        outliers = _outlier_section(model, ds, split)
+        if outliers is not None:
+            sections.append(outliers)
 
     rows = np.random.default_rng(0).permutation(len(ds))[:MAX_CODES] if len(ds) > MAX_CODES else np.arange(len(ds))
     codes = model.encode_array(ds.x[rows], where=ds.source)
@@ -407,6 +411,28 @@ def _data_sections(model: Any, ds: Any, split: str, tmp: Path) -> list[Section]:
         sections.append(Section("generative", "Samples, interpolations, traversals", body))
     sections.append(_activation_section(model, codes, split, tmp))
     return sections
+
+
+def _outlier_section(model: Any, ds: Any, split: str, top: int = 10) -> Section | None:
+    """The ``top`` most anomalous rows of the split, each with its score and the three features that
+    contribute most to it (:func:`aekit.anomaly.feature_scores`); None where the model's score is
+    not a sum over features (the VAE family's ELBO)."""
+    from .anomaly import feature_scores
+
+    try:
+        shares = feature_scores(model, ds.x, where=ds.source)
+    except AekitError:
+        return None
+    scores = shares.sum(axis=1)
+    rows = []
+    for i in np.argsort(-scores, kind="stable")[:top]:
+        best = np.argsort(-shares[i], kind="stable")[:3]
+        rows.append([int(i), float(scores[i]), ", ".join(f"{j} ({shares[i, j] / scores[i]:.0%})" for j in best)])
+    body = table(rows, ("row", "score", "top features (share of the score)"), cls="data") + note(
+        f"squared reconstruction error of the {split} rows in the data's units; the median row scores "
+        f"{fmt(float(np.median(scores)))}."
+    )
+    return Section("outliers", "Most anomalous rows", body)
 
 
 def _evaluation(run_dir: Path, model: Any, test_x: Any, own_splits: Any, evaluate: bool, why: str) -> tuple[Any, str]:

@@ -3,10 +3,13 @@ r"""scikit-learn estimators on aekit's autoencoders.
 - :class:`AutoencoderTransformer`: ``fit`` trains any registered variant (:func:`aekit.fit`);
   ``transform`` gives the codes (the posterior mean for the VAE family), ``inverse_transform``
   decodes codes back to the input units, ``score_samples`` scores each row (below).
-- :class:`AutoencoderOutlierDetector`: the same model as an outlier detector in scikit-learn's
-  conventions (those of :class:`~sklearn.ensemble.IsolationForest`): ``score_samples`` (high is
-  normal), ``decision_function = score_samples - offset_`` with ``offset_`` the ``contamination``
-  quantile of the training scores, and ``predict`` +1 (inlier) / -1 (outlier).
+- :class:`AutoencoderOutlierDetector`: an outlier detector in scikit-learn's conventions (those
+  of :class:`~sklearn.ensemble.IsolationForest`): ``score_samples`` (high is normal),
+  ``decision_function = score_samples - offset_`` with ``offset_`` set by ``contamination`` (a
+  quantile of the training scores, or ``"auto"``) or ``threshold_fpr``, ``predict`` +1 (inlier) /
+  -1 (outlier), and ``feature_scores`` (each feature's share of a row's score). By default
+  (``variant=None``) an ensemble of small autoencoders on subsamples (:mod:`aekit.ensemble`);
+  with a named variant, that variant's model as below.
 - :class:`StackedAutoencoderClassifier`: a deep network pretrained greedily layer by layer
   (stacked denoising autoencoders or RBMs: :mod:`aekit.pretrain`), then fine-tuned whole with a
   softmax head on the labels (:func:`aekit.finetune`).
@@ -88,10 +91,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import io, variants
+from .anomaly import detection_offset
+from .anomaly import feature_scores as _model_feature_scores
 from .classifier import Classifier, finetune
 from .config import field_default, from_dict, jsonable
 from .data import DataConfig
-from .errors import AekitError, DataError
+from .ensemble import EnsembleConfig, fit_ensemble
+from .errors import AekitError, ConfigError, DataError
 from .fitting import fit as _aekit_fit
 from .metrics import input_complexity
 from .model import Autoencoder, ModelConfig
@@ -737,8 +743,22 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
 
 class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
-    __doc__ = f"""Outlier detection by the reconstruction error of an autoencoder (the ELBO for the
+    __doc__ = f"""Outlier detection by the reconstruction error of autoencoders (the ELBO for the
     VAE family).
+
+    With ``variant=None`` (the default) the detector is aekit's recipe for unlabelled, possibly
+    contaminated tables (:mod:`aekit.ensemble`): ``members`` small autoencoders, each trained on
+    a ``subsample`` of the rows with a loss that ignores the ``trim`` worst-reconstructed rows of
+    each batch, stopped early on its out-of-bag rows, sized from the table (code about the square
+    root of the features). Its score is the members' mean squared reconstruction error, each
+    divided by its median over the training rows: ``-score_samples`` is about 1 for a typical
+    training row, whatever the data's units or the refit (a dimensionless scale, comparable
+    across refits), and it does not depend on the order of the training rows. In that mode
+    ``members``, ``subsample``, ``trim``, ``max_steps`` and ``random_state`` set the model; the parameters of a
+    single autoencoder (``latent``, ``hidden``, the training settings) apply to a named variant.
+
+    With a named ``variant`` (``"ae"``, ``"vae"``, ...) it is one autoencoder of that variant
+    trained by :func:`aekit.fit`, as below.
 
     ``score_samples`` is minus the summed squared reconstruction error of each row in the input
     units, or its evidence lower bound in nats for the VAE family (see :mod:`aekit.sklearn`): the
@@ -757,16 +777,36 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
 
     Parameters
     ----------
-    contamination : float in (0, 0.5], default=0.1
-        The expected proportion of outliers in the training data; it sets ``offset_``.
+    contamination : "auto" or float in (0, 0.5], default=0.1
+        The expected proportion of outliers in the training data; it sets ``offset_`` (that
+        fraction of the training rows is flagged). ``"auto"``: a row is flagged when the logarithm
+        of its anomaly score (``-score_samples``) is more than 3 robust standard deviations (1.4826
+        MAD) above the training rows' median (:func:`aekit.anomaly.detection_offset`).
+    threshold_fpr : float in (0, 1), default=None
+        Set ``offset_`` for this false-positive rate instead of ``contamination``: the
+        ``threshold_fpr`` quantile of the out-of-bag scores of the training rows (each row scored by
+        the members that did not train on it, like a new row; the in-sample scores for a named
+        variant), so that new rows of the training distribution are flagged at about that rate.
+    members : int, default=10
+        Autoencoders of the ensemble (``variant=None``).
+    subsample : float in (0, 1), default=0.5
+        Fraction of the training rows each member trains on, a seeded choice among the rows in a
+        canonical order (``variant=None``); the others stop it early.
+    trim : float in [0, 0.5), default=0.4
+        Fraction of each batch's worst-reconstructed rows left out of the loss (``variant=None``).
+    max_steps : int, default=300
+        Adam steps of 64 rows per member at most; early stopping on the out-of-bag rows may end a
+        member sooner (``variant=None``).
     complexity : bool, default=False
         Correct the scores by the rows' input complexity (see above).
 {_PARAMETERS_DOC}
     Attributes
     ----------
     offset_ : float
-        The ``contamination`` quantile of the training scores: ``decision_function`` is
-        ``score_samples - offset_``.
+        The threshold on ``score_samples`` (``contamination``, ``threshold_fpr``):
+        ``decision_function`` is ``score_samples - offset_``.
+    ensemble_ : AutoencoderEnsemble or None
+        The trained ensemble (``variant=None``), else None and the model is ``model_``.
     data_range_ : tuple of float
         The training data's minimum and maximum, the range quantized for ``complexity``.
 {_ATTRIBUTES_DOC}
@@ -787,15 +827,26 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
 
     _parameter_constraints: ClassVar[dict] = {
         **_AutoencoderEstimator._parameter_constraints,
-        "contamination": [Interval(Real, 0, 0.5, closed="right")],
+        "variant": [StrOptions(set(variants.names())), None],
+        "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
+        "threshold_fpr": [Interval(Real, 0, 1, closed="neither"), None],
+        "members": [Interval(Integral, 1, None, closed="left")],
+        "subsample": [Interval(Real, 0, 1, closed="neither")],
+        "trim": [Interval(Real, 0, 0.5, closed="left")],
+        "max_steps": [Interval(Integral, 1, None, closed="left")],
         "complexity": ["boolean"],
     }
 
     def __init__(
         self,
-        variant=_AE["variant"],
+        variant=None,
         *,
         contamination=0.1,
+        threshold_fpr=None,
+        members=EnsembleConfig.members,
+        subsample=EnsembleConfig.subsample,
+        trim=EnsembleConfig.trim,
+        max_steps=EnsembleConfig.max_steps,
         complexity=False,
         latent=_AE["latent"],
         hidden=_AE["hidden"],
@@ -850,11 +901,17 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
             verbose=verbose,
         )
         self.contamination = contamination
+        self.threshold_fpr = threshold_fpr
+        self.members = members
+        self.subsample = subsample
+        self.trim = trim
+        self.max_steps = max_steps
         self.complexity = complexity
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        """Train the autoencoder on ``X`` and set ``offset_`` from its training scores.
+        """Train the ensemble (or the named variant's autoencoder) on ``X`` and set ``offset_``
+        from its training scores.
 
         Parameters
         ----------
@@ -865,17 +922,66 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         -------
         self
         """
-        X = self._fit_model(X)
+        held_out = None
+        if self.variant is None:
+            X = validate_data(self, X, dtype=np.float64)
+            config = EnsembleConfig(
+                members=self.members, subsample=self.subsample, trim=self.trim, max_steps=self.max_steps
+            )
+            self.ensemble_ = fit_ensemble(X, seed=_seed(self.random_state), config=config)
+            self.__dict__.pop("model_", None)  # (from an earlier fit with a named variant)
+            self.n_components_ = self.ensemble_.latent
+            self.history_ = []
+            self.n_iter_ = max(self.ensemble_.steps)
+            held_out = self.ensemble_.oob_scores
+        else:
+            X = self._fit_model(X)
+            self.ensemble_ = None
         self.data_range_ = (float(X.min()), float(X.max()))
-        self.offset_ = float(np.percentile(self._scores(X), 100.0 * self.contamination))
+        if self.complexity:
+            held_out = None  # out-of-bag scores are of the uncorrected error
+        self.offset_ = -detection_offset(-self._scores(X), self.contamination, self.threshold_fpr, held_out)
         return self
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
-        scores = super()._scores(X)
+        if self.ensemble_ is None:
+            scores = super()._scores(X)
+            if not self.complexity:
+                return scores
+            bits = input_complexity(X, *self.data_range_)
+            return -self.model_.variant.correct_for_complexity(-scores, bits)
+        scores = -self.ensemble_.score(X)
         if not self.complexity:
             return scores
-        bits = input_complexity(X, *self.data_range_)
-        return -self.model_.variant.correct_for_complexity(-scores, bits)
+        return scores / input_complexity(X, *self.data_range_)  # the error per bit
+
+    def feature_scores(self, X):
+        """Each feature's contribution to each row's anomaly score ``-score_samples(X)``.
+
+        For the ensemble (``variant=None``): the squared reconstruction error of the feature
+        (standardized units), divided by each member's median training error and averaged over the
+        members; for a named variant whose score is a reconstruction error: the feature's squared
+        error in the input units. Each row sums to ``-score_samples`` (without ``complexity``,
+        whose correction is not a sum over features). The VAE family's ELBO has no such split:
+        :class:`aekit.errors.ConfigError`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+            float64.
+        """
+        X = self._check(X)
+        if self.complexity:
+            raise ConfigError(
+                "feature_scores needs complexity=False: the complexity correction is not a sum over the features"
+            )
+        if self.ensemble_ is not None:
+            return self.ensemble_.feature_scores(X)
+        return _model_feature_scores(self.model_, X, batch_size=INFERENCE_BATCH)
 
     def decision_function(self, X):
         """``score_samples(X) - offset_``: negative for outliers, non-negative for inliers.

@@ -170,28 +170,34 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 
 
 # -- optimizer state <-> (tensors, JSON) ---------------------------------------------------
-def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _flatten_optimizer(state: dict[str, Any], prefix: str = "optim.") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, Any] = {}
     for pid, st in state["state"].items():
         for k, v in st.items():
             if isinstance(v, torch.Tensor):
-                tensors[f"optim.{pid}.{k}"] = v.detach().cpu().contiguous()
+                tensors[f"{prefix}{pid}.{k}"] = v.detach().cpu().contiguous()
             else:
                 scalars[f"{pid}.{k}"] = v
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+def _unflatten_optimizer(
+    tensors: dict[str, torch.Tensor], meta: dict[str, Any], prefix: str = "optim."
+) -> dict[str, Any]:
     state: dict[int, dict[str, Any]] = {}
     for key, v in tensors.items():
-        if key.startswith("optim."):
-            _, pid, name = key.split(".", 2)
+        if key.startswith(prefix):
+            pid, name = key[len(prefix) :].split(".", 1)
             state.setdefault(int(pid), {})[name] = v
     for key, v in meta["scalars"].items():
         pid, name = key.split(".", 1)
         state.setdefault(int(pid), {})[name] = v
     return {"state": state, "param_groups": meta["param_groups"]}
+
+
+#: the checkpoint's tensors of an auxiliary optimizer (a variant's own, e.g. FactorVAE's discriminator)
+_AUX_PREFIX = "auxoptim."
 
 
 class Trainer:
@@ -202,7 +208,11 @@ class Trainer:
     model : nn.Module
         Returns an object with a ``losses`` dict of scalar tensors from ``model(x)``. A model with a
         ``training_callbacks()`` method (an :class:`~aekit.model.Autoencoder` whose variant follows a
-        schedule) contributes the callbacks it returns, ahead of ``callbacks``.
+        schedule) contributes the callbacks it returns, ahead of ``callbacks``. A model with
+        ``optimized_parameters()`` has only those updated by the optimizer; one whose
+        ``auxiliary_optimizer()`` returns an optimizer (a variant that trains an auxiliary model, e.g.
+        FactorVAE's discriminator) has ``auxiliary_step(x, out)`` called after every optimizer step on
+        the same batch, and that optimizer's state checkpointed with the rest.
     config : TrainConfig
     run_dir : path, optional
         Where ``checkpoint.safetensors`` and ``history.json`` are written.
@@ -247,6 +257,11 @@ class Trainer:
         """Optimizer steps of the whole run (epochs x steps per epoch)."""
         return self._total_steps
 
+    @property
+    def train_size(self) -> int:
+        """Rows of the training set of the current fit (all processes' together)."""
+        return self._train_size
+
     # -- control -------------------------------------------------------------------------------
     def stop(self) -> None:
         """End training after the current epoch (like early stopping)."""
@@ -261,6 +276,10 @@ class Trainer:
         t = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         opt_t, self._opt_meta = _flatten_optimizer(self.optimizer.state_dict())
         t.update(opt_t)
+        self._aux_meta = None
+        if self._aux_opt is not None:
+            aux_t, self._aux_meta = _flatten_optimizer(self._aux_opt.state_dict(), _AUX_PREFIX)
+            t.update(aux_t)
         if self._best_state is not None:
             t.update({f"best.{k}": v for k, v in self._best_state.items()})
         t["rng.torch"] = torch.get_rng_state()
@@ -281,6 +300,7 @@ class Trainer:
             "global_step": self._global_step,
             "total_steps": self._total_steps,
             "optimizer": self._opt_meta,
+            "auxiliary_optimizer": self._aux_meta,
             "schedule": self._sched.state_dict() if self._sched is not None else None,
             "best": self._best,
             "bad_epochs": self._bad_epochs,
@@ -335,6 +355,10 @@ class Trainer:
             raise RunError(f"{path}: checkpoint does not fit this model ({str(e).splitlines()[0]})") from None
         self.model.to(self.device)
         self.optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+        if self._aux_opt is not None:
+            if meta.get("auxiliary_optimizer") is None:
+                raise RunError(f"{path}: the checkpoint holds no state of the model's auxiliary optimizer")
+            self._aux_opt.load_state_dict(_unflatten_optimizer(tensors, meta["auxiliary_optimizer"], _AUX_PREFIX))
         if self._sched is not None and meta["schedule"] is not None:
             self._sched.load_state_dict(meta["schedule"])
         best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
@@ -374,7 +398,16 @@ class Trainer:
         self._dp = distributed.DataParallel(self.device)  # several processes: each its part of every batch
         self._forward = self._dp.wrap(self.model)
         self.progress = self.progress and self._dp.is_main
-        self.optimizer = make_optimizer(self.model.parameters(), cfg)
+        own_params = getattr(self.model, "optimized_parameters", None)
+        self.optimizer = make_optimizer(own_params() if callable(own_params) else self.model.parameters(), cfg)
+        own_aux = getattr(self.model, "auxiliary_optimizer", None)
+        self._aux_opt = own_aux() if callable(own_aux) else None
+        if self._aux_opt is not None and self._dp.active:
+            raise ConfigError(
+                "a model that trains an auxiliary model of its own (its own optimizer and step) cannot be "
+                "trained data-parallel: the auxiliary model's gradients are not averaged across processes"
+            )
+        self._train_size = n  # every process holds the whole set and trains on its part of each batch
         self._total_steps = cfg.epochs * steps_per_epoch
         self._sched = make_schedule(self.optimizer, cfg, self._total_steps)
         self._gen = torch.Generator().manual_seed(cfg.seed)
@@ -419,7 +452,7 @@ class Trainer:
         done_before = self._count
         bar = progress_bar(self.progress, steps, self._pos, f"epoch {self._epoch + 1}/{cfg.epochs}")
         model.train()
-        params = [p for p in model.parameters() if p.requires_grad]
+        params = [p for group in self.optimizer.param_groups for p in group["params"] if p.requires_grad]
         # bfloat16: the forward under autocast; the backward pass and the update in float32
         amp = (
             functools.partial(torch.autocast, self.device.type, torch.bfloat16)
@@ -445,7 +478,9 @@ class Trainer:
                 self.optimizer.step()
                 if self._sched is not None:
                     self._sched.step()
-                for k, v in _named_values(out):
+                # a variant's own model (e.g. a discriminator): its update on the same batch, its metrics
+                aux = model.auxiliary_step(xb, out) if self._aux_opt is not None else {}  # type: ignore[operator]
+                for k, v in [*_named_values(out), *((METRIC + k, v) for k, v in aux.items())]:
                     d = v.detach().double() * nb
                     sums[k] = sums[k] + d if k in sums else d
                 self._count += nb

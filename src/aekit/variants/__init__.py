@@ -117,6 +117,25 @@ class Variant(nn.Module):
         """Trainer callbacks this variant needs (e.g. per-epoch bookkeeping); none by default."""
         return []
 
+    # -- an auxiliary model with its own optimizer and update --------------------------------------
+    def auxiliary_parameters(self) -> list[nn.Parameter]:
+        """The parameters of an auxiliary model the variant trains itself (e.g. FactorVAE's
+        discriminator): the trainer's optimizer leaves them alone. They are parameters of the model
+        (saved, moved and checkpointed with it); none by default."""
+        return []
+
+    def auxiliary_optimizer(self) -> torch.optim.Optimizer | None:
+        """A fresh optimizer of :meth:`auxiliary_parameters`, made by the trainer at the start of a fit
+        (the variant keeps it for :meth:`auxiliary_step`; the trainer checkpoints its state); None (the
+        default): nothing of the kind."""
+        return None
+
+    def auxiliary_step(self, x: torch.Tensor, out: Any, model: Model) -> dict[str, torch.Tensor]:
+        """One update of the auxiliary model, called by the trainer after every optimizer step on the same
+        training batch ``x`` with that step's forward output ``out`` (an :class:`~aekit.model.Output`);
+        returns named scalar metrics for the history. Only called when :meth:`auxiliary_optimizer` made one."""
+        return {}
+
     # -- layer-wise pretraining --------------------------------------------------------------
     def pretrain(
         self,
@@ -190,6 +209,15 @@ class Variant(nn.Module):
         drawn on the histogram (None: no target, the default) and extra ``(measure, value)`` rows of
         its table (none by default)."""
         return None, []
+
+    # -- deployment ---------------------------------------------------------------------------------
+    def export_reason(self, part: str) -> str | None:
+        """Why the ``part`` (``"encoder"``, ``"decoder"`` or ``"autoencoder"``) of a model of this variant
+        cannot be written as an ONNX graph (:func:`aekit.export.export_onnx`), as one sentence; None (the
+        default): it can. The graph computes what :meth:`encode_deterministic` and the decoder compute in
+        eval mode (the VAE family's posterior mean, the k-sparse top-k code, the hashing bits), so a
+        variant whose inference needs more than a fixed graph of tensor operations says so here."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -286,4 +314,4 @@ def layerwise() -> VariantSpec:
 
 # the variant files, each registering its variant(s), in the registry's order of insertion (stacks.py,
 # the layer-wise machinery, registers nothing: deep.py imports it)
-from . import contractive, deep, denoising, ksparse, linear, plain, sparse, vae  # noqa: E402, F401 (they import Variant)
+from . import contractive, deep, denoising, dipvae, factorvae, hashing, ksparse, linear, plain, sparse, tcvae, vae  # noqa: E402, F401 (they import Variant)
