@@ -209,3 +209,29 @@ def test_decompress_with_another_run_is_refused(run, tmp_path, capsys):
     packed = C.load_codes(codes)
     with pytest.raises(DataError, match="code size is 3"):
         C.decompress(aekit.load(other), packed)
+
+
+def test_entropy_coded_stream_decodes_to_the_symbols_even_unseen_ones():
+    rng = np.random.default_rng(0)
+    levels = 16
+    train = np.clip(np.round(rng.normal(8, 1.5, size=(2000, 5))), 0, levels - 1).astype(np.uint8)
+    train[:, 4] = 3  # a constant dimension in training
+    em = C.EntropyModel.fit(train, levels)
+    test = rng.integers(0, levels, size=(300, 5)).astype(np.uint8)  # includes symbols unseen in training
+    assert (em.counts[np.arange(5), test] == 0).any()
+    words = em.encode(test)
+    np.testing.assert_array_equal(em.decode(words, len(test)), test)
+    # the coder is within a few words of the model's ideal code length, and far below raw 4 bits on
+    # codes that follow the training distribution
+    like = np.clip(np.round(rng.normal(8, 1.5, size=(300, 5))), 0, levels - 1).astype(np.uint8)
+    like[:, 4] = 3
+    w = em.encode(like)
+    assert 32 * len(w) <= em.bits(like) + 64
+    assert 32 * len(w) < 0.75 * like.size * 4
+    np.testing.assert_array_equal(em.decode(w, len(like)), like)
+    assert em.decode(em.encode(like[:0]), 0).shape == (0, 5)
+    assert (em.bytes_per_row(like[:3]) % 4 == 0).all()
+    with pytest.raises(DataError):
+        em.encode(np.full((1, 5), levels, np.int64))
+    with pytest.raises(DataError):
+        em.encode(np.zeros((1, 4), np.uint8))

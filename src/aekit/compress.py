@@ -454,3 +454,104 @@ def decompress_run(
     if recorded and sha256_file(Path(run_dir) / MODEL) != recorded:  # load() has read the model file
         raise ConfigError(f"{codes} was compressed with other weights than those of {run_dir}")
     return model, packed, decompress(model, packed, batch_size=batch_size)
+
+
+# -- entropy coding of the symbols ---------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class EntropyModel:
+    """A per-dimension categorical model of quantized codes for constriction's range coder.
+
+    ``counts`` (d, levels) are the symbol counts of each dimension on the training codes; the coder
+    uses ``(counts + alpha) / sum`` (additive smoothing, so a symbol never seen in training still
+    has a non-zero probability and is coded exactly). The model is shared by encoder and decoder:
+    its own size (:attr:`nbytes`) is stated apart from the bytes per image.
+    """
+
+    counts: np.ndarray
+    alpha: float = 0.5
+
+    def __post_init__(self) -> None:
+        c = np.asarray(self.counts)
+        if c.ndim != 2 or c.shape[1] < 1 or c.dtype.kind not in "iu" or (len(c) and c.min() < 0):
+            raise DataError(f"entropy model counts must be a non-negative integer (d, levels) array, got {c.shape}")
+        if not (np.isfinite(self.alpha) and self.alpha > 0):
+            raise ConfigError(f"alpha must be > 0, got {self.alpha!r}")
+        object.__setattr__(self, "counts", c.astype(np.uint32))
+
+    @classmethod
+    def fit(cls, symbols: Any, levels: int, alpha: float = 0.5) -> EntropyModel:
+        """Count the symbols (N, d) of each dimension over ``0 .. levels - 1``."""
+        s = np.asarray(symbols)
+        if s.dtype.kind not in "iu" or s.ndim != 2:
+            raise DataError(f"symbols must be an integer (N, d) array, got shape {s.shape} and dtype {s.dtype}")
+        if len(s) and (s.min() < 0 or s.max() >= levels):
+            raise DataError(f"symbols must lie in 0 .. {levels - 1}")
+        counts = np.zeros((s.shape[1], levels), np.uint32)
+        for j in range(s.shape[1]):
+            counts[j] = np.bincount(s[:, j].astype(np.int64), minlength=levels)
+        return cls(counts, alpha)
+
+    @property
+    def dim(self) -> int:
+        return int(self.counts.shape[0])
+
+    @property
+    def levels(self) -> int:
+        return int(self.counts.shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the model itself (its counts as uint32)."""
+        return int(self.counts.nbytes)
+
+    def probabilities(self) -> np.ndarray:
+        p = self.counts.astype(np.float64) + self.alpha
+        return p / p.sum(1, keepdims=True)
+
+    def bits(self, symbols: Any) -> float:
+        """The ideal code length (bits) of ``symbols`` under the model (what the coder approaches)."""
+        s = self._check(symbols)
+        p = self.probabilities()
+        return float(-np.log2(p[np.arange(self.dim)[None, :], s]).sum())
+
+    def _check(self, symbols: Any) -> np.ndarray:
+        s = np.asarray(symbols)
+        if s.dtype.kind not in "iu" or s.ndim != 2 or s.shape[1] != self.dim:
+            raise DataError(
+                f"symbols must be an integer (N, {self.dim}) array, got shape {s.shape} and dtype {s.dtype}"
+            )
+        if len(s) and (s.min() < 0 or s.max() >= self.levels):
+            raise DataError(f"symbols must lie in 0 .. {self.levels - 1}")
+        return s.astype(np.int64)
+
+    def encode(self, symbols: Any) -> np.ndarray:
+        """Range-code the rows of ``symbols`` (N, d) into one stream of uint32 words."""
+        import constriction
+
+        s = self._check(symbols)
+        enc = constriction.stream.queue.RangeEncoder()
+        if s.size:
+            p = np.tile(self.probabilities(), (len(s), 1))
+            enc.encode(s.reshape(-1).astype(np.int32), constriction.stream.model.Categorical(perfect=False), p)
+        return np.asarray(enc.get_compressed(), np.uint32)
+
+    def decode(self, words: Any, n: int) -> np.ndarray:
+        """The ``n`` rows of symbols (n, d) that :meth:`encode` wrote into ``words``."""
+        import constriction
+
+        w = np.asarray(words)
+        if w.dtype != np.uint32 or w.ndim != 1:
+            raise DataError(f"a range-coded stream is a 1-d uint32 array, got {w.shape} {w.dtype}")
+        if n < 0:
+            raise DataError(f"the number of rows must be >= 0, got {n}")
+        if n == 0:
+            return np.zeros((0, self.dim), np.int64)
+        dec = constriction.stream.queue.RangeDecoder(w)
+        p = np.tile(self.probabilities(), (n, 1))
+        out = dec.decode(constriction.stream.model.Categorical(perfect=False), p)
+        return np.asarray(out, np.int64).reshape(n, self.dim)
+
+    def bytes_per_row(self, symbols: Any) -> np.ndarray:
+        """Bytes on disk of each row coded as its own stream (what storing images one by one costs)."""
+        s = self._check(symbols)
+        return np.array([4 * len(self.encode(row[None, :])) for row in s], np.int64)
