@@ -100,6 +100,64 @@ def test_non_finite_loss_stops_with_clear_message_and_keeps_last_good_checkpoint
     assert all(math.isfinite(r["train_loss"]) for r in meta_trainer.history)
 
 
+def test_on_the_cpu_a_non_finite_loss_stops_before_its_update(digits01):
+    """The CPU path reads every step's loss (it is on the host already): training stops at step k
+    itself, with the weights from before step k."""
+    train, _ = _data(digits01)
+    model = Bomb(at=7)
+    seen = []
+
+    class Weights(Callback):
+        def on_step_end(self, trainer, step, losses):
+            seen.append(model.w.detach().clone())
+
+    with pytest.raises(TrainingError, match=r"step 7\b"):
+        Trainer(model, TrainConfig(epochs=1, batch_size=100), callbacks=[Weights()]).fit(train)
+    assert len(seen) == 6 and torch.equal(model.w.detach(), seen[-1])
+
+
+@pytest.mark.parametrize("every, at", [(4, 6), (4, 8), (4, 10), (3, 2)])
+def test_a_deferred_finiteness_check_stops_by_the_next_read_and_names_the_first_bad_step(
+    tmp_path, digits01, monkeypatch, every, at
+):
+    """On an accelerator the loss is read every N steps (no host sync per step): a NaN at step k
+    stops training at the first read after it (step k rounded up to N, or the epoch's end), names
+    step k, and no checkpoint is written between k and the stop (checkpoint_every=1 forces a read
+    before each)."""
+    monkeypatch.setattr(Trainer, "finite_check_every", every)
+    train, _ = _data(digits01)
+    model = Bomb(at=at)
+    steps = []
+
+    class Steps(Callback):
+        def on_step_end(self, trainer, step, losses):
+            steps.append(step)
+
+    cfg = TrainConfig(epochs=1, batch_size=100)
+    with pytest.raises(TrainingError, match=rf"epoch 1, step {at}\b"):
+        Trainer(model, cfg, callbacks=[Steps()]).fit(train)
+    assert steps[-1] == min(-(-at // every) * every, 10)  # the read after step k, or the epoch's last step
+    # with a checkpoint after every step, each one is preceded by a read: the kept one is finite
+    with pytest.raises(TrainingError, match=rf"step {at}\b.*last good checkpoint"):
+        Trainer(Bomb(at=at), TrainConfig(epochs=1, batch_size=100, checkpoint_every=1), run_dir=tmp_path).fit(train)
+    resumed = Trainer(Bomb(at=10**9), TrainConfig(epochs=1, batch_size=100), run_dir=tmp_path)
+    resumed.fit(train, resume=True)
+    assert resumed.global_step == 10 and math.isfinite(resumed.history[-1]["train_loss"])
+
+
+def test_callbacks_read_a_steps_loss_terms_lazily_as_floats(digits01):
+    train, _ = _data(digits01)
+    got = []
+
+    class Read(Callback):
+        def on_step_end(self, trainer, step, losses):
+            got.append((sorted(losses), losses["toy"], dict(losses)["other"]))
+
+    Trainer(Bomb(at=10**9), TrainConfig(epochs=1, batch_size=500), callbacks=[Read()]).fit(train)
+    assert [g[0] for g in got] == [["other", "toy"]] * 2
+    assert all(isinstance(t, float) and t > 0 and o == 0.0 for _, t, o in got)
+
+
 def test_early_stopping_and_history_file(tmp_path, digits01):
     train, val = _data(digits01)
     model = _model()

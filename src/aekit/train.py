@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -453,6 +453,8 @@ class Trainer:
         bar = progress_bar(self.progress, steps, self._pos, f"epoch {self._epoch + 1}/{cfg.epochs}")
         model.train()
         params = [p for group in self.optimizer.param_groups for p in group["params"] if p.requires_grad]
+        check_every = self.finite_check_every
+        first_bad = torch.full((), -1, dtype=torch.long, device=self.device)  # the epoch's first non-finite step
         # bfloat16: the forward under autocast; the backward pass and the update in float32
         amp = (
             functools.partial(torch.autocast, self.device.type, torch.bfloat16)
@@ -470,9 +472,14 @@ class Trainer:
                 loss = sum(out.losses.values())
                 self.optimizer.zero_grad(set_to_none=True)
                 (loss * dp.loss_weight(nb, len(batch)) if dp.active else loss).backward()
-                value = loss.item()
-                if not dp.active and not math.isfinite(value):
-                    self._diverged(out.losses, step)
+                if dp.active:
+                    value = loss.item()  # summed over the processes in sync_step below
+                elif check_every == 1:  # the host holds the value already (CPU): checked before the update
+                    if not math.isfinite(loss.item()):
+                        self._diverged(out.losses, step)
+                else:  # on an accelerator: the first non-finite step noted on the device, read every N steps
+                    bad = ~torch.isfinite(loss.detach())
+                    first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
                 if cfg.clip_grad is not None:
                     nn.utils.clip_grad_norm_(params, cfg.clip_grad, foreach=True)
                 self.optimizer.step()
@@ -494,17 +501,21 @@ class Trainer:
                             refresh=False,
                         )
                 if self.callbacks:
-                    terms = {k: float(v.detach()) for k, v in out.losses.items()}
+                    terms = _Floats(out.losses)  # read (a host sync each) only by a callback that asks
                     for cb in self.callbacks:
                         cb.on_step_end(self, self._global_step, terms)
                 interrupt = self._interrupt
+                checkpointing = interrupt or bool(
+                    cfg.checkpoint_every and self._global_step % cfg.checkpoint_every == 0 and self._pos < steps
+                )
+                if check_every > 1 and (checkpointing or step == steps - 1 or (step + 1) % check_every == 0):
+                    self._check_finite(first_bad, out.losses)  # before any checkpoint or epoch end
                 if dp.active:  # every process stops (or diverges) at the same step
                     value, interrupt = dp.sync_step(value, nb, len(batch), interrupt)
                     if not math.isfinite(value):
                         self._diverged(out.losses, step)
-                if interrupt or (
-                    cfg.checkpoint_every and self._global_step % cfg.checkpoint_every == 0 and self._pos < steps
-                ):
+                    checkpointing = checkpointing or interrupt
+                if checkpointing:
                     if dp.active:
                         sums, self._count = dp.collect(sums, self._count)
                     self._sums = {k: float(v) for k, v in sums.items()}
@@ -557,6 +568,20 @@ class Trainer:
             distributed.barrier()
             raise Interrupted(f"training interrupted after epoch {self._epoch}; resume with --resume")
 
+    @property
+    def finite_check_every(self) -> int:
+        """Optimizer steps between two reads of the loss's finiteness on the host: 1 on the CPU,
+        where the value is on the host already and a non-finite loss stops training before its
+        update; :data:`FINITE_CHECK_EVERY` on an accelerator, where every read waits for the
+        device (a non-finite step is noted on the device, and training stops at the next read,
+        which comes before every checkpoint and epoch end: the last good checkpoint stays)."""
+        return 1 if self.device.type == "cpu" else FINITE_CHECK_EVERY
+
+    def _check_finite(self, first_bad: torch.Tensor, losses: dict[str, torch.Tensor]) -> None:
+        step = int(first_bad)
+        if step >= 0:
+            self._diverged(losses, step)
+
     def _diverged(self, losses: dict[str, torch.Tensor], step: int) -> None:
         vals = {k: float(v.detach()) for k, v in losses.items()}
         bad = ", ".join(f"{k}={v}" for k, v in vals.items() if not math.isfinite(v))
@@ -572,6 +597,28 @@ class Trainer:
 
 
 METRIC = "metric:"
+#: :attr:`Trainer.finite_check_every` on an accelerator.
+FINITE_CHECK_EVERY = 32
+
+
+class _Floats(Mapping):
+    """A step's loss terms as floats for the callbacks, each read from its tensor (a host sync on
+    an accelerator) only when a callback asks for it."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        self._tensors = tensors
+        self._values: dict[str, float] = {}
+
+    def __getitem__(self, key: str) -> float:
+        if key not in self._values:
+            self._values[key] = float(self._tensors[key].detach())
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
 
 
 def _shuffled(train: Any, generator: torch.Generator) -> torch.Tensor:
