@@ -20,6 +20,20 @@ from .noise import check_parameters as check_noise
 #: factor combinations drawn by ``evaluate`` to score the MIG of a run trained on ``dsprites``
 DSPRITES_MIG_N = 10_000
 
+#: the fraction of disentanglement_lib's sample sizes (:data:`aekit.disentanglement.DEFAULTS`) at
+#: which ``evaluate`` computes the other disentanglement scores of a ``dsprites`` run
+#: (:func:`aekit.disentanglement.dsprites_scores`): 0.01 draws 100 training and 50 evaluation
+#: points per score, about 30,000 rendered images and a few seconds on one CPU core, for quick,
+#: noisy estimates. ``dsprites_scores(model.encode_array, scale=1.0)`` gives disentanglement_lib's
+#: full settings (about 2 million images).
+DSPRITES_SCORES_SCALE = 0.01
+
+#: the scores ``evaluate`` computes at :data:`DSPRITES_SCORES_SCALE`: all of
+#: :data:`aekit.disentanglement.METRICS` but DCI, whose gradient boosted trees (100 a class of
+#: each factor, 113 classes on dSprites) take tens of seconds even on 100 points; pass
+#: ``metrics=aekit.disentanglement.METRICS`` to ``dsprites_scores`` for it.
+DSPRITES_SCORES_METRICS: tuple[str, ...] = ("mig", "beta_vae", "factor_vae", "sap", "modularity_explicitness")
+
 
 def likelihood_bounds(
     model: Autoencoder, X: np.ndarray, k: int = 5000, *, seed: int = 0, batch_size: int = 100, max_rows: int = 65536
@@ -127,7 +141,11 @@ def evaluate(
     A run trained on the built-in ``dsprites`` set also gets ``mig``: the Mutual Information Gap
     (:func:`aekit.metrics.dsprites_mig`) of its codes on :data:`DSPRITES_MIG_N` freshly drawn
     factor combinations, with each factor's gap and the code-by-factor mutual information
-    normalized by the factor's entropy (``normalized_mutual_info``, one row per code dimension).
+    normalized by the factor's entropy (``normalized_mutual_info``, one row per code dimension),
+    and ``disentanglement``: disentanglement_lib's other scores
+    (:func:`aekit.disentanglement.dsprites_scores`: BetaVAE, FactorVAE, SAP, modularity and
+    explicitness, and its own MIG estimate) of :data:`DSPRITES_SCORES_METRICS` at
+    :data:`DSPRITES_SCORES_SCALE` of its sample sizes, with the settings used.
     """
     from .metrics import pca_reconstruction_errors, reconstruction_errors
 
@@ -192,6 +210,11 @@ def evaluate(
             for k, v in dsprites_mig(model.encode_array, n=DSPRITES_MIG_N).items()
             if k in ("mig", "gaps", "factor_names", "normalized_mutual_info")
         }
+        from .disentanglement import dsprites_scores
+
+        result["disentanglement"] = dsprites_scores(
+            model.encode_array, metrics=DSPRITES_SCORES_METRICS, scale=DSPRITES_SCORES_SCALE
+        )
     likelihood = model.variant.likelihood_bounds(model, X, iw_samples) if iw_samples else None
     if likelihood is not None:  # a model with a likelihood (the VAE family)
         result["likelihood"] = likelihood

@@ -3,11 +3,12 @@
 The page holds the configuration, the evaluation metrics, the loss curves per term, the
 reconstructions, a 2-D view of the test codes coloured by label, samples, interpolations and
 traversals for the VAE family, the disentanglement of a dSprites run (MIG and the code-by-factor
-mutual information), the first-layer filters, the histogram of the code units' mean
-activations and the pretraining record. Figures are drawn with matplotlib into PNG files in a
-temporary folder and embedded as base64 ``data:`` URIs; the style sheet is inline. The page
-loads nothing from anywhere (no scripts, fonts or images from the network) and every piece of
-text from the run is HTML-escaped. It is written atomically (``report.html`` in the run by default).
+mutual information, and a table of disentanglement_lib's other scores), the first-layer filters,
+the histogram of the code units' mean activations and the pretraining record. Figures are drawn
+with matplotlib into PNG files in a temporary folder and embedded as base64 ``data:`` URIs; the
+style sheet is inline. The page loads nothing from anywhere (no scripts, fonts or images from
+the network) and every piece of text from the run is HTML-escaped. It is written atomically
+(``report.html`` in the run by default).
 """
 
 from __future__ import annotations
@@ -217,6 +218,8 @@ def _metrics_body(result: dict[str, Any], source: str) -> str:
     rest = dict(result)
     if isinstance(rest.get("mig"), dict):  # the matrix has a section of its own
         rest["mig"] = {k: v for k, v in rest["mig"].items() if k != "normalized_mutual_info"}
+    if isinstance(rest.get("disentanglement"), dict):  # its settings are told in its own section
+        rest["disentanglement"] = {k: v for k, v in rest["disentanglement"].items() if k != "settings"}
     if isinstance(ae, dict) and isinstance(pca, dict):
         keys = [k for k in ae if k in pca]
         parts.append(
@@ -258,6 +261,71 @@ def _disentanglement_section(result: dict[str, Any] | None, tmp: Path) -> Sectio
         )
     )
     return Section("disentanglement", "Disentanglement", body)
+
+
+#: the rows of the disentanglement scores table: (key path in result["disentanglement"], score, what it is)
+_SCORE_ROWS: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (
+        ("beta_vae", "eval_accuracy"),
+        "BetaVAE score (Higgins et al. 2017)",
+        "accuracy of a linear classifier naming the factor held fixed from mean |z1 - z2| of pairs; chance 1 / factors",
+    ),
+    (
+        ("factor_vae", "eval_accuracy"),
+        "FactorVAE score (Kim & Mnih 2018)",
+        "accuracy of a majority vote naming the fixed factor from the least-varying dimension; chance 1 / factors",
+    ),
+    (
+        ("dci", "disentanglement"),
+        "DCI disentanglement (Eastwood & Williams 2018)",
+        "how much each dimension matters for one factor only (boosted-tree importances)",
+    ),
+    (("dci", "completeness"), "DCI completeness", "how much each factor is captured by one dimension only"),
+    (("dci", "informativeness_test"), "DCI informativeness", "test accuracy of the boosted trees predicting factors"),
+    (
+        ("sap",),
+        "SAP (Kumar et al. 2018)",
+        "mean gap between the two dimensions that best predict a factor alone (linear SVM accuracy)",
+    ),
+    (
+        ("modularity",),
+        "Modularity (Ridgeway & Mozer 2018)",
+        "how much each dimension's mutual information is about one factor only",
+    ),
+    (
+        ("explicitness", "test"),
+        "Explicitness (Ridgeway & Mozer 2018)",
+        "ROC-AUC of logistic regressions predicting each factor from the code; chance 0.5",
+    ),
+    (("mig",), "MIG, disentanglement_lib's draw", "as above, on the points these scores draw"),
+)
+
+
+def _scores_section(result: dict[str, Any] | None) -> Section | None:
+    """disentanglement_lib's other scores of a dSprites run (``result["disentanglement"]`` from
+    :func:`aekit.evaluate`, :func:`aekit.disentanglement.dsprites_scores`): one row a score."""
+    scores = result.get("disentanglement") if isinstance(result, dict) else None
+    if not isinstance(scores, dict):
+        return None
+    rows = []
+    for path, name, what in _SCORE_ROWS:
+        value: Any = scores
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None:
+            rows.append((name, value, what))
+    if not rows:
+        return None
+    settings = scores.get("settings")
+    if not isinstance(settings, dict):
+        settings = {}
+    body = (
+        "<p>Scores of disentanglement_lib (Locatello et al. 2019) with its definitions, at "
+        f"<b>{esc(fmt(settings.get('scale')))}</b> of its sample sizes (seed {esc(fmt(settings.get('seed')))}): "
+        "quick estimates, noisier than disentanglement_lib's own at scale 1. Higher is better; "
+        "each is at most 1.</p>" + table(rows, ("score", "value", "what it measures"), cls="kv")
+    )
+    return Section("disentanglement-scores", "Disentanglement scores", body)
 
 
 def _history_section(run_dir: Path, tmp: Path) -> Section:
@@ -520,6 +588,9 @@ def _autoencoder_page(
     disentanglement = _disentanglement_section(result, tmp)
     if disentanglement is not None:
         sections.append(disentanglement)
+    scores = _scores_section(result)
+    if scores is not None:
+        sections.append(scores)
     sections.append(_history_section(run_dir, tmp))
     if problem is not None:
         sections.append(Section("data", "Data", note(problem)))
