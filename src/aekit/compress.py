@@ -20,6 +20,11 @@ in the run's model space (e.g. pixels in [0, 1] with the ``unit`` scaling), as
 :func:`aekit.evaluate` measures them; PCA with the same number of components, quantized the
 same way, is the baseline.
 
+A model whose code is made of the vectors of a codebook (a VQ-VAE's) is compressed by its
+:class:`CodebookQuantizer` instead (:func:`code_quantizer`): the symbols are the codebook indices of
+a row's vectors, :math:`\lceil \log_2 K \rceil` bits each, and decode to the codes exactly; the
+``bits`` and ``ranges`` of the scalar quantizer do not apply.
+
 Compressed codes are written as an ``.npz`` of plain arrays (uint8 or uint16 symbols, float64
 ranges, strings as unicode arrays) without pickling, and read with ``allow_pickle=False``.
 """
@@ -118,6 +123,11 @@ class Quantizer:
         return 1 << self.bits
 
     @property
+    def code_size(self) -> int:
+        """The size of the codes the symbols stand for (one symbol per code value)."""
+        return self.dim
+
+    @property
     def step(self) -> np.ndarray:
         """Cell width of each dimension, ``(high - low) / 2**bits`` (0 for a constant dimension)."""
         return (self.high - self.low) / self.levels
@@ -159,6 +169,107 @@ class Quantizer:
         return float(((z < self.low) | (z > self.high)).mean())
 
 
+#: how a code holds the vectors of a codebook: consecutive (``rows``) or as a channel-major D x positions map
+LAYOUTS = ("rows", "channels")
+
+
+@dataclass(frozen=True, eq=False)
+class CodebookQuantizer:
+    """Vector quantization with a model's codebook: a code of ``groups * D`` values is ``groups``
+    vectors of ``codebook`` (K, D), each stored as its index (``bits`` = ceil(log2 K), at least 1).
+
+    Attributes
+    ----------
+    codebook : ndarray of float64, shape (K, D)
+        The vectors (as the decoder sees them).
+    groups : int
+        Vectors per code (the symbols per row).
+    layout : {"rows", "channels"}
+        ``rows``: the vectors one after the other; ``channels``: a channel-major (D, groups) map.
+    """
+
+    codebook: np.ndarray
+    groups: int
+    layout: str = "rows"
+
+    def __post_init__(self) -> None:
+        book = np.asarray(self.codebook, np.float64)
+        if book.ndim != 2 or not 1 <= len(book) <= 1 << MAX_BITS or not book.shape[1] or not np.isfinite(book).all():
+            raise DataError(
+                f"a codebook must be a finite (K, D) array with 1 <= K <= {1 << MAX_BITS}, got {book.shape}"
+            )
+        if isinstance(self.groups, bool) or not isinstance(self.groups, (int, np.integer)) or self.groups < 1:
+            raise DataError(f"the vectors per code must be a positive integer, got {self.groups!r}")
+        if self.layout not in LAYOUTS:
+            raise DataError(f"the codebook layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        object.__setattr__(self, "codebook", book)
+        object.__setattr__(self, "groups", int(self.groups))
+
+    @property
+    def dim(self) -> int:
+        """Symbols per row (the vectors of a code)."""
+        return self.groups
+
+    @property
+    def levels(self) -> int:
+        """K: the symbols are 0 .. K - 1."""
+        return len(self.codebook)
+
+    @property
+    def bits(self) -> int:
+        return max(1, (self.levels - 1).bit_length())
+
+    @property
+    def code_size(self) -> int:
+        return self.groups * int(self.codebook.shape[1])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.uint8 if self.levels <= 256 else np.uint16)
+
+    def _vectors(self, codes: np.ndarray) -> np.ndarray:
+        n = len(codes)
+        if self.layout == "channels":
+            return codes.reshape(n, -1, self.groups).transpose(0, 2, 1)
+        return codes.reshape(n, self.groups, -1)
+
+    def quantize(self, codes: Any) -> np.ndarray:
+        """The index (N, groups) of the nearest codebook vector to each vector of ``codes``."""
+        z = _codes(codes, "codes")
+        if z.shape[1] != self.code_size:
+            raise DataError(f"codes have size {z.shape[1]} but the codebook quantizer takes size {self.code_size}")
+        v = self._vectors(z).reshape(-1, self.codebook.shape[1])
+        book = self.codebook
+        d = (v * v).sum(1, keepdims=True) - 2 * v @ book.T + (book * book).sum(1)
+        return d.argmin(1).reshape(len(z), self.groups).astype(self.dtype)
+
+    def dequantize(self, symbols: Any) -> np.ndarray:
+        """The codes (N, groups * D), float64, made of the codebook vectors ``symbols`` index."""
+        s = np.asarray(symbols)
+        if s.dtype.kind not in "iu" or s.ndim != 2 or s.shape[1] != self.dim:
+            raise DataError(
+                f"symbols must be an integer (N, {self.dim}) array, got shape {s.shape} and dtype {s.dtype}"
+            )
+        if len(s) and (s.min() < 0 or s.max() >= self.levels):
+            raise DataError(f"symbols must lie in 0 .. {self.levels - 1} for a codebook of {self.levels}")
+        v = self.codebook[s.astype(np.int64)]  # (N, groups, D)
+        if self.layout == "channels":
+            v = v.transpose(0, 2, 1)
+        return np.ascontiguousarray(v).reshape(len(s), -1)
+
+    def clipped_fraction(self, codes: Any) -> float:
+        """0: nothing is clipped by a codebook."""
+        return 0.0
+
+
+def code_quantizer(model: Any) -> CodebookQuantizer | None:
+    """The :class:`CodebookQuantizer` of a model whose variant has a codebook (its ``discrete_codes()``:
+    ``codebook``, ``groups``, ``layout``), or None: the model's codes are quantized by a :class:`Quantizer`."""
+    own = getattr(model.variant, "discrete_codes", None)
+    found = own() if callable(own) else None
+    return CodebookQuantizer(**found) if found is not None else None
+
+
 def entropy_bits(symbols: Any) -> float:
     r"""Empirical entropy of quantized symbols, in bits per row: :math:`\sum_j H(s_{\cdot j})`
     with :math:`H = -\sum_v p_v \log_2 p_v` over the frequencies :math:`p_v` of the values of
@@ -184,9 +295,11 @@ def rate_distortion(
     ranges: str = "minmax",
     quantile: float = DEFAULT_QUANTILE,
     data_range: float = 1.0,
+    quantizer: CodebookQuantizer | None = None,
 ) -> dict[str, Any]:
-    """Quantize the codes ``encode(X)`` with ranges fitted on ``encode(fit_x)``, decode them and
-    measure rate and distortion against ``X`` (both in the space ``encode`` takes).
+    """Quantize the codes ``encode(X)`` with ranges fitted on ``encode(fit_x)`` (or with the codebook
+    ``quantizer``: ``bits`` and the ranges then do not apply), decode them and measure rate and
+    distortion against ``X`` (both in the space ``encode`` takes).
 
     Returns
     -------
@@ -199,15 +312,15 @@ def rate_distortion(
     from .metrics import psnr, reconstruction_errors
 
     codes = encode(X)
-    quantizer = Quantizer.fit(codes if fit_x is X else encode(fit_x), bits, ranges, quantile)
-    symbols = quantizer.quantize(codes)
-    recon = decode(quantizer.dequantize(symbols))
+    q = quantizer or Quantizer.fit(codes if fit_x is X else encode(fit_x), bits, ranges, quantile)
+    symbols = q.quantize(codes)
+    recon = decode(q.dequantize(symbols))
     exact = decode(np.asarray(codes, np.float32))
     errors = reconstruction_errors(X, recon)
     plain = reconstruction_errors(X, exact)
     return {
-        "code_size": quantizer.dim,
-        "bits_per_input": quantizer.dim * quantizer.bits,
+        "code_size": q.code_size,
+        "bits_per_input": q.dim * q.bits,
         "entropy_bits_per_input": entropy_bits(symbols),
         "per_example_squared_error": errors["per_example_squared_error"],
         "mse": errors["mse"],
@@ -216,7 +329,8 @@ def rate_distortion(
             "per_example_squared_error": plain["per_example_squared_error"],
             "psnr": psnr(X, exact, data_range),
         },
-        "clipped_fraction": quantizer.clipped_fraction(codes),
+        "clipped_fraction": q.clipped_fraction(codes),
+        **({"codebook_size": q.levels} if isinstance(q, CodebookQuantizer) else {}),
     }
 
 
@@ -260,7 +374,7 @@ def compression_scores(
         "data_range": data_range,
         "fit_rows": len(fit_x),
         "features": int(X.shape[1]),
-        "autoencoder": rate_distortion(*model_coder(model), fit_x, X, bits, **kwargs),
+        "autoencoder": rate_distortion(*model_coder(model), fit_x, X, bits, quantizer=code_quantizer(model), **kwargs),
     }
     if ranges == "quantile":
         result["quantile"] = quantile
@@ -282,7 +396,7 @@ class CompressedCodes:
     run's ``model_sha256``, ``ranges``, ``image_shape``)."""
 
     symbols: np.ndarray
-    quantizer: Quantizer
+    quantizer: Quantizer | CodebookQuantizer
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -291,7 +405,7 @@ class CompressedCodes:
 
 
 def compress(
-    model: Any, X: Any, quantizer: Quantizer, *, batch_size: int = 4096, where: str = "input"
+    model: Any, X: Any, quantizer: Quantizer | CodebookQuantizer, *, batch_size: int = 4096, where: str = "input"
 ) -> CompressedCodes:
     """Encode raw rows ``X`` with ``model`` (its transform applied) and quantize the codes."""
     return CompressedCodes(quantizer.quantize(model.encode_array(X, batch_size=batch_size, where=where)), quantizer)
@@ -299,9 +413,9 @@ def compress(
 
 def decompress(model: Any, compressed: CompressedCodes, *, batch_size: int = 4096) -> np.ndarray:
     """Decode compressed codes with ``model``: rows (N, D) in the original units of the data."""
-    if compressed.quantizer.dim != model.config.latent:
+    if compressed.quantizer.code_size != model.config.latent:
         raise DataError(
-            f"the codes have size {compressed.quantizer.dim} but the model's code size is {model.config.latent}"
+            f"the codes have size {compressed.quantizer.code_size} but the model's code size is {model.config.latent}"
         )
     return model.decode_array(compressed.quantizer.dequantize(compressed.symbols), batch_size=batch_size)
 
@@ -315,13 +429,22 @@ def save_codes(path: str | Path, compressed: CompressedCodes) -> Path:
         raise ConfigError(f"{path}: compressed codes are written as .npz")
     q, meta = compressed.quantizer, compressed.meta
     shape = meta.get("image_shape")
-    arrays = {
+    arrays: dict[str, Any] = {
         "format": np.array(FORMAT),
         "format_version": np.array(FORMAT_VERSION),
         "symbols": np.asarray(compressed.symbols, q.dtype),
         "bits": np.array(q.bits),
-        "low": q.low,
-        "high": q.high,
+        **(
+            {"low": q.low, "high": q.high}
+            if isinstance(q, Quantizer)
+            else {  # the codebook as the decoder sees it (float32 values): the codes decode exactly
+                "low": np.zeros(0),
+                "high": np.zeros(0),
+                "codebook": q.codebook.astype(np.float32),
+                "groups": np.array(q.groups),
+                "layout": np.array(q.layout),
+            }
+        ),
         "ranges": np.array(str(meta.get("ranges", ""))),
         "source": np.array(str(meta.get("source", ""))),
         "model_sha256": np.array(str(meta.get("model_sha256") or "")),
@@ -359,8 +482,14 @@ def load_codes(path: str | Path) -> CompressedCodes:
     if int(arrays.get("format_version", -1)) != FORMAT_VERSION:
         raise DataError(f"{path}: compressed codes format version {arrays.get('format_version')} is not supported")
     try:
-        quantizer = Quantizer(int(arrays["bits"]), arrays["low"], arrays["high"])
-    except (TypeError, ValueError) as e:  # ConfigError and DataError are ValueErrors
+        quantizer: Quantizer | CodebookQuantizer
+        if "codebook" in arrays:
+            quantizer = CodebookQuantizer(arrays["codebook"], int(arrays["groups"]), str(arrays["layout"]))
+            if int(arrays["bits"]) != quantizer.bits:
+                raise DataError(f"{int(arrays['bits'])} bits do not index a codebook of {quantizer.levels}")
+        else:
+            quantizer = Quantizer(int(arrays["bits"]), arrays["low"], arrays["high"])
+    except (TypeError, ValueError, KeyError) as e:  # ConfigError and DataError are ValueErrors
         raise DataError(f"{path}: invalid quantizer ({e})") from None
     symbols = arrays["symbols"]
     if symbols.dtype != quantizer.dtype or symbols.ndim != 2 or symbols.shape[1] != quantizer.dim:
@@ -369,7 +498,7 @@ def load_codes(path: str | Path) -> CompressedCodes:
             f"{quantizer.bits}-bit codes of size {quantizer.dim}"
         )
     if len(symbols) and int(symbols.max()) >= quantizer.levels:
-        raise DataError(f"{path}: symbols exceed the {quantizer.levels} levels of {quantizer.bits} bits")
+        raise DataError(f"{path}: symbols exceed the {quantizer.levels} levels of the quantizer")
     shape = arrays.get("image_shape")
     meta = {
         "source": str(arrays.get("source", "")),
@@ -405,8 +534,9 @@ def compress_run(
 ) -> CompressionReport:
     """Compress the rows of ``data`` (a file, folder, built-in set name, array or Dataset) with the model
     of ``run_dir`` into ``output`` (``.npz``): the codes quantized to ``bits`` per dimension over ranges
-    fitted on the run's training codes (on ``data`` itself for a run trained on in-memory data), with
-    the SHA-256 of the model file, so that :func:`decompress_run` refuses other weights."""
+    fitted on the run's training codes (on ``data`` itself for a run trained on in-memory data), or for
+    a model with a codebook its indices (:func:`code_quantizer`; ``bits`` and the ranges do not apply),
+    with the SHA-256 of the model file, so that :func:`decompress_run` refuses other weights."""
     from .data import load_data, training_rows
     from .io import MODEL, load, sha256_file
     from .metrics import psnr, reconstruction_errors
@@ -417,12 +547,16 @@ def compress_run(
     check_bits(bits)
     model = load(run_dir)
     ds = load_data(data, label_column=label_column)
-    fit_rows = training_rows(model.run_config)
-    fitted_on = "the run's training split"
-    if fit_rows is None:
-        fit_rows, fitted_on = ds.x, f"{ds.source} itself (the run was trained on in-memory data)"
-    fit_codes = model.encode_array(fit_rows, batch_size=batch_size, where="training data")
-    quantizer = Quantizer.fit(fit_codes, bits, ranges, quantile)
+    quantizer: Quantizer | CodebookQuantizer | None = code_quantizer(model)
+    if quantizer is not None:
+        fitted_on = "the model's codebook (nothing fitted)"
+    else:
+        fit_rows = training_rows(model.run_config)
+        fitted_on = "the run's training split"
+        if fit_rows is None:
+            fit_rows, fitted_on = ds.x, f"{ds.source} itself (the run was trained on in-memory data)"
+        fit_codes = model.encode_array(fit_rows, batch_size=batch_size, where="training data")
+        quantizer = Quantizer.fit(fit_codes, bits, ranges, quantile)
     X = model.prepare(ds.x, ds.source)
     encode, decode = model_coder(model, batch_size)
     packed = CompressedCodes(
@@ -430,7 +564,7 @@ def compress_run(
         quantizer,
         {
             "source": ds.source,
-            "ranges": ranges,
+            "ranges": ranges if isinstance(quantizer, Quantizer) else "codebook",
             "model_sha256": sha256_file(Path(run_dir) / MODEL),
             "image_shape": ds.image_shape,
         },

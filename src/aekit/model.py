@@ -220,6 +220,8 @@ class Autoencoder(nn.Module):
     history: list[dict[str, Any]]
     start_epoch: int
     pretrain_record: dict[str, Any]
+    encoder: nn.Module
+    decoder: nn.Module
 
     def __init__(self, config: ModelConfig, transform: Any = None):
         super().__init__()
@@ -229,12 +231,17 @@ class Autoencoder(nn.Module):
         self.variant = variants.get(config.variant).cls(config, options)
         c = config
         n_out = c.latent * self.variant.encoder_outputs_per_code
-        if c.architecture == "mlp":
-            self.encoder: nn.Module = MLP([c.input_dim, *c.hidden, n_out], c.activation, c.code_activation)
+        # a variant with networks of its own (a VQ-VAE's spatial code: convolutions to a code map and back)
+        # builds them from the config; the others get the shared families below
+        built = self.variant.networks()
+        if built is not None:
+            self.encoder, self.decoder = built
+        elif c.architecture == "mlp":
+            self.encoder = MLP([c.input_dim, *c.hidden, n_out], c.activation, c.code_activation)
             if c.tied:
                 if self.variant.encoder_outputs_per_code != 1:
                     raise ConfigError(f"the {c.variant} variant cannot tie its decoder to its encoder")
-                self.decoder: nn.Module = TiedMLP(self.encoder, c.activation)
+                self.decoder = TiedMLP(self.encoder, c.activation)
             else:
                 self.decoder = MLP([c.latent, *reversed(c.hidden), c.input_dim], c.activation)
         else:

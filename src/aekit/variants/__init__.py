@@ -219,6 +219,14 @@ class Variant(nn.Module):
         variant whose inference needs more than a fixed graph of tensor operations says so here."""
         return None
 
+    def networks(self) -> tuple[nn.Module, nn.Module] | None:
+        """The ``(encoder, decoder)`` this variant builds for itself from its config (a VQ-VAE's
+        spatial code: convolutions to a map of code vectors and back), or None (the default): the
+        model builds the shared MLP or convolutional networks of ``config.architecture``. The encoder
+        maps ``(N, input_dim)`` (or images) to ``(N, latent * encoder_outputs_per_code)``, the decoder
+        ``(N, latent)`` back to the input's shape."""
+        return None
+
 
 @dataclass(frozen=True)
 class VariantSpec:
@@ -314,4 +322,18 @@ def layerwise() -> VariantSpec:
 
 # the variant files, each registering its variant(s), in the registry's order of insertion (stacks.py,
 # the layer-wise machinery, registers nothing: deep.py imports it)
-from . import contractive, deep, denoising, dipvae, factorvae, hashing, ksparse, linear, plain, sparse, tcvae, vae  # noqa: E402, F401 (they import Variant)
+from . import (  # noqa: E402, F401 (they import Variant)
+    contractive,
+    deep,
+    denoising,
+    dipvae,
+    factorvae,
+    hashing,
+    ksparse,
+    linear,
+    plain,
+    sparse,
+    tcvae,
+    vae,
+    vqvae,
+)
