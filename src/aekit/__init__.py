@@ -50,6 +50,7 @@ __all__ = [
     "anomaly_scores",
     "compress",
     "denoise",
+    "disentanglement",
     "evaluate",
     "export_onnx",
     "finetune",
@@ -63,6 +64,7 @@ __all__ = [
     "pretrain",
     "sample",
     "search",
+    "tracking",
     "traverse",
     "variants",
 ]

@@ -213,6 +213,27 @@ def _add_train(sub: _Commands) -> None:
             help="train data-parallel in N processes on this machine, as `torchrun --nproc-per-node N "
             "-m aekit train ...` would (--batch-size is the global batch)",
         )
+        tracking = p.add_argument_group("experiment tracking")
+        tracking.add_argument(
+            "--tensorboard",
+            nargs="?",
+            const="",
+            default=None,
+            metavar="DIR",
+            help="log to TensorBoard event files in DIR (default: RUN_DIR/tensorboard): the loss terms and the "
+            "learning rate every 10 steps, every number of each epoch's history, reconstructions and prior "
+            "samples of image data, the test codes in the embedding projector (needs aekit[tensorboard])",
+        )
+        tracking.add_argument(
+            "--mlflow",
+            nargs="?",
+            const="",
+            default=None,
+            metavar="URI",
+            help="log to the MLflow tracking store URI (default: file:RUN_DIR/mlruns): the configuration as "
+            "parameters, the same metrics, the run directory's files as artifacts; --resume continues the "
+            "same MLflow run (needs aekit[mlflow])",
+        )
         titles = {"data.": "data", "model.": "model", "opt.": f"{spec.name} options", "train.": "training"}
         for prefix, cls, defaults in _train_groups(spec):
             exclude = ("variant", "input_dim", "image_shape", "options") if prefix == "model." else ()
@@ -260,6 +281,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     data = kwargs.pop("data", None)  # None: digits, or on --resume the run's own data
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out DIR, the run to continue")
+    callbacks: list[Any] = []
+    if args.tensorboard is not None or args.mlflow is not None:  # a missing extra: one line, before any work
+        from .tracking import from_flags
+
+        callbacks = from_flags(args.tensorboard, args.mlflow)
     made: list[Path] = []
     if args.nproc is not None and args.nproc != 1:  # start the processes; each runs this command
         from .distributed import launch, strip_option
@@ -285,7 +311,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     progress = False if args.quiet else None
     try:
         model = fit(
-            args.variant, data, out=out, resume=args.resume, overwrite=args.overwrite, progress=progress, **kwargs
+            args.variant,
+            data,
+            out=out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=progress,
+            callbacks=callbacks,
+            **kwargs,
         )
     except BaseException:
         _remove_if_empty(made)
@@ -1319,10 +1352,14 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         label_column=args.label_column,
     )
     packed, q = done.codes, done.codes.quantizer
+    quantized = (
+        "indices into the model's codebook (nothing fitted; --bits and --ranges do not apply)"
+        if packed.meta.get("ranges") == "codebook"
+        else f"ranges ({args.ranges}) fitted on {done.fitted_on}"
+    )
     print(
         f"wrote {len(packed.symbols)} codes of size {q.dim} at {q.bits} bits to {args.output}: "
-        f"{packed.bits_per_input} bits per input (entropy {entropy_bits(packed.symbols):.1f}); ranges "
-        f"({args.ranges}) fitted on {done.fitted_on}"
+        f"{packed.bits_per_input} bits per input (entropy {entropy_bits(packed.symbols):.1f}); {quantized}"
     )
     print(
         f"distortion on {done.source} (model space): per-example squared error {done.per_example_squared_error:.4g}, "

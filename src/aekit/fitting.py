@@ -149,6 +149,9 @@ def fit(
     overwrite : bool
         Replace an existing run directory: only the files aekit writes there are removed, and a
         folder holding anything else is refused.
+    callbacks : sequence of Callback
+        Trainer callbacks (:class:`~aekit.callbacks.Callback`), e.g. the trackers of
+        :mod:`aekit.tracking`: ``callbacks=[TensorBoardCallback(), MLflowCallback()]``.
     **kwargs
         Any field of :class:`~aekit.model.ModelConfig`, :class:`~aekit.train.TrainConfig`,
         :class:`DataConfig` or the variant's options, e.g. ``latent=30, hidden=(1000, 500, 250),
@@ -239,6 +242,10 @@ def fit(
     start = _StartOfTraining(out_dir if resume else None, stored if resume else None, run_config)
     # the device is resolved here: nothing is created for a run that cannot start
     trainer = Trainer(model, train_cfg, run_dir=out_dir, callbacks=[start, *callbacks], progress=progress)
+    for cb in callbacks:  # trackers (aekit.tracking): the run's configuration and data, ended below
+        attach = getattr(cb, "attach_run", None)
+        if callable(attach):
+            attach(run_config=run_config, splits=splits)
     with contextlib.ExitStack() as held:
         if out_dir is not None:
             claim = io.claim_run_dir(out_dir, resume=resume, overwrite=overwrite, inputs=(data_cfg.data,))
@@ -253,17 +260,36 @@ def fit(
                 model.pretrain_record = record
                 if out_dir is not None and distributed.is_main():
                     io.atomic_write_json(out_dir / io.PRETRAIN, record)
-        history = trainer.fit(train_t, val_x, resume=resume)
-        model.eval()
-        model.run_config = run_config
-        model.history = history
-        model.start_epoch = start.epoch
-        finished_before = (
-            resume and trainer.global_step == start.step and out_dir is not None and (out_dir / io.MODEL).exists()
-        )
-        if out_dir is not None and not finished_before:  # a resume with nothing left to train writes nothing
-            distributed.on_main(_write_results, out_dir, model, history, splits, figures)
+        try:
+            history = trainer.fit(train_t, val_x, resume=resume)
+            model.eval()
+            model.run_config = run_config
+            model.history = history
+            model.start_epoch = start.epoch
+            finished_before = (
+                resume and trainer.global_step == start.step and out_dir is not None and (out_dir / io.MODEL).exists()
+            )
+            if out_dir is not None and not finished_before:  # a resume with nothing left to train writes nothing
+                distributed.on_main(_write_results, out_dir, model, history, splits, figures)
+        except BaseException as e:
+            _end_runs(callbacks, e)
+            raise
+        distributed.on_main(_end_runs, callbacks, None)  # after the model and figures are written: trackers log them
     return model
+
+
+def _end_runs(callbacks: Sequence[Callback], error: BaseException | None) -> None:
+    """End the trackers among ``callbacks`` (their ``end_run``): ``error`` None after a run that
+    finished, else the exception that ended it (which stays the one raised)."""
+    for cb in callbacks:
+        end = getattr(cb, "end_run", None)
+        if not callable(end):
+            continue
+        if error is None:
+            end(None)
+        else:
+            with contextlib.suppress(Exception):
+                end(error)
 
 
 class _StartOfTraining(Callback):

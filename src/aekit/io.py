@@ -482,7 +482,26 @@ FIGURES = "figures"
 #: ``evaluate -o DIR/evaluation.json`` and ``report``'s default output); checkpoints are the
 #: Trainer's :data:`aekit.train.CHECKPOINTS`.
 CHECKPOINT_FILES = ("checkpoint.safetensors", previous_path("checkpoint.safetensors").name)
-RUN_FILES = (CONFIG, MODEL, HISTORY, PRETRAIN, EVALUATION, REPORT, *CHECKPOINT_FILES)
+#: the run's record of its experiment trackers (aekit.tracking: the MLflow run that --resume continues)
+TRACKING = "tracking.json"
+RUN_FILES = (CONFIG, MODEL, HISTORY, PRETRAIN, EVALUATION, REPORT, TRACKING, *CHECKPOINT_FILES)
+#: The folders the trackers write by default (``--tensorboard``'s events, ``--mlflow``'s file store).
+#: One is aekit's as a whole (removed with the run's files on --overwrite) only where
+#: :data:`TRACKING` lists it under ``"dirs"``: a tracker that created it claimed it there, and a
+#: folder of that name the user made stays theirs.
+TRACKING_DIRS = ("tensorboard", "mlruns")
+
+
+def claimed_tracking_dirs(run_dir: Path) -> set[str]:
+    """The names among :data:`TRACKING_DIRS` that ``run_dir/tracking.json`` records as created by a tracker."""
+    try:
+        data = json.loads((run_dir / TRACKING).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    dirs = data.get("dirs") if isinstance(data, dict) else None
+    return {d for d in dirs if d in TRACKING_DIRS} if isinstance(dirs, list) else set()
+
+
 #: The figures aekit draws into ``figures/`` (aekit.plots.run_figures).
 FIGURE_FILES = ("loss.png", "reconstructions.png", "samples.png", "interpolations.png", "traversals.png")
 
@@ -494,14 +513,18 @@ def _is_temporary_of(name: str, owned: tuple[str, ...]) -> bool:
 
 def _owned_entries(run_dir: Path) -> tuple[list[Path], list[Path]]:
     """``(aekit's entries, foreign entries)`` of ``run_dir``: aekit's are the files of :data:`RUN_FILES`,
-    the figures of :data:`FIGURE_FILES` in ``figures/`` and the temporaries of either; everything else
+    the figures of :data:`FIGURE_FILES` in ``figures/``, the temporaries of either and the trackers'
+    folders that :data:`TRACKING` claims (:func:`claimed_tracking_dirs`); everything else
     (sub-folders, links, the user's own files) is foreign."""
     owned: list[Path] = []
     foreign: list[Path] = []
+    claimed = claimed_tracking_dirs(run_dir)
     for entry in sorted(run_dir.iterdir()):
         name = entry.name
         if entry.is_symlink():
             foreign.append(entry)
+        elif name in claimed and entry.is_dir():
+            owned.append(entry)
         elif name == FIGURES and entry.is_dir():
             for fig in sorted(entry.iterdir()):
                 ours = (
@@ -533,7 +556,10 @@ def _is_run_config(path: Path) -> bool:
 def _remove_owned(run_dir: Path, owned: list[Path]) -> None:
     for path in owned:
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+            if path.is_dir() and not path.is_symlink():  # a tracker's folder (TRACKING_DIRS)
+                shutil.rmtree(path)
+            else:
+                path.unlink()
     with contextlib.suppress(OSError):  # only when empty: never a folder that holds something else
         (run_dir / FIGURES).rmdir()
 
