@@ -1,44 +1,499 @@
-"""MkDocs hook: the variant page and the CLI reference, generated from the code at build time."""
+"""MkDocs hook: the pages that are generated from the code at build time, so that they cannot drift.
+
+- ``variants/index.md`` and one page per registered variant, ``variants/<name>.md``: the variant's
+  summary, the hand-written ``docs/variants/<name>.md`` (what it adds, its formula, its paper) when
+  there is one, the options table read from its options dataclass, the model defaults it registers,
+  a figure drawn from the variant's own functions where one is cheap, and its ``aekit train NAME
+  --help``. The nav's "Variants" section is filled in from the registry (:func:`on_config`).
+- ``cli.md``: the help of every command and sub-command of ``aekit.cli.build_parser()``.
+- ``benchmarks.md``: ``benchmarks/RESULTS.md`` itself, with its figure.
+- Mathematics: ``pymdownx.arithmatex`` (generic mode) marks ``$...$`` and ``$$...$$``; this hook
+  renders each formula at build time with matplotlib's mathtext into an SVG image embedded in the
+  page, so the site needs no JavaScript and no network to show its formulas. A formula that mathtext
+  cannot parse fails the build.
+"""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import functools
+import hashlib
+import html
+import io
+import logging
+import os
+import re
+import typing
+from pathlib import Path
 
+from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File
 
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+#: the width argparse formats the help to (it reads $COLUMNS), so the pages do not depend on the terminal
+HELP_COLUMNS = "100"
+log = logging.getLogger("mkdocs.hooks.aekit")
 
-def _variants() -> str:
+
+# -- the variants ---------------------------------------------------------------------------------
+#: the order of the variants in the nav and the overview: the family's, from the plain autoencoder on;
+#: a variant not named here comes after these, in the registry's (alphabetical) order
+ORDER = (
+    "ae",
+    "linear",
+    "denoising",
+    "sparse",
+    "ksparse",
+    "contractive",
+    "deep",
+    "vae",
+    "beta-vae",
+    "capacity-vae",
+    "beta-tcvae",
+    "factor-vae",
+    "dip-vae-i",
+    "dip-vae-ii",
+    "hashing",
+    "vq-vae",
+)
+
+
+def _specs() -> list:
     from aekit import variants
 
-    out = ["# Variants\n", "Generated from `aekit.variants.specs()` at build time.\n"]
-    for spec in variants.specs():
-        out.append(f"## `{spec.name}`\n\n{spec.summary}\n")
-        fields = dataclasses.fields(spec.options)
-        if fields:
-            out.append("| option | default | choices | help |\n|---|---|---|---|")
-            for f in fields:
-                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-                choices = ", ".join(map(str, f.metadata.get("choices") or ()))
-                help_ = str(f.metadata.get("help", "")).replace("|", "\\|")
-                out.append(f"| `--{f.name.replace('_', '-')}` | `{default!r}` | {choices} | {help_} |")
-            out.append("")
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return sorted(variants.specs(), key=lambda s: (rank.get(s.name, len(ORDER)), s.name))
+
+
+def _default(f: dataclasses.Field):
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+
+
+def _type_name(tp) -> str:
+    text = tp if isinstance(tp, str) else getattr(tp, "__name__", None) or str(tp)
+    return str(text).replace("typing.", "").replace("NoneType", "None").replace(" | ", " or ")
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _options_table(spec) -> str:
+    fields = dataclasses.fields(spec.options)
+    if not fields:
+        return "This variant has no options of its own: it is configured by the shared model and training options.\n"
+    hints = typing.get_type_hints(spec.options)
+    only = {name: method for method, names in spec.layerwise.items() for name in names}
+    rows = [
+        "Generated from the options dataclass "
+        f"`{spec.options.__module__}.{spec.options.__name__}`. Each option is a `--flag` of "
+        f"`aekit train {spec.name}` and, spelt with underscores (`--k-start`: `k_start`), a key of `model.options` "
+        "in the run's `config.json`, a keyword of `aekit.fit` and a key of the scikit-learn estimators' `options`.\n",
+        "| option | default | type | choices | help |",
+        "|---|---|---|---|---|",
+    ]
+    for f in fields:
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        choices = ", ".join(f"`{c}`" for c in f.metadata.get("choices") or ())
+        help_ = _cell(f.metadata.get("help", ""))
+        if f.name in only:
+            help_ += f" (`--pretrain {only[f.name]}` only)"
+        rows.append(
+            f"| `{flag}` | `{_default(f)!r}` | `{_type_name(hints.get(f.name, f.type))}` | {choices} | {help_} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _defaults(spec) -> str:
+    if not spec.defaults:
+        return ""
+    shown = ", ".join(f"`{k}={v!r}`" for k, v in spec.defaults.items())
+    return f"\nModel defaults this variant registers (a flag given on the command line still wins): {shown}.\n"
+
+
+def _train_help(name: str) -> str:
+    from aekit.cli import build_parser
+
+    with _columns():
+        parser = build_parser(["train", name, "--help"])
+        train = _subparsers(parser)["train"]
+        return _subparsers(train)[name].format_help()
+
+
+def _intro(name: str) -> tuple[str, str | None]:
+    """The hand-written part of a variant's page and its H1 (None: the file has none)."""
+    path = DOCS / "variants" / f"{name}.md"
+    if not path.exists():
+        return "", None
+    text = path.read_text()
+    m = re.match(r"#\s+(.+)\n", text)
+    return (text[m.end() :], m.group(1).strip()) if m else (text, None)
+
+
+def _variant_page(spec) -> str:
+    intro, title = _intro(spec.name)
+    out = [f"# {title or '`' + spec.name + '`'}\n", f"*{spec.summary}*\n", intro.strip() + "\n" if intro else ""]
+    figure = FIGURES.get(spec.name)
+    if figure:
+        out.append(f"![{figure[1]}](figures/{spec.name}.svg)\n\n*{figure[1]}*\n")
+    out += ["## Options\n", _options_table(spec), _defaults(spec)]
+    out.append(
+        f"## Command line\n\n```sh\naekit train {spec.name} --out runs/{spec.name}\n```\n\n"
+        f'??? note "aekit train {spec.name} --help"\n\n' + _indent("```text\n" + _train_help(spec.name) + "```") + "\n"
+    )
     return "\n".join(out)
+
+
+def _variants_index(specs) -> str:
+    out = [
+        "# Variants\n",
+        "The family members registered in this installation (`aekit variants` lists the same), generated "
+        "from `aekit.variants.specs()` at build time. Each page says what the variant adds to the plain "
+        "autoencoder, its objective and its paper, and lists its options.\n",
+        "| variant | what it is |",
+        "|---|---|",
+    ]
+    out += [f"| [`{s.name}`]({s.name}.md) | {_cell(s.summary)} |" for s in specs]
+    out.append(
+        "\nHow a variant is written, and the hooks a family member overrides, are in "
+        "[the architecture](../architecture.md#variants).\n"
+    )
+    return "\n".join(out)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line if line else "" for line in text.splitlines())
+
+
+# -- figures drawn at build time from the variants' own functions ----------------------------------
+def _fig_sparse(plt):
+    import numpy as np
+
+    from aekit.variants.sparse import BETA_DEFAULT
+
+    r = np.linspace(0.002, 0.6, 300)
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    for rho in (0.05, 0.1, 0.2):
+        kl = rho * np.log(rho / r) + (1 - rho) * np.log((1 - rho) / (1 - r))
+        ax.plot(r, BETA_DEFAULT * kl, label=f"rho = {rho}")
+    ax.set(xlabel="mean activation rho_hat_j of a code unit", ylabel="beta KL(rho || rho_hat_j)", ylim=(0, 3))
+    ax.legend(frameon=False)
+    return fig
+
+
+def _fig_ksparse(plt):
+    from aekit.variants.ksparse import scheduled_k
+
+    steps = 1000
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    for k, k_start in ((25, 100), (10, 40), (25, None)):
+        ax.plot(
+            range(steps),
+            [scheduled_k(t, steps, k, k_start, 0.5) for t in range(steps)],
+            label=f"k = {k}, k_start = {k_start}",
+        )
+    ax.set(xlabel="optimizer step (of 1000; k_schedule 0.5)", ylabel="k in use")
+    ax.legend(frameon=False)
+    return fig
+
+
+def _fig_capacity(plt):
+    from aekit.variants.vae import capacity_at, warmup_weight
+
+    steps = 1000
+    fig, (a, b) = plt.subplots(1, 2, figsize=(7, 2.6))
+    a.plot(range(steps), [capacity_at(t, 25.0, 800) for t in range(steps)])
+    a.set(xlabel="optimizer step", ylabel="C (nats)", title="capacity 25, capacity_steps 800")
+    b.plot(range(steps), [warmup_weight(t, 300) for t in range(steps)])
+    b.set(xlabel="optimizer step", ylabel="KL weight / beta", title="warmup 300")
+    fig.tight_layout()
+    return fig
+
+
+def _fig_denoising(plt):
+    import torch
+    from sklearn.datasets import load_digits
+
+    from aekit import noise
+
+    x = torch.tensor(load_digits().data[:1] / 16.0, dtype=torch.float32)
+    g = torch.Generator().manual_seed(0)
+    panels = [("clean", x)] + [
+        (
+            f"{kind}",
+            noise.corrupt(x, kind, nu=0.25, sigma=0.3, clip=(0.0, 1.0) if kind == "gaussian" else None, generator=g),
+        )
+        for kind in noise.NOISE_KINDS
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.6 * len(panels), 1.9))
+    for ax, (title, img) in zip(axes, panels):
+        ax.imshow(img.reshape(8, 8).numpy(), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    return fig
+
+
+def _fig_hashing(plt):
+    import numpy as np
+
+    h = np.linspace(-6, 6, 400)
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    ax.plot(h, 1 / (1 + np.exp(-h)), label="sigma(h): the gradient's path")
+    ax.plot(h, (h > 0).astype(float), label="[h > 0]: what the decoder sees")
+    ax.set(xlabel="code unit's input h", ylabel="code value")
+    ax.legend(frameon=False)
+    return fig
+
+
+#: variant -> (drawing function, caption)
+FIGURES = {
+    "sparse": (_fig_sparse, "The KL sparsity penalty of one code unit (beta = 3) against its mean activation."),
+    "ksparse": (_fig_ksparse, "The k of each optimizer step, from scheduled_k: lowered linearly from k_start to k."),
+    "capacity-vae": (_fig_capacity, "The capacity target C and the KL warm-up factor over training."),
+    "denoising": (_fig_denoising, "A digit and its three corruptions at the default nu = 0.25, sigma = 0.3."),
+    "hashing": (_fig_hashing, "The straight-through code: binary forward, the logistic's gradient backward."),
+}
+
+
+def _draw(fn) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "aekit", "font.size": 9}):
+        fig = fn(plt)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+        plt.close(fig)
+    return buf.getvalue()
+
+
+# -- the command-line reference ---------------------------------------------------------------------
+class _columns:
+    def __enter__(self):
+        self.old = os.environ.get("COLUMNS")
+        os.environ["COLUMNS"] = HELP_COLUMNS
+
+    def __exit__(self, *exc):
+        if self.old is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = self.old
+
+
+def _subparsers(parser) -> dict:
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
 
 
 def _cli() -> str:
     from aekit.cli import build_parser
 
-    parser = build_parser()
-    out = ["# CLI reference\n", "Generated from `aekit.cli.build_parser()` at build time.\n"]
-    out.append("```text\n" + parser.format_help() + "```\n")
-    for action in parser._actions:
-        for name, sub in (getattr(action, "choices", None) or {}).items():
-            if hasattr(sub, "format_help"):
-                out.append(f"## `aekit {name}`\n\n```text\n{sub.format_help()}```\n")
+    with _columns():
+        parser = build_parser()
+        out = [
+            "# CLI reference\n",
+            "Generated from `aekit.cli.build_parser()` at build time: the help of every command and "
+            "sub-command, as `aekit COMMAND --help` prints it.\n",
+            "```text\n" + parser.format_help() + "```\n",
+        ]
+        for name, sub in _subparsers(parser).items():
+            out.append(f"## `aekit {name}`\n\n```text\n{sub.format_help()}```\n")
+            nested = _subparsers(sub)
+            if name == "train":
+                out.append(
+                    "Every variant is a sub-command of `aekit train` with the shared model, data and training "
+                    "options and its own. The shared ones, as `aekit train ae --help` lists them:\n\n"
+                    f"```text\n{nested['ae'].format_help()}```\n\n"
+                    "Each variant's page has its own `--help`: "
+                    + ", ".join(f"[`{v}`](variants/{v}.md)" for v in nested)
+                    + ".\n"
+                )
+                continue
+            for method, msub in nested.items():
+                out.append(f"### `aekit {name} {method}`\n\n```text\n{msub.format_help()}```\n")
     return "\n".join(out)
 
 
+# -- the benchmark results ---------------------------------------------------------------------------
+def _benchmarks() -> tuple[str, list[str]]:
+    text = RESULTS.read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text)
+    text = re.sub(r"<!-- [\w-]+:(start|end) -->\n", "", text)
+    text = re.sub(r"^# aekit benchmark results\n", "", text)
+    head = (
+        "# Benchmark results\n\n"
+        "This page is `benchmarks/RESULTS.md`, included at build time: `make bench` rewrites that file "
+        "(`make bench-quick` writes the reduced runs to `benchmarks/RESULTS-quick.md` instead), so the "
+        "numbers here are always the recorded ones. How to run each benchmark is on "
+        "[the benchmarks' own page](benchmarking.md).\n"
+    )
+    return head + text, images
+
+
+# -- mathematics, rendered at build time -------------------------------------------------------------
+_MATH = re.compile(
+    r'<(span|div) class="arithmatex">\s*\\[(\[]\s*(.*?)\s*\\[)\]]\s*</\1>',
+    re.S,
+)
+#: TeX that mathtext spells differently (or not at all): rewritten before parsing
+_TEX = [
+    (r"\\[lr]Vert(?![A-Za-z])", r"\\Vert"),
+    (r"\\[lr]vert(?![A-Za-z])", "|"),
+    (r"\\le(?![A-Za-z])", r"\\leq"),
+    (r"\\ge(?![A-Za-z])", r"\\geq"),
+    (r"\\(textstyle|displaystyle)(?![A-Za-z])", ""),
+    (r"\\(tfrac|dfrac)(?![A-Za-z])", r"\\frac"),
+    (r"\\mid(?![A-Za-z])", "|"),
+    (r"\\frac\s*([0-9A-Za-z])\s*([0-9A-Za-z])", r"\\frac{\1}{\2}"),  # TeX's \frac12
+]
+
+
+def _cache_dir() -> Path:
+    """Where rendered formulas are kept between builds (a formula takes about 40 ms to render); the key
+    holds the formula, the rewriting rules and matplotlib's version, so a stale entry is never used."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "aekit-docs-math"
+
+
+@functools.cache
+def _math_img(tex: str, display: bool) -> str:
+    import matplotlib
+
+    key = hashlib.sha256(repr((tex, display, _TEX, matplotlib.__version__, MATH_STYLE)).encode()).hexdigest()
+    cached = _cache_dir() / f"{key}.html"
+    try:
+        return cached.read_text()
+    except OSError:
+        pass
+    img = _render_tex(tex, display)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(img)
+        os.replace(tmp, cached)
+    except OSError:  # a read-only home: render every time
+        pass
+    return img
+
+
+#: bump to invalidate the cache when the rendering below changes
+MATH_STYLE = 1
+
+
+def _render_tex(tex: str, display: bool) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import font_manager, mathtext
+
+    src = tex
+    for pattern, repl in _TEX:
+        src = re.sub(pattern, repl, src)
+    with matplotlib.rc_context({"mathtext.fontset": "cm", "svg.fonttype": "path", "svg.hashsalt": "aekit"}):
+        size = 10.0
+        prop = font_manager.FontProperties(size=size)
+        try:
+            _, height, depth, _, _ = mathtext.MathTextParser("path").parse(f"${src}$", dpi=72, prop=prop)
+            buf = io.BytesIO()
+            mathtext.math_to_image(f"${src}$", buf, prop=prop, format="svg")
+        except ValueError as e:
+            raise PluginError(f"mathtext cannot render the formula {tex!r}: {str(e).splitlines()[0]}") from e
+    svg = re.sub(rb"<metadata>.*?</metadata>", b"", buf.getvalue(), flags=re.S)
+    data = base64.b64encode(svg).decode()
+    scale = 1.15 if display else 1.0
+    style = f"height:{height * scale / size:.3f}em;vertical-align:{-depth * scale / size:.3f}em"
+    alt = html.escape(tex, quote=True)
+    img = f'<img class="math" alt="{alt}" title="{alt}" style="{style}" src="data:image/svg+xml;base64,{data}">'
+    return f'<div class="math-display">{img}</div>' if display else img
+
+
+def _render_math(content: str) -> str:
+    def repl(m: re.Match) -> str:
+        return _math_img(html.unescape(m.group(2)), m.group(1) == "div")
+
+    return _docstring_markup(_MATH.sub(repl, content))
+
+
+#: what mkdocstrings leaves of the Sphinx markup in the docstrings: ``:func:`name``` and ``:math:`tex```
+#: roles (a role, then the code span), and ``.. math::`` paragraphs
+_ROLE = re.compile(r":(?:py:)?(func|class|meth|data|mod|attr|exc|obj|const|math):<code>(.*?)</code>", re.S)
+_MATH_DIRECTIVE = re.compile(r"<p>\.\. math::\s*(.*?)</p>", re.S)
+
+
+def _lenient_math(tex: str, display: bool) -> str:
+    """A docstring's formula as an image, or as code where mathtext cannot parse it (the docstrings are
+    written for Sphinx; a formula of the hand-written pages that fails fails the build instead)."""
+    try:
+        return _math_img(tex, display)
+    except PluginError:
+        code = f"<code>{html.escape(tex)}</code>"
+        return f"<pre>{code}</pre>" if display else code
+
+
+def _docstring_markup(content: str) -> str:
+    def role(m: re.Match) -> str:
+        kind, text = m.group(1), m.group(2)
+        if kind == "math":
+            return _lenient_math(html.unescape(text), False)
+        if text.startswith("~"):  # Sphinx's ~: show the last component only
+            text = text[1:].rsplit(".", 1)[-1]
+        return f"<code>{text}</code>"
+
+    content = _MATH_DIRECTIVE.sub(lambda m: _lenient_math(html.unescape(m.group(1)).strip(), True), content)
+    return _ROLE.sub(role, content)
+
+
+# -- MkDocs events -----------------------------------------------------------------------------------
+def on_config(config):
+    """Fill the nav's ``Variants`` section (an entry whose value is ``variants/index.md``) from the registry."""
+    pages = [{"Overview": "variants/index.md"}] + [{s.name: f"variants/{s.name}.md"} for s in _specs()]
+    for entry in config["nav"] or ():
+        if isinstance(entry, dict):
+            for key, value in entry.items():
+                if value == "variants/index.md":
+                    entry[key] = pages
+    return config
+
+
 def on_files(files, config):
-    files.append(File.generated(config, "variants.md", content=_variants()))
+    specs = _specs()
+    for spec in specs:  # a hand-written variants/<name>.md is the intro of the generated page
+        existing = files.get_file_from_path(f"variants/{spec.name}.md")
+        if existing is not None:
+            files.remove(existing)
+    names = {s.name for s in specs}
+    for path in sorted((DOCS / "variants").glob("*.md")):
+        if path.stem not in names:  # e.g. a variant not registered in this installation: its intro stays out
+            stale = files.get_file_from_path(f"variants/{path.name}")
+            if stale is not None:
+                files.remove(stale)
+            log.info("docs/variants/%s is the intro of no registered variant: left out", path.name)
+    files.append(File.generated(config, "variants/index.md", content=_variants_index(specs)))
+    for spec in specs:
+        files.append(File.generated(config, f"variants/{spec.name}.md", content=_variant_page(spec)))
+        if spec.name in FIGURES:
+            files.append(
+                File.generated(config, f"variants/figures/{spec.name}.svg", content=_draw(FIGURES[spec.name][0]))
+            )
     files.append(File.generated(config, "cli.md", content=_cli()))
+    text, images = _benchmarks()
+    files.append(File.generated(config, "benchmarks.md", content=text))
+    for image in images:
+        files.append(File.generated(config, image, content=(RESULTS.parent / image).read_bytes()))
     return files
+
+
+def on_page_content(html_text, page, config, files):
+    try:
+        return _render_math(html_text)
+    except PluginError as e:
+        raise PluginError(f"{page.file.src_uri}: {e}") from None

@@ -54,7 +54,10 @@ SLOW = {
     "test_io.py::test_fit_on_in_memory_array_and_resume",
     "test_linear_contractive.py::test_linear_autoencoder_spans_the_pca_subspace",
     "test_linear_contractive.py::test_deep_linear_autoencoder_spans_the_pca_subspace",
+    "test_docs.py::test_site_renders_in_headless_chromium",
+    "test_docs.py::test_site_search_finds_a_variant",
     "test_readme.py::test_cli_examples",
+    "test_readme.py::test_docs_examples",
     "test_report.py::test_ae_report_is_self_contained_with_its_sections",
     "test_report.py::test_dsprites_run_gets_its_disentanglement",
     "test_report.py::test_report_renders_in_headless_chromium",
@@ -67,9 +70,9 @@ SLOW = {
 
 
 # Modules whose module-scoped fixtures take seconds (two-process training, the runs behind the
-# report, an uninterrupted reference run, the sdist and wheel): under `pytest -n 2 --dist
+# report, an uninterrupted reference run, the sdist and wheel, a build of the docs site): under `pytest -n 2 --dist
 # loadgroup` (make test) each module runs on one worker, so its fixture is built once, not twice.
-ONE_WORKER = {"test_crash.py", "test_distributed.py", "test_packaging.py", "test_report.py"}
+ONE_WORKER = {"test_crash.py", "test_distributed.py", "test_docs.py", "test_packaging.py", "test_report.py"}
 
 
 def pytest_collection_modifyitems(config, items):
