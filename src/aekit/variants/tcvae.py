@@ -188,7 +188,7 @@ class GaussianFamily(VAE):
     def warm(self) -> float:
         """The warm-up factor in [0, 1] of the current step."""
         o = self.options
-        return 1.0 if o.warmup <= 0 else min(1.0, int(self.step) / o.warmup)
+        return 1.0 if o.warmup <= 0 else min(1.0, self.current_step() / o.warmup)
 
 
 @dataclass

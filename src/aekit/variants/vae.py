@@ -198,6 +198,9 @@ class VAE(Variant):
         if options.learn_sigma:
             self.log_sigma = nn.Parameter(torch.full((config.input_dim,), math.log(options.sigma)))
         self._kl: torch.Tensor | None = None
+        self._host_step: int | None = None  # the host's copies of step and total_steps (set_step)
+        self._host_total: int | None = None
+        self._register_load_state_dict_pre_hook(self._forget_host_step)  # loaded buffers: read them again
 
     # -- the Gaussian posterior -----------------------------------------------------------------
     def posterior(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,13 +211,34 @@ class VAE(Variant):
     #: :math:`z = \mu + \sigma \odot \epsilon` (:func:`aekit.bounds.reparameterize`)
     reparameterize = staticmethod(reparameterize)
 
+    def current_step(self) -> int:
+        """The optimizer step the schedules (warm-up, capacity) are at: the host's copy that
+        :class:`VAECallback` keeps beside the checkpointed ``step`` buffer while training, so that
+        no step reads the buffer back from the device; the buffer itself otherwise (a loaded model)."""
+        return self._host_step if self._host_step is not None else int(self.step)
+
+    def _forget_host_step(self, *args: Any, **kwargs: Any) -> None:
+        self._host_step = self._host_total = None
+
+    def set_step(self, step: int, total_steps: int | None = None) -> None:
+        """Move the schedules to optimizer step ``step`` (the buffer that checkpoints keep, and its host copy)."""
+        self.step.fill_(step)
+        self._host_step = step
+        if total_steps is not None:
+            self.total_steps.fill_(total_steps)
+            self._host_total = total_steps
+
     def kl_weight(self) -> float:
-        return self.options.beta * warmup_weight(int(self.step), self.options.warmup)
+        o = self.options
+        return o.beta if o.warmup <= 0 else o.beta * warmup_weight(self.current_step(), o.warmup)
 
     def capacity_now(self) -> float:
         o = self.options
-        steps = o.capacity_steps if o.capacity_steps is not None else int(self.total_steps)
-        return capacity_at(int(self.step), o.capacity, steps)
+        if o.capacity_steps is not None:
+            steps = o.capacity_steps
+        else:
+            steps = self._host_total if self._host_total is not None else int(self.total_steps)
+        return capacity_at(self.current_step(), o.capacity, steps)
 
     def bottleneck(self, h: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         mu, logvar = self.posterior(h)
@@ -395,11 +419,10 @@ class VAECallback(Callback):
         v = self.variant
         if trainer.global_step == 0:  # a resumed run keeps the checkpointed sums of its epoch
             v.take_epoch_statistics()
-        v.step.fill_(trainer.global_step)
-        v.total_steps.fill_(trainer.total_steps)
+        v.set_step(trainer.global_step, trainer.total_steps)
 
     def on_step_end(self, trainer: Any, step: int, losses: dict[str, float]) -> None:
-        self.variant.step.fill_(trainer.global_step)
+        self.variant.set_step(trainer.global_step)
 
     def on_epoch_end(self, trainer: Any, record: dict[str, Any]) -> None:
         record.update(self.variant.take_epoch_statistics())
