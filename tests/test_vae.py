@@ -301,3 +301,24 @@ def test_evaluate_scores_the_mig_of_a_dsprites_run(tmp_path, monkeypatch):
     matrix = np.array(result["mig"]["normalized_mutual_info"])  # code dimensions x factors, in [0, 1]
     assert matrix.shape == (4, 5) and (matrix >= 0).all() and (matrix <= 1 + 1e-9).all()
     assert result["likelihood"]["iw_samples"] == 5
+
+
+@pytest.mark.parametrize("options", [{}, {"warmup": 10}, {"capacity": 5.0}])
+def test_the_training_forward_pass_reads_nothing_back_from_the_device(options):
+    """The loss of a training step traces into one graph (torch.compile's dynamo): no host read
+    such as the schedules' step (int(self.step) was one, a sync per step on an accelerator and a
+    graph break), once the trainer's callback has set the step."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    model = Autoencoder(ModelConfig(variant="vae", input_dim=16, hidden=(8,), latent=2, options=options))
+    model.train()
+    model.variant.set_step(3, 100)
+
+    def loss(x):
+        return sum(model(x).losses.values())
+
+    explained = torch._dynamo.explain(loss)(torch.rand(4, 16))
+    assert explained.graph_break_count == 0, [str(b.reason)[:200] for b in explained.break_reasons]
+    model.variant.load_state_dict(model.variant.state_dict())  # a loaded state: read from the buffer again
+    assert model.variant._host_step is None and model.variant.current_step() == 3
