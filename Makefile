@@ -30,7 +30,7 @@ $(VENV)/.dev: $(VENV)/.torch pyproject.toml $(LOCK)
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/aekit train ae --data digits --hidden 128,64 --latent 8 --epochs 60 --out $(DEMO) --overwrite --quiet
+	$(VENV)/bin/aekit train ae --data digits --latent 8 --out $(DEMO) --overwrite --quiet
 	$(VENV)/bin/aekit evaluate $(DEMO) -o $(DEMO)/evaluation.json
 	$(VENV)/bin/aekit report $(DEMO) -o $(DEMO)/report.html
 	@echo "demo run written to $(DEMO); figures in $(DEMO)/figures/; open $(DEMO)/report.html in a browser for the whole report"

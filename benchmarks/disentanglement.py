@@ -40,6 +40,7 @@ import torch
 import aekit
 from aekit.callbacks import Callback
 from aekit.data.dsprites import FACTOR_NAMES, dsprites
+from aekit.disentanglement import METRICS, dsprites_scores
 from aekit.metrics import dsprites_mig
 
 from .common import QUICK_RESULTS, RESULTS, publish, record, table
@@ -149,6 +150,10 @@ def _run(model: tuple, args: argparse.Namespace) -> dict:
     )
     last = fitted.history[-1]
     final = curve.points[-1]
+    metrics = [m for m in METRICS if m != "mig" and (args.dci or m != "dci")]
+    t0 = time.perf_counter()
+    scores = dsprites_scores(fitted.encode_array, seed=1, metrics=metrics, scale=args.scores_scale)
+    print(json.dumps({"variant": variant, "scores_seconds": round(time.perf_counter() - t0)}), flush=True)
     return {
         "variant": variant,
         "label": label,
@@ -160,6 +165,7 @@ def _run(model: tuple, args: argparse.Namespace) -> dict:
         "active": last.get("active_units"),
         "recon": last.get("val_recon"),
         "kl": last.get("val_kl_nats"),
+        "scores": scores,
     }
 
 
@@ -210,6 +216,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--threads", type=int, default=1, help="torch threads per model on the CPU")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mig-n", type=int, default=10_000, help="factor combinations scored")
+    p.add_argument(
+        "--scores-scale",
+        type=float,
+        default=0.1,
+        help="fraction of disentanglement_lib's sample sizes for the other scores (1: its own settings)",
+    )
+    p.add_argument("--dci", action="store_true", help="also DCI (gradient boosted trees: minutes a model)")
     p.add_argument("--jobs", type=int, default=1, help="train the models in this many processes")
     p.add_argument("--only", default=None, help="comma-separated variants to run (default: all five)")
     p.add_argument("--results", default=None, help="record the table in this Markdown file instead of RESULTS.md")
@@ -224,7 +237,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.samples is None:
         args.samples = (args.steps or 300_000) * args.batch_size if dlib else 600_000
     if args.quick:
-        args.train, args.samples, args.mig_n = 5000, 5000, 2000
+        args.train, args.samples, args.mig_n, args.scores_scale = 5000, 5000, 2000, 0.01
     args.every = args.every or max(args.batch_size, args.samples // 6)
     only = set(args.only.split(",")) if args.only else None
     todo = [m for m in MODELS if not only or m[0] in only]
@@ -239,6 +252,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         results = [_run(m, args) for m in todo]
     marks = sorted({pt["samples"] for r in results for pt in r["points"]})
     rows = []
+    score_rows: list[list] = []
     for r in results:
         gaps = " / ".join(f"{g:.2f}" if g is not None else "-" for g in r["gaps"])
         by = {pt["samples"]: pt["mig"] for pt in r["points"]}
@@ -254,6 +268,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 r["active"],
                 r["recon"],
                 r["kl"],
+            ]
+        )
+        sc = r["scores"]
+        score_rows.append(
+            [
+                r["label"],
+                sc["beta_vae"]["eval_accuracy"],
+                sc["factor_vae"]["eval_accuracy"],
+                sc["sap"],
+                sc["modularity"],
+                sc["explicitness"]["test"],
+                *([sc["dci"]["disentanglement"], sc["dci"]["completeness"]] if "dci" in sc else []),
             ]
         )
     migs = {r["variant"]: r["mig"] for r in results}
@@ -286,6 +312,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "drawn factor combinations (seed 1), posterior means, 20 bins, all five factors; the training time "
         "leaves the MIG scoring out. "
         + __import__("benchmarks.common", fromlist=["load_note"]).load_note(start_load)
+        + "\n\n"
+        + table(
+            [
+                "model",
+                "BetaVAE score",
+                "FactorVAE score",
+                "SAP",
+                "modularity",
+                "explicitness",
+                *(["DCI disentanglement", "DCI completeness"] if args.dci else []),
+            ],
+            score_rows,
+        )
+        + f"\n\ndisentanglement_lib's other scores (`aekit.disentanglement.dsprites_scores`, seed 1) of the final "
+        f"models, at {args.scores_scale:g} of its sample sizes (BetaVAE / FactorVAE: evaluation accuracy; "
+        "explicitness: test ROC-AUC)."
         + ("" if dlib else "\n\n" + TRIED)
     )
     name = "disentanglement_gpu" if dlib else "disentanglement"

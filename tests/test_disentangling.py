@@ -294,6 +294,7 @@ def test_the_gpu_script_trains_the_five_models_and_writes_the_table(tmp_path):
         "EVERY": "1000000",
         "TRAIN": "100",
         "MIG_N": "100",
+        "SCORES_SCALE": "0.001",
         "OMP_NUM_THREADS": "1",
     }
     results = tmp_path / "RESULTS.md"
@@ -309,7 +310,7 @@ def test_the_gpu_script_trains_the_five_models_and_writes_the_table(tmp_path):
     text = results.read_text()
     assert "disentanglement_gpu:start" in text and "Settings: dlib" in text and "batch 64, Adam lr 0.0001" in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| model ")]
-    assert len(rows) == 5  # VAE, beta-VAE, capacity-annealed, beta-TCVAE, FactorVAE
+    assert len(rows) == 10  # VAE, beta-VAE, capacity-annealed, beta-TCVAE, FactorVAE: MIG, then the other scores
     import json
 
     curves = json.loads((tmp_path / "disentanglement_gpu.json").read_text())

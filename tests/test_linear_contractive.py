@@ -33,7 +33,7 @@ def _max_angle_deg(a, b):
 # -- linear ------------------------------------------------------------------------------------
 def test_linear_autoencoder_spans_the_pca_subspace(digits01):
     k = 5
-    model = aekit.fit("linear", digits01, latent=k, epochs=1500, batch_size=len(digits01), lr=0.05,
+    model = aekit.fit("linear", digits01, latent=k, epochs=1500, patience=None, batch_size=len(digits01), lr=0.05,
                       val_fraction=0.0, test_fraction=0.0, scale="none", progress=False)
     cfg = model.config
     assert (cfg.hidden, cfg.activation, cfg.code_activation, cfg.loss) == ((), "linear", "linear", "mse")
@@ -59,7 +59,7 @@ def test_deep_linear_autoencoder_spans_the_pca_subspace(digits01):
     model = Autoencoder(ModelConfig(variant="linear", input_dim=64, hidden=(16,), latent=k,
                                     activation="linear"))
     x = torch.from_numpy(digits01)
-    Trainer(model, TrainConfig(epochs=1000, batch_size=len(x), lr=0.05)).fit(x)
+    Trainer(model, TrainConfig(epochs=1000, patience=None, batch_size=len(x), lr=0.05)).fit(x)
     first, second = model.decoder.linears
     product = (second.weight @ first.weight).detach()
     W, b, V, c = affine_maps(model.eval())
@@ -160,7 +160,7 @@ def test_penalty_functions_agree_on_a_sigmoid_layer():
 @pytest.mark.parametrize("hidden, code_activation", [((), "sigmoid"), ((32,), "tanh")])
 def test_contractive_training_shrinks_the_jacobian_compared_with_a_plain_autoencoder(
         digits01, hidden, code_activation):
-    settings = dict(hidden=hidden, latent=8, activation="tanh", code_activation=code_activation, epochs=4,
+    settings = dict(hidden=hidden, latent=8, activation="tanh", code_activation=code_activation, epochs=4, loss="mse",
                     batch_size=64, lr=3e-3, seed=0, progress=False)
     plain = aekit.fit("ae", digits01, **settings)
     contractive = aekit.fit("contractive", digits01, lam=1.0, **settings)

@@ -70,14 +70,17 @@ def test_classifier_scikit_learn_checks(estimator, check):
 
 
 def test_defaults_are_aekits_own():
-    """latent, hidden and the training settings default to aekit's; only loss and scale differ
+    """latent, hidden and most training settings default to aekit's; loss, scale, epochs and patience differ
     (squared error on standardised features suits any real-valued data)."""
     est = AutoencoderTransformer()
     model, train = ModelConfig(), TrainConfig()
     assert (est.latent, tuple(est.hidden)) == (model.latent, model.hidden)
-    assert (est.epochs, est.batch_size, est.lr, est.device) == (train.epochs, train.batch_size, train.lr,
-                                                                train.device)
+    assert (est.batch_size, est.lr, est.device) == (train.batch_size, train.lr, train.device)
     assert (est.loss, est.scale) == ("mse", "standard")
+    # no validation rows to stop on: a fixed number of epochs, where aekit's default is a maximum ended by
+    # the validation loss
+    assert (est.epochs, est.patience) == (20, None) and (train.epochs, train.patience) == (300, 20)
+    assert StackedAutoencoderClassifier().get_params()["epochs"] == 20
     # the detector's own: its thresholds, and the ensemble that is its default (variant=None; tests/test_odds.py)
     assert AutoencoderOutlierDetector().get_params().keys() - est.get_params().keys() == {
         "contamination", "complexity", "threshold_fpr", "members", "subsample", "trim", "max_steps"}

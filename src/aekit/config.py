@@ -63,6 +63,8 @@ def _coerce(cls_name: str, name: str, tp: Any, value: Any, choices: tuple | None
         if nullable:
             return None
         raise ConfigError(f"{where} must not be null")
+    if nullable and base in (int, float) and isinstance(value, str) and value.strip().lower() == "none":
+        return None  # the CLI's spelling of null for an optional number (--patience none)
     if typing.get_origin(base) is tuple:
         raw = value
         if isinstance(value, str):  # "128,64"; "none" is the empty list; ",,", "" or "64," are mistakes

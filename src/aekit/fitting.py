@@ -24,7 +24,7 @@ from .callbacks import Callback
 from .config import coerce, from_dict, jsonable, to_dict
 from .data import IN_MEMORY, DataConfig, Dataset, Splits, Transform, load_run_splits
 from .errors import ConfigError, RunError
-from .model import Autoencoder, ModelConfig
+from .model import Autoencoder, ModelConfig, resolve_loss
 from .pretrain import train_layer
 from .train import CHECKPOINT, CHECKPOINTS, TrainConfig, Trainer
 from .version import __version__
@@ -214,6 +214,8 @@ def fit(
     if out_dir is not None:
         io.check_outside(out_dir, (data_cfg.data,))
     splits, sizes, transform, train_t, val_x, (low, high) = _training_data(data, data_cfg, model_dict)
+    if "loss" in model_dict:  # else ModelConfig's own default
+        model_dict["loss"] = resolve_loss(model_dict["loss"], low, high)
     model_dict["input_dim"] = splits.train.n_features
     model_dict["image_shape"] = splits.train.image_shape
     model_cfg = from_dict(ModelConfig, model_dict)

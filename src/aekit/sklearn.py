@@ -296,12 +296,18 @@ _AUTOENCODER_FIELDS: dict[str, type] = {
 #: data (the estimators' tables and results are on that scaling). ``latent``, ``hidden`` and
 #: ``loss`` are ModelConfig's defaults and always given, so a variant's registered ones (the VAE
 #: family's ``loss="bce"``) do not apply.
+#: The estimators hold out no validation rows, so early stopping could only watch the training loss,
+#: which rarely stops falling: they train a fixed number of epochs by default (``patience`` is
+#: still theirs to set), where aekit's own default (:class:`~aekit.train.TrainConfig`) is a
+#: generous maximum ended by the validation loss.
+FIXED_EPOCHS: dict[str, Any] = {"epochs": 20, "patience": None}
 AUTOENCODER_OVERRIDES: dict[str, Any] = {
     "activation": None,
     "code_activation": None,
     "output_activation": None,
     "tied": None,
     "scale": "standard",
+    **FIXED_EPOCHS,
 }
 _AE_CONSTRAINTS, _AE = _parameters(_AUTOENCODER_FIELDS, AUTOENCODER_OVERRIDES)  # _AE: the defaults
 #: The parameters of the autoencoder estimators that are None by default: the variant's own default.
@@ -1043,6 +1049,7 @@ CLASSIFIER_OVERRIDES: dict[str, Any] = {
     "loss": "bce",
     "batch_size": 32,
     "lr": 3e-3,
+    **FIXED_EPOCHS,
 }
 _CLASSIFIER_CONSTRAINTS, _CL = _parameters(_CLASSIFIER_FIELDS, CLASSIFIER_OVERRIDES)  # _CL: the defaults
 

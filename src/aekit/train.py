@@ -55,7 +55,11 @@ _log = logging.getLogger(__name__)
 class TrainConfig:
     """Optimisation settings (saved as ``config.json["train"]``)."""
 
-    epochs: int = option(20, "number of passes over the training data (0: none, e.g. pretraining only)")
+    epochs: int = option(
+        300,
+        "most passes over the training data (0: none, e.g. pretraining only); training ends earlier "
+        "when the validation loss stops improving (--patience)",
+    )
     batch_size: int = option(128, "examples per step")
     lr: float = option(1e-3, "learning rate (the peak rate for onecycle)")
     optimizer: str = option("adam", "optimizer", choices=("adam", "adamw", "sgd"))
@@ -65,7 +69,11 @@ class TrainConfig:
         "constant", "learning-rate schedule over all steps", choices=("constant", "cosine", "onecycle")
     )
     clip_grad: float | None = option(None, "clip the gradient norm to this value")
-    patience: int | None = option(None, "stop after this many epochs without validation improvement")
+    patience: int | None = option(
+        20,
+        "stop after this many epochs without validation improvement (the training loss's without a "
+        "validation split); none: train all --epochs",
+    )
     min_delta: float = option(0.0, "smallest validation improvement that counts for early stopping")
     restore_best: bool = option(True, "keep the weights of the best validation epoch at the end")
     checkpoint_every: int = option(0, "also checkpoint every N steps inside an epoch (0: at epoch ends only)")
