@@ -96,7 +96,7 @@ def test_tensorboard_logs_epoch_records_steps_lr_images_and_embedding(runs):
         for (_, value), r in zip(got, history):
             assert math.isclose(value, r[key], rel_tol=1e-6, abs_tol=1e-6), key
     steps = list(range(LOG_EVERY, history[-1]["step"] + 1, LOG_EVERY))
-    for tag in ("step/loss", "step/recon", "step/kl", "step/lr"):
+    for tag in ("step/loss", "step/recon", "step/kl", "step/lr", "step/kl_nats"):  # kl_nats: a VAE metric
         assert [e.step for e in ea.Scalars(tag)] == steps
     assert [e.value for e in ea.Scalars("step/lr")] == pytest.approx([1e-3] * len(steps))
     tags = ea.Tags()["images"]

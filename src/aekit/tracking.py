@@ -98,10 +98,13 @@ def _require_mlflow() -> Any:
 
 # -- what both log -------------------------------------------------------------------------------
 def step_scalars(trainer: Any, losses: dict[str, float]) -> dict[str, float]:
-    """The per-step values: ``step/<term>`` for each loss term, ``step/loss`` (their sum) and
-    ``step/lr`` (``step/lr<i>`` for every further parameter group)."""
+    """The per-step values: ``step/<term>`` for each loss term, ``step/loss`` (their sum),
+    ``step/<metric>`` for each of the step's metrics (``trainer.step_metrics``) and ``step/lr``
+    (``step/lr<i>`` for every further parameter group)."""
     out = {f"step/{k}": float(v) for k, v in losses.items()}
     out["step/loss"] = float(sum(losses.values()))
+    for k, v in getattr(trainer, "step_metrics", {}).items():
+        out.setdefault(f"step/{k}", float(v))
     for i, group in enumerate(trainer.optimizer.param_groups):
         out["step/lr" if i == 0 else f"step/lr{i}"] = float(group["lr"])
     return out

@@ -251,6 +251,9 @@ class Trainer:
         distributed.init_from_env()  # under torchrun: join the process group (once per process)
         self.device = distributed.local_device(config.resolve_device())
         self.history: list[dict[str, Any]] = []
+        #: the metrics of the step a callback's ``on_step_end`` is told of (the variant's and its
+        #: auxiliary model's, e.g. a VAE's ``kl_nats``), floats read only when asked for
+        self.step_metrics: Mapping[str, float] = {}
         self._stop = False
         self._interrupt = False
 
@@ -510,6 +513,7 @@ class Trainer:
                         )
                 if self.callbacks:
                     terms = _Floats(out.losses)  # read (a host sync each) only by a callback that asks
+                    self.step_metrics = _Floats({**getattr(out, "metrics", {}), **aux})
                     for cb in self.callbacks:
                         cb.on_step_end(self, self._global_step, terms)
                 interrupt = self._interrupt
