@@ -36,9 +36,9 @@ demo: $(VENV)/.installed
 	@echo "demo run written to $(DEMO); figures in $(DEMO)/figures/; open $(DEMO)/report.html in a browser for the whole report"
 
 # Two pytest-xdist workers (one torch thread each, tests/conftest.py); TEST_WORKERS=0 runs in one
-# process. loadgroup keeps the modules with expensive module fixtures on one worker (conftest.py).
+# process. loadscope runs each module on one worker, so its fixtures are built once (conftest.py).
 test: lint docs chromium
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 # The documentation site (MkDocs, Material theme, mkdocstrings) into site/, strict: a broken
 # reference fails the build. The variant and CLI reference pages are generated from the code (docs/hooks.py).

@@ -69,17 +69,14 @@ SLOW = {
 }
 
 
-# Modules whose module-scoped fixtures take seconds (two-process training, the runs behind the
-# report, an uninterrupted reference run, the sdist and wheel, a build of the docs site): under `pytest -n 2 --dist
-# loadgroup` (make test) each module runs on one worker, so its fixture is built once, not twice.
-ONE_WORKER = {"test_crash.py", "test_distributed.py", "test_docs.py", "test_packaging.py", "test_report.py"}
-
-
+# `make test` runs `pytest -n 2 --dist loadscope`: each module's tests run on one worker, one after
+# another, so a module's fixtures (two-process training, the runs behind the report, an uninterrupted
+# reference run, the sdist and wheel, a build of the docs site) are built once. (`--dist loadgroup`
+# with xdist_group marks did the same for a few modules until pytest 9 stopped honouring the node id
+# suffix that xdist 3.8 sets for a group; loadscope needs no marks.) The heavy fixtures are
+# session-scoped, so they are never rebuilt even where modules interleave.
 def pytest_collection_modifyitems(config, items):
     for item in items:
         name = item.nodeid.rsplit("/", 1)[-1]
         if name.split("[", 1)[0] in SLOW:
             item.add_marker(pytest.mark.slow)
-        module = name.split("::", 1)[0]
-        if module in ONE_WORKER:
-            item.add_marker(pytest.mark.xdist_group(module))

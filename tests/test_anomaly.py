@@ -15,7 +15,7 @@ from aekit.sklearn import AutoencoderOutlierDetector
 DIGITS = load_data("digits")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def zeros_run(tmp_path_factory):
     """An autoencoder trained on the zeros of digits only (the normal class)."""
     out = tmp_path_factory.mktemp("anomaly") / "zeros"

@@ -12,7 +12,7 @@ from helpers import run_cli
 SMALL = ["--hidden", "32", "--latent", "4", "--epochs", "2", "--quiet"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
     assert main(["train", "ae", "--data", "digits", *SMALL, "--out", str(out)]) == 0

@@ -27,7 +27,7 @@ from helpers import run_cli
 TINY = ["--hidden", "8", "--latent", "2", "--quiet"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("errors") / "run"
     aekit.fit("ae", "digits", hidden=(8,), latent=2, epochs=1, out=out, progress=False, figures=False)

@@ -13,19 +13,19 @@ from aekit.errors import ConfigError, DataError
 from aekit.metrics import pca_reconstruction_errors
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("compress") / "run"
     aekit.fit("ae", "digits", hidden=(32,), latent=6, epochs=20, lr=3e-3, out=out, progress=False, figures=False)
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def model(run):
     return aekit.load(run)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def digits_x():
     return aekit.load_data("digits").x
 

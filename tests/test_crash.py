@@ -76,14 +76,14 @@ def _finish(out, data):
     return out / "model.safetensors"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def digits_npy(tmp_path_factory, digits01):
     path = tmp_path_factory.mktemp("data") / "digits.npy"
     np.save(path, digits01)
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def uninterrupted(tmp_path_factory, digits_npy):
     out = tmp_path_factory.mktemp("crash") / "straight"
     aekit.fit("ae", digits_npy, out=out, hidden=(32,), latent=4, batch_size=64, epochs=4, progress=False,
@@ -141,7 +141,7 @@ def _model(seed=0):
     return Autoencoder(ModelConfig(input_dim=64, hidden=(16,), latent=3))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def reference(digits01):
     model = _model()
     Trainer(model, TrainConfig(**CFG)).fit(torch.from_numpy(digits01[:640]))

@@ -172,7 +172,7 @@ def test_psnr_hand_computed():
 
 
 # -- uses: evaluate's noise mode, aekit denoise --------------------------------------------------
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("denoising") / "run"
     assert main(["train", "denoising", "--noise", "gaussian", "--sigma", "0.3", "--hidden", "64", "--latent", "32",

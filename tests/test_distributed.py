@@ -102,7 +102,7 @@ def _run(argv, env, cwd):
     return proc.returncode, proc.stdout + proc.stderr
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def runs(tmp_path_factory):
     """One process; two processes in one go (aekit train --nproc 2); two processes under
     torchrun interrupted at step 7 by one of them, then resumed with aekit train --nproc 2."""

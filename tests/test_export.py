@@ -140,7 +140,7 @@ def test_an_existing_output_is_kept_unless_overwrite(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "run"
     aekit.fit("ae", "digits", hidden=(8,), latent=2, epochs=1, out=out, progress=False, figures=False)

@@ -202,14 +202,14 @@ def hostile_arrays(draw, width=6):
     return draw(hnp.arrays(dtype, shape))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_model():
     torch.manual_seed(0)
     rows = np.random.default_rng(0).random((20, 6)).astype(np.float32)
     return Autoencoder(ModelConfig(input_dim=6, hidden=(5,), latent=2), Transform.fit("standard", rows)).eval()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def estimator():
     from aekit.sklearn import AutoencoderTransformer
     return AutoencoderTransformer("ae", latent=2, hidden=(4,), epochs=1, random_state=0).fit(
@@ -259,7 +259,7 @@ def test_hostile_arrays_through_the_estimator_fail_like_scikit_learn(estimator, 
 
 
 # -- run directories: pickles, corrupted and absurd configurations ------------------------------------
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def run(tmp_path_factory, digits01):
     out = tmp_path_factory.mktemp("hostile") / "run"
     aekit.fit("ae", digits01 * 16, out=out, hidden=(8,), latent=2, epochs=1, checkpoint_every=5, progress=False,

@@ -10,7 +10,7 @@ from aekit import RunError
 from aekit.io import atomic_path, atomic_write_json
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "r"
     model = aekit.fit("ae", "digits", out=out, hidden=(32,), latent=5, epochs=2, progress=False)

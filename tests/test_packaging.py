@@ -50,7 +50,7 @@ def _package_modules(tree):
     return sorted(p.relative_to(package).as_posix() for p in package.rglob("*.py"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dists(tmp_path_factory):
     """Build the sdist, then (as pip does) the wheel from the unpacked sdist, from a copy of the tree."""
     base = tmp_path_factory.mktemp("packaging")

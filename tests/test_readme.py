@@ -66,12 +66,12 @@ def test_python_examples(index, tmp_path, monkeypatch):
     exec(compile(_blocks("python")[index], f"README.md python block {index}", "exec"), {})
 
 
-def test_cli_examples(tmp_path, monkeypatch, capsys):
+def test_cli_examples(tmp_path, tmp_path_factory, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     commands = [cmd for block in _blocks("sh") for cmd in _commands(block)]
     assert len(commands) >= 5
     for cmd in commands:
-        _run_command(cmd)
+        _run_command(cmd, _cache(tmp_path_factory))
 
 
 def test_the_docs_have_examples_to_run():
@@ -86,10 +86,16 @@ def test_the_docs_have_examples_to_run():
         assert any(cmd.split()[1] == name for cmd in commands), name
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_docs_examples(page, tmp_path, tmp_path_factory, monkeypatch, capsys):
+def _cache(tmp_path_factory):
+    """The folder of :data:`_TRAINED`'s copies (one per worker: test_readme.py runs on one, conftest.py)."""
     cache = tmp_path_factory.getbasetemp() / "trained-runs"
     cache.mkdir(exist_ok=True)
+    return cache
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_docs_examples(page, tmp_path, tmp_path_factory, monkeypatch, capsys):
+    cache = _cache(tmp_path_factory)
     monkeypatch.chdir(tmp_path)
     text = (ROOT / page).read_text()
     for number, (kind, body) in enumerate(BLOCK.findall(text)):

@@ -59,7 +59,7 @@ def check_self_contained(text):
     return page
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def runs(tmp_path_factory):
     """Tiny runs on digits: a plain autoencoder, a VAE, a sparse and a k-sparse one."""
     root = tmp_path_factory.mktemp("runs")
@@ -71,7 +71,7 @@ def runs(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def reports(runs):
     return {name: report(runs / name) for name in ("ae", "vae", "sparse", "ksparse")}
 

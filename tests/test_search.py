@@ -16,14 +16,14 @@ from aekit.errors import AekitError, ConfigError, DataError
 from aekit.io import save_model
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("search") / "run"
     aekit.fit("ae", "digits", hidden=(16,), latent=4, epochs=1, out=out, progress=False, figures=False)
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def digits_x():
     return aekit.load_data("digits").x
 

@@ -33,7 +33,7 @@ from aekit.train import TrainConfig
 from aekit.variants.deep import DeepOptions
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def digits():
     return load_digits(return_X_y=True)
 
@@ -337,7 +337,7 @@ def test_predict_flags_the_contamination_fraction_of_training_rows(digits, conta
 DIGITS_SMALL = {"hidden": (128,), "pretrain_epochs": 5, "epochs": 10}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def digits_split(digits):
     return train_test_split(*digits, random_state=0)  # X_train, X_test, y_train, y_test
 

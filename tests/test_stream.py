@@ -18,7 +18,7 @@ from helpers import InterruptAt, run_cli
 FIT = dict(hidden=(16,), latent=4, epochs=2, batch_size=50, seed=1, progress=False, figures=False)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def digits():
     return load_data("digits").x
 

@@ -27,7 +27,7 @@ CRASH_AT, STOP_AT = 8, 12  # the second epoch fails after its step 8 (checkpoint
 TINY = {"hidden": (16,), "latent": 2, "epochs": EPOCHS, "batch_size": 32, "progress": False, "figures": False}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def digits_images():
     from sklearn.datasets import load_digits
 

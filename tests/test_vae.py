@@ -28,12 +28,12 @@ def _vae(variant="vae", seed=0, **kw):
     return Autoencoder(ModelConfig(variant=variant, **cfg))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def binary_digits(digits01):
     return (digits01 > 0.5).astype(np.float32)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(binary_digits):
     """A small VAE with a 2-dimensional code trained on binarized digits."""
     return aekit.fit("vae", binary_digits, hidden=(64,), latent=2, epochs=30, lr=3e-3, progress=False,
