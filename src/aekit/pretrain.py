@@ -81,7 +81,9 @@ def train_layer(
         ae = Autoencoder(cfg)
         trainer = Trainer(
             ae,
-            TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=str(x.device)),
+            # a layer trains its epochs (no validation rows: TrainConfig's early stopping would watch
+            # the training loss)
+            TrainConfig(epochs=epochs, patience=None, batch_size=batch_size, lr=lr, seed=seed, device=str(x.device)),
             progress=progress,
         )
         history = trainer.fit(x)
