@@ -4,7 +4,6 @@ import base64
 import io as bytes_io
 import json
 from html.parser import HTMLParser
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +13,6 @@ import aekit
 from aekit import io
 from aekit.report import codes_2d, first_layer_filters, report
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: the sections every autoencoder report has
 COMMON = {"configuration", "evaluation", "losses", "reconstructions", "codes", "activations", "filters"}
@@ -222,17 +218,6 @@ def test_first_layer_filters_are_the_encoder_weights(runs):
 
 
 # -- the page in a real browser (Debian's chromium) ---------------------------------------------
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (Debian package chromium; `make test` installs it)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 @pytest.mark.parametrize("name", ["ae", "vae", "sparse"])
 def test_report_renders_in_headless_chromium(browser, reports, name, tmp_path):
     from PIL import Image

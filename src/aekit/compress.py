@@ -68,6 +68,17 @@ def _codes(x: Any, name: str) -> np.ndarray:
     return a
 
 
+def _symbols(symbols: Any, dim: int, levels: int, what: str) -> np.ndarray:
+    """``symbols`` checked to be an integer ``(N, dim)`` array of values in ``0 .. levels - 1``
+    (``what``: the quantizer's alphabet, for the message)."""
+    s = np.asarray(symbols)
+    if s.dtype.kind not in "iu" or s.ndim != 2 or s.shape[1] != dim:
+        raise DataError(f"symbols must be an integer (N, {dim}) array, got shape {s.shape} and dtype {s.dtype}")
+    if len(s) and (s.min() < 0 or s.max() >= levels):
+        raise DataError(f"symbols must lie in 0 .. {levels - 1} for {what}")
+    return s
+
+
 @dataclass(frozen=True, eq=False)
 class Quantizer:
     """A uniform scalar quantizer of ``bits`` bits per dimension over ``[low_j, high_j]``.
@@ -153,13 +164,7 @@ class Quantizer:
 
     def dequantize(self, symbols: Any) -> np.ndarray:
         """The codes (N, d), float64, that ``symbols`` stand for: the centres of their cells."""
-        s = np.asarray(symbols)
-        if s.dtype.kind not in "iu" or s.ndim != 2 or s.shape[1] != self.dim:
-            raise DataError(
-                f"symbols must be an integer (N, {self.dim}) array, got shape {s.shape} and dtype {s.dtype}"
-            )
-        if len(s) and (s.min() < 0 or s.max() >= self.levels):
-            raise DataError(f"symbols must lie in 0 .. {self.levels - 1} for {self.bits} bits")
+        s = _symbols(symbols, self.dim, self.levels, f"{self.bits} bits")
         return self.low + (s.astype(np.float64) + 0.5) * self.step
 
     def clipped_fraction(self, codes: Any) -> float:
@@ -245,13 +250,7 @@ class CodebookQuantizer:
 
     def dequantize(self, symbols: Any) -> np.ndarray:
         """The codes (N, groups * D), float64, made of the codebook vectors ``symbols`` index."""
-        s = np.asarray(symbols)
-        if s.dtype.kind not in "iu" or s.ndim != 2 or s.shape[1] != self.dim:
-            raise DataError(
-                f"symbols must be an integer (N, {self.dim}) array, got shape {s.shape} and dtype {s.dtype}"
-            )
-        if len(s) and (s.min() < 0 or s.max() >= self.levels):
-            raise DataError(f"symbols must lie in 0 .. {self.levels - 1} for a codebook of {self.levels}")
+        s = _symbols(symbols, self.dim, self.levels, f"a codebook of {self.levels}")
         v = self.codebook[s.astype(np.int64)]  # (N, groups, D)
         if self.layout == "channels":
             v = v.transpose(0, 2, 1)

@@ -170,24 +170,11 @@ def _claim_default_dir(run_dir: Path, name: str) -> None:
         _write_tracking(run_dir, "dirs", sorted({*claimed, name}))
 
 
-def _figure_rows(splits: Any) -> Any:
-    """The split whose first rows are drawn each epoch: validation, else test, else training."""
+def _first_split(splits: Any, *names: str) -> Any:
+    """The first non-empty split of ``splits`` among ``names`` (None without splits or rows)."""
     if splits is None:
         return None
-    for ds in (splits.val, splits.test, splits.train):
-        if len(ds):
-            return ds
-    return None
-
-
-def _embedded_rows(splits: Any) -> Any:
-    """The split embedded at the end: test, else validation."""
-    if splits is None:
-        return None
-    for ds in (splits.test, splits.val):
-        if len(ds):
-            return ds
-    return None
+    return next((ds for ds in (getattr(splits, n) for n in names) if len(ds)), None)
 
 
 def _unit_images(rows: np.ndarray, image_shape: Any, lo: float | None = None, hi: float | None = None) -> np.ndarray:
@@ -331,7 +318,7 @@ class TensorBoardCallback(_Tracker):
         shape = getattr(getattr(model, "config", None), "image_shape", None)
         if shape is None or not hasattr(model, "reconstruct_array"):
             return
-        ds = _figure_rows(self.splits)
+        ds = _first_split(self.splits, "val", "test", "train")  # drawn each epoch
         if ds is not None and self.images > 0:
             x = ds.x[: self.images]
             lo, hi = float(np.min(x)), float(np.max(x))
@@ -353,7 +340,7 @@ class TensorBoardCallback(_Tracker):
         super().on_train_end(trainer)
 
     def _embedding(self, model: Any, step: int) -> None:
-        ds = _embedded_rows(self.splits)
+        ds = _first_split(self.splits, "test", "val")  # embedded at the end
         if ds is None or self.embed <= 0 or not hasattr(model, "encode_array"):
             return
         import torch
