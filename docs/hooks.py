@@ -3,8 +3,9 @@
 - ``variants/index.md`` and one page per registered variant, ``variants/<name>.md``: the variant's
   summary, the hand-written ``docs/variants/<name>.md`` (what it adds, its formula, its paper) when
   there is one, the options table read from its options dataclass, the model defaults it registers,
-  a figure drawn from the variant's own functions where one is cheap, and its ``aekit train NAME
-  --help``. The nav's "Variants" section is filled in from the registry (:func:`on_config`).
+  a figure drawn at build time from the variant's own functions (:data:`FIGURES`: every built-in
+  variant has one; the few that train a model train it for seconds, on digits), and its ``aekit
+  train NAME --help``. The nav's "Variants" section is filled in from the registry (:func:`on_config`).
 - ``cli.md``: the help of every command and sub-command of ``aekit.cli.build_parser()``.
 - ``benchmarks.md``: ``benchmarks/RESULTS.md`` itself, with its figure.
 - Mathematics: ``pymdownx.arithmatex`` (generic mode) marks ``$...$`` and ``$$...$$``; this hook
@@ -248,6 +249,239 @@ def _fig_hashing(plt):
     return fig
 
 
+def _fig_ae(plt):
+    import torch
+
+    from aekit.losses import bernoulli_cross_entropy, squared_error
+
+    r = torch.linspace(0.005, 0.995, 300)[:, None]
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    for x in (0.0, 0.7):
+        target = torch.full_like(r, x)
+        ce = bernoulli_cross_entropy(torch.logit(r), target, reduction="none")
+        floor = bernoulli_cross_entropy(torch.logit(target.clamp(1e-6, 1 - 1e-6)), target, reduction="none")
+        (line,) = ax.plot(r, ce - floor, label=f"cross-entropy less its minimum, x = {x}")
+        ax.plot(
+            r,
+            squared_error(r, target, reduction="none"),
+            ls="--",
+            color=line.get_color(),
+            label=f"squared error, x = {x}",
+        )
+    ax.set(xlabel="reconstruction x_hat of one pixel", ylabel="loss", ylim=(0, 2))
+    ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return fig
+
+
+def _fig_linear(plt):
+    import numpy as np
+
+    from aekit.fitting import fit
+    from aekit.variants.linear import affine_maps
+
+    x = np.random.default_rng(0).multivariate_normal([0, 0], [[3.0, 1.6], [1.6, 1.2]], size=400).astype(np.float32)
+    model = fit("linear", x, latent=1, epochs=200, lr=1e-2, scale="none", progress=False, figures=False, seed=0)
+    v = affine_maps(model)[2][:, 0].numpy()
+    v /= np.linalg.norm(v)
+    pc = np.linalg.svd(x - x.mean(0), full_matrices=False)[2][0]
+    angle = np.degrees(np.arccos(min(1.0, abs(float(v @ pc)))))
+    m, t = x.mean(0), np.array([-4.0, 4.0])
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.scatter(x[:, 0], x[:, 1], s=4, alpha=0.4, color="0.5")
+    ax.plot(m[0] + t * pc[0], m[1] + t * pc[1], lw=5, alpha=0.4, label="first principal component")
+    ax.plot(m[0] + t * v[0], m[1] + t * v[1], lw=1.2, color="k", label=f"decoder column V ({angle:.1f} degrees off)")
+    ax.set(xlabel="x_1", ylabel="x_2", aspect="equal")
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def _fig_deep(plt):
+    from sklearn.datasets import load_digits
+
+    from aekit.variants.stacks import train_rbm
+
+    rbm = train_rbm(load_digits().data / 16.0, 24, epochs=20, seed=0)
+    fig, axes = plt.subplots(3, 8, figsize=(6, 2.4))
+    for ax, w in zip(axes.flat, rbm.weight.detach()):
+        lim = float(w.abs().max())
+        ax.imshow(w.reshape(8, 8).numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.axis("off")
+    return fig
+
+
+def _fig_contractive(plt):
+    import torch
+
+    from aekit.losses import contractive_sigmoid_penalty
+
+    a = torch.linspace(-8, 8, 400)
+    h = torch.sigmoid(a)[:, None]
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    for norm in (0.5, 1.0, 2.0):
+        ax.plot(
+            a, contractive_sigmoid_penalty(h, torch.full((1, 1), norm), reduction="none"), label=f"||W_j|| = {norm}"
+        )
+    ax.plot(a, h[:, 0] / 4, color="0.6", ls=":", label="h_j / 4, the unit's output")
+    ax.set(xlabel="pre-activation W_j x + b_j of one sigmoid code unit", ylabel="(h_j (1 - h_j))^2 ||W_j||^2")
+    ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return fig
+
+
+def _fig_vae(plt):
+    import torch
+
+    from aekit.losses import gaussian_kl_per_dim
+
+    m, lv = torch.meshgrid(torch.linspace(-3, 3, 201), torch.linspace(-6, 3, 201), indexing="xy")
+    kl = gaussian_kl_per_dim(m.reshape(-1, 1), lv.reshape(-1, 1)).reshape(m.shape)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    lines = ax.contour(m, lv, kl, levels=[0.1, 0.5, 1, 2, 3, 4], cmap="viridis")
+    ax.clabel(lines, fontsize=7)
+    ax.plot([0], [0], "k+", ms=10)
+    ax.set(xlabel="posterior mean mu_j", ylabel="posterior log-variance log sigma_j^2")
+    return fig
+
+
+def _fig_beta_vae(plt):
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from aekit.fitting import fit
+
+    x = load_digits().data.astype(np.float32) / 16.0
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    for beta in (1.0, 2.0, 3.0):
+        model = fit(
+            "beta-vae", x, beta=beta, latent=10, hidden=(128,), epochs=40, lr=3e-3, batch_size=64,
+            progress=False, figures=False, seed=0,
+        )  # fmt: skip
+        kl = sorted(model.history[-1]["kl_per_dim"], reverse=True)
+        ax.plot(range(1, len(kl) + 1), kl, marker="o", ms=3, label=f"beta = {beta:g}: {sum(kl):.2f} nats in all")
+    ax.set(xlabel="code dimension, in order of its KL", ylabel="KL of the dimension (nats)")
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def _correlated(rho: float, n: int, generator, scale: float = 1.0):
+    """``n`` rows of two columns whose sample means are 0, standard deviations ``scale`` and
+    correlation ``rho``, exactly (the normal draws are whitened first)."""
+    import torch
+
+    e = torch.randn(n, 2, generator=generator, dtype=torch.float64)
+    e = e - e.mean(0)
+    e = e @ torch.linalg.inv(torch.linalg.cholesky(e.T @ e / n)).T
+    return torch.stack([e[:, 0], rho * e[:, 0] + (1 - rho**2) ** 0.5 * e[:, 1]], 1) * scale
+
+
+def _fig_tcvae(plt):
+    import math
+
+    import numpy as np
+    import torch
+
+    from aekit.variants.tcvae import kl_decomposition
+
+    g = torch.Generator().manual_seed(0)
+    rhos = np.linspace(0, 0.95, 12)
+    terms: dict[str, list[float]] = {"mi": [], "tc": [], "dim_kl": []}
+    for rho in rhos:
+        mu = _correlated(float(rho), 512, g, 0.95)
+        logvar = torch.full_like(mu, math.log(0.1))
+        z = mu + logvar.mul(0.5).exp() * torch.randn(mu.shape, generator=g, dtype=mu.dtype)
+        parts = kl_decomposition(z, mu, logvar, 60000, "mss")
+        for k in terms:
+            terms[k].append(float(parts[k]))
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    for k, label in (
+        ("mi", "index-code MI"),
+        ("tc", "total correlation (weight beta)"),
+        ("dim_kl", "dimension-wise KL"),
+    ):
+        ax.plot(rhos, terms[k], marker="o", ms=3, label=label)
+    ax.set(xlabel="correlation of the two dimensions' posterior means", ylabel="nats per row")
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def _fig_factor_vae(plt):
+    import numpy as np
+    import torch
+
+    from aekit.variants.factorvae import permute_dims
+
+    g = torch.Generator().manual_seed(0)
+    z = _correlated(0.85, 600, g)
+    fig, axes = plt.subplots(1, 2, figsize=(6, 2.9), sharex=True, sharey=True)
+    for ax, (title, v) in zip(axes, (("z ~ q(z)", z), ("permute_dims(z) ~ prod_j q(z_j)", permute_dims(z, g)))):
+        ax.scatter(v[:, 0], v[:, 1], s=3, alpha=0.5)
+        ax.set(title=f"{title}\ncorrelation {np.corrcoef(v.numpy().T)[0, 1]:.2f}", xlabel="z_1", aspect="equal")
+    axes[0].set_ylabel("z_2")
+    fig.tight_layout()
+    return fig
+
+
+def _fig_dip_i(plt):
+    import numpy as np
+    import torch
+
+    from aekit.variants.dipvae import dip_penalty
+
+    g = torch.Generator().manual_seed(0)
+    rhos = np.linspace(-0.9, 0.9, 37)
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    for sd in (0.8, 1.0, 1.2):
+        vals = []
+        for rho in rhos:
+            mu = _correlated(float(rho), 4096, g, sd)
+            vals.append(float(dip_penalty(mu, torch.zeros_like(mu), "i", 10.0, 100.0)))
+        ax.plot(rhos, vals, label=f"sd of each mu_j = {sd}")
+    ax.set(xlabel="correlation of two posterior means", ylabel="DIP-i penalty")
+    ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return fig
+
+
+def _fig_dip_ii(plt):
+    import math
+
+    import numpy as np
+    import torch
+
+    from aekit.variants.dipvae import dip_penalty
+
+    g = torch.Generator().manual_seed(0)
+    s2 = np.linspace(0.0, 1.2, 49)
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    for var_mu in (0.25, 0.5, 1.0):
+        mu = _correlated(0.0, 4096, g, var_mu**0.5)
+        vals = [float(dip_penalty(mu, torch.full_like(mu, math.log(max(s, 1e-12))), "ii", 10.0, 10.0)) for s in s2]
+        ax.plot(s2, vals, label=f"Var[mu_j] = {var_mu}")
+    ax.set(xlabel="posterior variance sigma_j^2 of every row", ylabel="DIP-ii penalty")
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def _fig_vq_vae(plt):
+    import torch
+
+    from aekit.variants.vqvae import nearest
+
+    g = torch.Generator().manual_seed(3)
+    codebook = torch.rand(12, 2, generator=g) * 4 - 2
+    x, y = torch.meshgrid(torch.linspace(-2.5, 2.5, 300), torch.linspace(-2.5, 2.5, 300), indexing="xy")
+    cells = nearest(torch.stack([x.reshape(-1), y.reshape(-1)], 1), codebook).reshape(x.shape)
+    z = torch.rand(40, 2, generator=g) * 4.4 - 2.2
+    q = codebook[nearest(z, codebook)]
+    fig, ax = plt.subplots(figsize=(4, 3.6))
+    ax.imshow(cells.numpy(), extent=(-2.5, 2.5, -2.5, 2.5), origin="lower", cmap="tab20", alpha=0.35)
+    for a, b in zip(z, q):
+        ax.annotate("", xy=b.tolist(), xytext=a.tolist(), arrowprops={"arrowstyle": "->", "lw": 0.6, "color": "0.3"})
+    ax.scatter(z[:, 0], z[:, 1], s=8, color="0.3", label="encoder outputs z_e(x)")
+    ax.scatter(codebook[:, 0], codebook[:, 1], s=50, marker="*", color="k", label="codebook vectors e_j")
+    ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.05), ncol=2)
+    ax.set(xticks=[], yticks=[])
+    return fig
+
+
 #: variant -> (drawing function, caption)
 FIGURES = {
     "sparse": (_fig_sparse, "The KL sparsity penalty of one code unit (beta = 3) against its mean activation."),
@@ -255,6 +489,57 @@ FIGURES = {
     "capacity-vae": (_fig_capacity, "The capacity target C and the KL warm-up factor over training."),
     "denoising": (_fig_denoising, "A digit and its three corruptions at the default nu = 0.25, sigma = 0.3."),
     "hashing": (_fig_hashing, "The straight-through code: binary forward, the logistic's gradient backward."),
+    "ae": (
+        _fig_ae,
+        "The two reconstruction losses of one pixel of target x (aekit.losses): cross-entropy, the default on "
+        "data in [0, 1], penalises a confident wrong pixel far more than squared error does.",
+    ),
+    "linear": (
+        _fig_linear,
+        "A 1-d linear autoencoder trained on 400 correlated 2-d points (lr 0.01, stopped on the validation "
+        "loss): its decoder spans the first principal component.",
+    ),
+    "deep": (
+        _fig_deep,
+        "The weights of a 24-unit first-layer RBM trained on digits by train_rbm (CD-1, 20 epochs, H&S's "
+        "other defaults): the features pretraining starts the deep autoencoder from.",
+    ),
+    "contractive": (
+        _fig_contractive,
+        "The closed-form penalty of one sigmoid code unit: largest where the unit is most sensitive to its "
+        "input, near 0 where it saturates.",
+    ),
+    "vae": (_fig_vae, "The KL of one code dimension's posterior N(mu, sigma^2) from the prior N(0, 1), in nats."),
+    "beta-vae": (
+        _fig_beta_vae,
+        "The KL of each code dimension after 40 epochs on digits (10-d code, one hidden layer of 128): a "
+        "larger beta closes dimensions.",
+    ),
+    "beta-tcvae": (
+        _fig_tcvae,
+        "The three terms of the KL split (kl_decomposition, minibatch-stratified, 512 rows) of a 2-d code "
+        "whose posterior means are correlated: the total correlation grows with the correlation.",
+    ),
+    "factor-vae": (
+        _fig_factor_vae,
+        "What the discriminator tells apart: codes with correlated dimensions, and the same codes with each "
+        "dimension shuffled across rows by permute_dims.",
+    ),
+    "dip-vae-i": (
+        _fig_dip_i,
+        "The DIP-i penalty of two posterior means (lambda_od 10, lambda_d 100): zero only for uncorrelated "
+        "means of unit variance.",
+    ),
+    "dip-vae-ii": (
+        _fig_dip_ii,
+        "The DIP-ii penalty of uncorrelated means (lambda_od = lambda_d = 10): the posterior variance counts "
+        "too, so its minimum is at Var[mu_j] + sigma_j^2 = 1.",
+    ),
+    "vq-vae": (
+        _fig_vq_vae,
+        "Quantisation by nearest: each encoder output is replaced by its nearest codebook vector; the cells "
+        "are the regions each vector takes.",
+    ),
 }
 
 

@@ -98,6 +98,17 @@ def test_every_page_and_variant_is_built(site):
         assert (site / page / "index.html").exists(), page
 
 
+def test_every_variant_page_shows_a_figure(site):
+    from aekit import variants
+
+    for name in variants.names():
+        page = _parse(site / "variants" / name / "index.html")
+        assert ("img", f"../figures/{name}.svg") in page.links, name
+        svg = (site / "variants" / "figures" / f"{name}.svg").read_text()
+        # matplotlib's drawing: at least one plotted path or image inside the axes, not an empty frame
+        assert svg.startswith("<?xml") and ("<path" in svg or "<image" in svg) and 'id="axes_1"' in svg, name
+
+
 def test_internal_links_resolve(site):
     missing = []
     for html in _pages(site):

@@ -113,6 +113,9 @@ def evaluate(
         Data to evaluate: default the run's own data source, ``split`` of it. A different
         file or array is evaluated whole.
     split : {"test", "val", "train", "all"}
+    pca : bool
+        Fit PCA with the model's code size on the run's training rows and report its errors
+        (``pca``) and the model's ratio to them (``ratio_to_pca``).
     noise : {"mask", "gaussian", "salt_pepper"}, optional
         Corrupt the clean evaluation data with this process of :mod:`aekit.noise` (Vincent et
         al. 2008, 2010) and add the keys of :func:`denoising_scores` (``noise``,
@@ -128,24 +131,32 @@ def evaluate(
         For a model with a likelihood (the VAE family): importance samples per example of the
         estimate of -log p(x) (:func:`likelihood_bounds`), added with the negative ELBO as
         ``likelihood``; 5000 for reported figures, 0 to skip.
-
     bits : int, optional
-        Quantize the codes to this many bits per dimension (1 .. 16; ranges fitted on the training
-        codes by ``ranges``, "minmax" or "quantile") and add ``compression``: bits per input (fixed
-        and the symbols' empirical entropy) and the distortion of the decoded codes, for the model
-        and (with ``pca``) for PCA quantized the same way (:func:`aekit.compress.compression_scores`).
+        Quantize the codes to this many bits per dimension (1 .. 16) and add ``compression``:
+        bits per input (fixed and the symbols' empirical entropy) and the distortion of the
+        decoded codes, for the model and (with ``pca``) for PCA quantized the same way
+        (:func:`aekit.compress.compression_scores`).
+    ranges : {"minmax", "quantile"}
+        How the quantizer's ranges are fitted on the training codes (with ``bits``).
     splits : Splits, optional
         The run's own data, already split as the run split it (a caller that has loaded it, such
         as :func:`aekit.report.report`, saves reading it again).
 
-    A run trained on the built-in ``dsprites`` set also gets ``mig``: the Mutual Information Gap
-    (:func:`aekit.metrics.dsprites_mig`) of its codes on :data:`DSPRITES_MIG_N` freshly drawn
-    factor combinations, with each factor's gap and the code-by-factor mutual information
-    normalized by the factor's entropy (``normalized_mutual_info``, one row per code dimension),
-    and ``disentanglement``: disentanglement_lib's other scores
-    (:func:`aekit.disentanglement.dsprites_scores`: BetaVAE, FactorVAE, SAP, modularity and
-    explicitness, and its own MIG estimate) of :data:`DSPRITES_SCORES_METRICS` at
-    :data:`DSPRITES_SCORES_SCALE` of its sample sizes, with the settings used.
+    Returns
+    -------
+    dict
+        ``data``, ``split``, ``n``, ``space`` (what the errors are measured on) and ``code_size``;
+        ``autoencoder``: :func:`aekit.metrics.reconstruction_errors` of the model; ``pca`` and
+        ``ratio_to_pca`` where PCA was fitted; ``likelihood``, the denoising keys and
+        ``compression`` as above. A run trained on the built-in ``dsprites`` set also gets
+        ``mig``: the Mutual Information Gap (:func:`aekit.metrics.dsprites_mig`) of its codes on
+        :data:`DSPRITES_MIG_N` freshly drawn factor combinations, with each factor's gap and the
+        code-by-factor mutual information normalized by the factor's entropy
+        (``normalized_mutual_info``, one row per code dimension), and ``disentanglement``:
+        disentanglement_lib's other scores (:func:`aekit.disentanglement.dsprites_scores`:
+        BetaVAE, FactorVAE, SAP, modularity and explicitness, and its own MIG estimate) of
+        :data:`DSPRITES_SCORES_METRICS` at :data:`DSPRITES_SCORES_SCALE` of its sample sizes, with
+        the settings used.
     """
     from .metrics import pca_reconstruction_errors, reconstruction_errors
 
