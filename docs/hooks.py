@@ -362,15 +362,29 @@ def _fig_beta_vae(plt):
     return fig
 
 
-def _correlated(rho: float, n: int, generator, scale: float = 1.0):
-    """``n`` rows of two columns whose sample means are 0, standard deviations ``scale`` and
-    correlation ``rho``, exactly (the normal draws are whitened first)."""
+def _white(n: int, generator):
+    """``n`` rows of two columns whose sample mean is 0 and sample covariance the identity, exactly
+    (normal draws, whitened)."""
     import torch
 
     e = torch.randn(n, 2, generator=generator, dtype=torch.float64)
     e = e - e.mean(0)
-    e = e @ torch.linalg.inv(torch.linalg.cholesky(e.T @ e / n)).T
+    return e @ torch.linalg.inv(torch.linalg.cholesky(e.T @ e / n)).T
+
+
+def _correlated(e, rho: float, scale: float = 1.0):
+    """The white rows ``e`` (:func:`_white`) mixed to standard deviations ``scale`` and correlation ``rho``."""
+    import torch
+
     return torch.stack([e[:, 0], rho * e[:, 0] + (1 - rho**2) ** 0.5 * e[:, 1]], 1) * scale
+
+
+def _dip_weights(name: str) -> tuple[str, float, float]:
+    """The DIP kind and the weights lambda_od, lambda_d that the registered variant ``name`` defaults to."""
+    from aekit import variants
+
+    o = variants.get(name).options()
+    return o.kind, o.lambda_od, o.lambda_d_factor * o.lambda_od
 
 
 def _fig_tcvae(plt):
@@ -382,10 +396,11 @@ def _fig_tcvae(plt):
     from aekit.variants.tcvae import kl_decomposition
 
     g = torch.Generator().manual_seed(0)
+    e = _white(512, g)
     rhos = np.linspace(0, 0.95, 12)
     terms: dict[str, list[float]] = {"mi": [], "tc": [], "dim_kl": []}
     for rho in rhos:
-        mu = _correlated(float(rho), 512, g, 0.95)
+        mu = _correlated(e, float(rho), 0.95)
         logvar = torch.full_like(mu, math.log(0.1))
         z = mu + logvar.mul(0.5).exp() * torch.randn(mu.shape, generator=g, dtype=mu.dtype)
         parts = kl_decomposition(z, mu, logvar, 60000, "mss")
@@ -410,7 +425,7 @@ def _fig_factor_vae(plt):
     from aekit.variants.factorvae import permute_dims
 
     g = torch.Generator().manual_seed(0)
-    z = _correlated(0.85, 600, g)
+    z = _correlated(_white(600, g), 0.85)
     fig, axes = plt.subplots(1, 2, figsize=(6, 2.9), sharex=True, sharey=True)
     for ax, (title, v) in zip(axes, (("z ~ q(z)", z), ("permute_dims(z) ~ prod_j q(z_j)", permute_dims(z, g)))):
         ax.scatter(v[:, 0], v[:, 1], s=3, alpha=0.5)
@@ -426,16 +441,21 @@ def _fig_dip_i(plt):
 
     from aekit.variants.dipvae import dip_penalty
 
-    g = torch.Generator().manual_seed(0)
+    kind, lambda_od, lambda_d = _dip_weights("dip-vae-i")
+    e = _white(4096, torch.Generator().manual_seed(0))
     rhos = np.linspace(-0.9, 0.9, 37)
     fig, ax = plt.subplots(figsize=(5, 2.6))
     for sd in (0.8, 1.0, 1.2):
         vals = []
         for rho in rhos:
-            mu = _correlated(float(rho), 4096, g, sd)
-            vals.append(float(dip_penalty(mu, torch.zeros_like(mu), "i", 10.0, 100.0)))
+            mu = _correlated(e, float(rho), sd)
+            vals.append(float(dip_penalty(mu, torch.zeros_like(mu), kind, lambda_od, lambda_d)))
         ax.plot(rhos, vals, label=f"sd of each mu_j = {sd}")
-    ax.set(xlabel="correlation of two posterior means", ylabel="DIP-i penalty")
+    ax.set(
+        xlabel="correlation of two posterior means",
+        ylabel="DIP-i penalty",
+        title=f"lambda_od {lambda_od:g}, lambda_d {lambda_d:g}",
+    )
     ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return fig
 
@@ -448,14 +468,21 @@ def _fig_dip_ii(plt):
 
     from aekit.variants.dipvae import dip_penalty
 
-    g = torch.Generator().manual_seed(0)
+    kind, lambda_od, lambda_d = _dip_weights("dip-vae-ii")
+    e = _white(4096, torch.Generator().manual_seed(0))
     s2 = np.linspace(0.0, 1.2, 49)
     fig, ax = plt.subplots(figsize=(5, 2.6))
     for var_mu in (0.25, 0.5, 1.0):
-        mu = _correlated(0.0, 4096, g, var_mu**0.5)
-        vals = [float(dip_penalty(mu, torch.full_like(mu, math.log(max(s, 1e-12))), "ii", 10.0, 10.0)) for s in s2]
+        mu = _correlated(e, 0.0, var_mu**0.5)
+        vals = [
+            float(dip_penalty(mu, torch.full_like(mu, math.log(max(s, 1e-12))), kind, lambda_od, lambda_d)) for s in s2
+        ]
         ax.plot(s2, vals, label=f"Var[mu_j] = {var_mu}")
-    ax.set(xlabel="posterior variance sigma_j^2 of every row", ylabel="DIP-ii penalty")
+    ax.set(
+        xlabel="posterior variance sigma_j^2 of every row",
+        ylabel="DIP-ii penalty",
+        title=f"lambda_od {lambda_od:g}, lambda_d {lambda_d:g}",
+    )
     ax.legend(frameon=False, fontsize=8)
     return fig
 
@@ -527,13 +554,13 @@ FIGURES = {
     ),
     "dip-vae-i": (
         _fig_dip_i,
-        "The DIP-i penalty of two posterior means (lambda_od 10, lambda_d 100): zero only for uncorrelated "
-        "means of unit variance.",
+        "The DIP-i penalty of two posterior means at the variant's default weights: zero only for "
+        "uncorrelated means of unit variance.",
     ),
     "dip-vae-ii": (
         _fig_dip_ii,
-        "The DIP-ii penalty of uncorrelated means (lambda_od = lambda_d = 10): the posterior variance counts "
-        "too, so its minimum is at Var[mu_j] + sigma_j^2 = 1.",
+        "The DIP-ii penalty of uncorrelated means at the variant's default weights: the posterior variance "
+        "counts too, so its minimum is at Var[mu_j] + sigma_j^2 = 1.",
     ),
     "vq-vae": (
         _fig_vq_vae,
