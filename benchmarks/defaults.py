@@ -5,7 +5,8 @@ training, figures), then ``aekit evaluate`` on the run's test split: the autoenc
 squared error over PCA-k's, fitted on the same training rows (``ratio_to_pca``). Two data sets:
 scikit-learn's digits (1,797 rows of 64 pixels, k = 8) and a 5,000-row sample of Fashion-MNIST's
 training images (784 pixels, k = 30; rows drawn with seed 0, written as a .npy file as a user's own
-data would be). Target: ratio_to_pca <= 0.75 on both.
+data would be). Target: ratio_to_pca <= 0.75 on both; on the Fashion-MNIST table the whole command
+takes at most 1.5 times its training time.
 
     python -m benchmarks.defaults [--quick]
 """
@@ -26,6 +27,8 @@ import numpy as np
 from .common import publish, table
 
 TARGET = 0.75
+#: the whole ``aekit train`` command over its training time, at most (small data)
+OVERHEAD = 1.5
 
 
 def _aekit(*args: str) -> float:
@@ -57,6 +60,7 @@ def run(name: str, data: str, latent: int, tmp: Path, extra: tuple[str, ...] = (
         "yes" if ratio <= TARGET else "no",
         f"{train_s:.0f} s",
         f"{wall:.0f} s",
+        f"{wall / train_s:.2f}",
     ]
 
 
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> list:
     body = (
         table(
             ["data", "k", "hidden (default)", "epochs run", "x PCA-k test error",
-             f"<= {TARGET}", "training", "whole command"],
+             f"<= {TARGET}", "training", "whole command", "command / training"],
             rows,
         )
         + "\n\n`aekit train ae --data DATA --latent k` and nothing else, one process per command, one torch "
@@ -86,7 +90,9 @@ def main(argv: list[str] | None = None) -> list:
         "--patience) within the default --epochs maximum; the weights of the best validation epoch are kept. "
         "'x PCA-k test error' is `aekit evaluate`'s ratio_to_pca on the run's test rows. The defaults measured: "
         "one hidden layer of 512, `--loss auto` (cross-entropy here: the unit-scaled rows lie in [0, 1]), at most "
-        "300 epochs, `--patience 20`."
+        "300 epochs, `--patience 20`. 'command / training': the wall time of the `aekit train` process over "
+        "the seconds its history records for the epochs (the rest is start-up, reading, checkpoints, figures; "
+        f"target for the Fashion-MNIST table <= {OVERHEAD})."
     )
     publish("defaults", "Default settings against PCA", body, quick=args.quick)
     return rows

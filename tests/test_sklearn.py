@@ -114,7 +114,7 @@ def test_defaults_are_the_dataclasses_but_the_declared_overrides(cls, overrides)
         expected = overrides.get(name, field_default(field))
         assert params[name] == expected, name
     assert set(overrides) <= set(derived)
-    train = {f.name for f in dataclasses.fields(TrainConfig)} - {"seed", "checkpoint_every", "restore_best"}
+    train = {f.name for f in dataclasses.fields(TrainConfig)} - {"seed", "checkpoint_every", "checkpoint_seconds", "restore_best"}
     assert train <= set(params)
 
 

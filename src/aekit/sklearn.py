@@ -264,8 +264,8 @@ def _documented(fields: dict[str, type], defaults: dict[str, Any], texts: dict[s
 
 
 #: The training settings both kinds of estimator expose: every field of :class:`aekit.train.TrainConfig`
-#: except the seed (``random_state``) and ``checkpoint_every`` and ``restore_best`` (the estimators
-#: write no checkpoints and hold out no validation rows).
+#: except the seed (``random_state``), ``checkpoint_every``, ``checkpoint_seconds`` and ``restore_best``
+#: (the estimators write no checkpoints and hold out no validation rows).
 _TRAINING = (
     "epochs",
     "batch_size",

@@ -77,6 +77,12 @@ class TrainConfig:
     min_delta: float = option(0.0, "smallest validation improvement that counts for early stopping")
     restore_best: bool = option(True, "keep the weights of the best validation epoch at the end")
     checkpoint_every: int = option(0, "also checkpoint every N steps inside an epoch (0: at epoch ends only)")
+    checkpoint_seconds: float = option(
+        10.0,
+        "at an epoch end, checkpoint only when this many seconds have passed since the last checkpoint "
+        "(the first and the last epoch, an early stop and an interruption always checkpoint; a resumed "
+        "run repeats at most this much training, exactly; 0: every epoch end)",
+    )
     seed: int = option(0, "seed of initialisation, data order and noise")
     device: str = option("cpu", "torch device: cpu, cuda, cuda:1, or auto")
     precision: str = option(
@@ -105,6 +111,8 @@ class TrainConfig:
             raise ConfigError(f"train.clip_grad must be positive, got {self.clip_grad}")
         if self.checkpoint_every < 0:
             raise ConfigError(f"train.checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        if not (math.isfinite(self.checkpoint_seconds) and self.checkpoint_seconds >= 0):
+            raise ConfigError(f"train.checkpoint_seconds must be a number >= 0, got {self.checkpoint_seconds}")
 
     def resolve_device(self) -> torch.device:
         if self.device == "auto":
@@ -321,6 +329,7 @@ class Trainer:
             "epoch_count": self._count,
         }
         # checksummed, fsynced, renamed into place; the one it replaces stays as PREVIOUS_CHECKPOINT
+        self._saved_at = time.monotonic()
         return write_safetensors(self.run_dir / CHECKPOINT, tensors, {_META_KEY: json.dumps(meta)}, keep_previous=True)
 
     def load_checkpoint(self, path: str | Path) -> None:
@@ -424,6 +433,7 @@ class Trainer:
         self._gen = torch.Generator().manual_seed(cfg.seed)
         self._order = _shuffled(train, self._gen).to(self.device)
         self._epoch = self._pos = self._global_step = 0
+        self._saved_at: float | None = None  # monotonic time of this fit's last checkpoint
         self._best = None
         self._best_state = None
         self._bad_epochs = 0
@@ -574,11 +584,23 @@ class Trainer:
         self._sums, self._count = {}, 0
         self._stop, interrupt = dp.any(self._stop, self._interrupt)  # the same decision in every process
         if self.run_dir is not None and dp.is_main:
-            self.save_checkpoint()
+            if self._epoch_checkpoint_due(interrupt):
+                self.save_checkpoint()
             atomic_write_json(self.run_dir / HISTORY, self.history)
         if interrupt:
             distributed.barrier()
             raise Interrupted(f"training interrupted after epoch {self._epoch}; resume with --resume")
+
+    def _epoch_checkpoint_due(self, interrupt: bool) -> bool:
+        """Whether this epoch end writes a checkpoint: the first of the fit, the last (all epochs
+        run or an early stop), an interruption, or ``checkpoint_seconds`` since the last one. Each
+        checkpoint costs a serialisation, checksum and fsync of the weights, the optimizer's moments
+        and the best state (tens of milliseconds for a small model): at every end of short epochs
+        it was a fifth of a small run's time. Resuming from an older checkpoint repeats the epochs
+        since, bit for bit."""
+        if interrupt or self._stop or self._epoch >= self.config.epochs or self._saved_at is None:
+            return True
+        return time.monotonic() - self._saved_at >= self.config.checkpoint_seconds
 
     @property
     def finite_check_every(self) -> int:
