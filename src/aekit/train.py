@@ -259,6 +259,7 @@ class Trainer:
         distributed.init_from_env()  # under torchrun: join the process group (once per process)
         self.device = distributed.local_device(config.resolve_device())
         self.history: list[dict[str, Any]] = []
+        self._saved_at: float | None = None  # monotonic time of the current fit's last checkpoint
         #: the metrics of the step a callback's ``on_step_end`` is told of (the variant's and its
         #: auxiliary model's, e.g. a VAE's ``kl_nats``), floats read only when asked for
         self.step_metrics: Mapping[str, float] = {}
@@ -433,7 +434,7 @@ class Trainer:
         self._gen = torch.Generator().manual_seed(cfg.seed)
         self._order = _shuffled(train, self._gen).to(self.device)
         self._epoch = self._pos = self._global_step = 0
-        self._saved_at: float | None = None  # monotonic time of this fit's last checkpoint
+        self._saved_at = None
         self._best = None
         self._best_state = None
         self._bad_epochs = 0
