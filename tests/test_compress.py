@@ -235,3 +235,51 @@ def test_entropy_coded_stream_decodes_to_the_symbols_even_unseen_ones():
         em.encode(np.full((1, 5), levels, np.int64))
     with pytest.raises(DataError):
         em.encode(np.zeros((1, 4), np.uint8))
+
+
+def test_compress_range_codes_the_symbols_and_the_file_decodes_to_exactly_them(run, model, digits_x, tmp_path,
+                                                                                capsys):
+    coded, raw = tmp_path / "coded.npz", tmp_path / "raw.npz"
+    assert run_cli(["compress", str(run), "digits", "--bits", "8", "-o", str(coded)]) == 0
+    out = capsys.readouterr().out
+    assert "range-coded" in out and "bytes per input in the stream" in out
+    assert run_cli(["compress", str(run), "digits", "--bits", "8", "--no-entropy", "-o", str(raw)]) == 0
+    assert "stored raw" in capsys.readouterr().out
+    with np.load(coded, allow_pickle=False) as f:
+        assert "symbols" not in f.files and f["stream"].dtype == np.uint32 and int(f["format_version"]) == 2
+        counts, stream = f["entropy_counts"], f["stream"]
+    with np.load(raw, allow_pickle=False) as f:
+        assert "stream" not in f.files
+    a, b = C.load_codes(coded), C.load_codes(raw)
+    np.testing.assert_array_equal(a.symbols, b.symbols)            # the same symbols, losslessly coded
+    assert a.symbols.dtype == b.symbols.dtype == np.uint8 and b.entropy is None
+    # the entropy model is the count of the quantized codes of the run's training split
+    train = aekit.data.training_rows(model.run_config)
+    q = C.Quantizer.fit(model.encode_array(train), 8)
+    np.testing.assert_array_equal(counts, C.EntropyModel.fit(q.quantize(model.encode_array(train)), 256).counts)
+    # the stream is within a few words of the ideal code length under that model, below the raw 8 bits
+    assert 32 * len(stream) <= a.entropy.bits(a.symbols) + 64
+    assert 4 * len(stream) < a.symbols.size
+    np.testing.assert_allclose(C.decompress(model, a), C.decompress(model, b), rtol=0, atol=0)
+
+
+def test_version_1_files_still_load_and_a_stream_that_does_not_fit_its_model_is_refused(tmp_path):
+    q = C.Quantizer(4, np.zeros(3), np.ones(3))
+    symbols = np.array([[0, 5, 15], [3, 3, 3]], np.uint8)
+    v1 = tmp_path / "v1.npz"
+    np.savez(v1, format=np.array("aekit-codes"), format_version=np.array(1), symbols=symbols, bits=np.array(4),
+             low=q.low, high=q.high)
+    np.testing.assert_array_equal(C.load_codes(v1).symbols, symbols)
+    em = C.EntropyModel.fit(symbols, 16)
+    path = C.save_codes(tmp_path / "v2.npz", C.CompressedCodes(symbols, q, {}, em))
+    np.testing.assert_array_equal(C.load_codes(path).symbols, symbols)
+    with np.load(path, allow_pickle=False) as f:
+        arrays = dict(f)
+    for change, message in (({"entropy_counts": np.ones((3, 8), np.uint32)}, "does not match"),
+                            ({"rows": np.array(-1)}, "rows must be >= 0"),
+                            ({"stream": arrays["stream"].astype(np.int64)}, "uint32")):
+        np.savez(tmp_path / "bad.npz", **{**arrays, **change})
+        with pytest.raises(DataError, match=message):
+            C.load_codes(tmp_path / "bad.npz")
+    with pytest.raises(ConfigError, match="entropy model codes"):
+        C.save_codes(tmp_path / "x.npz", C.CompressedCodes(symbols, q, {}, C.EntropyModel.fit(symbols[:, :2], 16)))

@@ -1167,11 +1167,12 @@ def _add_search(sub: _Commands) -> None:
 
     p = sub.add_parser(
         "compress",
-        help="quantize the codes of DATA to a few bits per dimension (.npz)",
+        help="quantize the codes of DATA to a few bits per dimension and range-code them (.npz)",
         description="Encode DATA with the run in DIR and quantize each code dimension uniformly to "
-        "--bits bits over a range fitted on the codes of the run's training split; write "
-        "the symbols (uint8 / uint16) and the ranges as an .npz without pickling, and "
-        "print the bits per input and the distortion on DATA.",
+        "--bits bits over a range fitted on the codes of the run's training split (a VQ-VAE: its "
+        "codebook indices); range-code the symbols with a per-dimension model of the quantized "
+        "training codes; write the stream, the model's counts and the ranges as an .npz without "
+        "pickling, and print the bytes per input and the distortion on DATA.",
     )
     if p is not _UNBUILT:  # the constants are read only for the command that is run
         _run_args(p, "data to compress (a file, folder or built-in set name)", "compressed codes (.npz)")
@@ -1190,6 +1191,12 @@ def _add_search(sub: _Commands) -> None:
             "(default: minmax)",
         )
         p.add_argument("--quantile", type=float, default=quantile, help=f"q of --ranges quantile (default: {quantile})")
+        p.add_argument(
+            "--no-entropy",
+            dest="entropy",
+            action="store_false",
+            help="store the symbols as they are (uint8 / uint16, --bits each) instead of range-coding them",
+        )
         _batch_size_arg(p)
         p.set_defaults(func=_cmd_compress)
 
@@ -1350,16 +1357,26 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         quantile=args.quantile,
         batch_size=args.batch_size,
         label_column=args.label_column,
+        entropy=args.entropy,
     )
-    packed, q = done.codes, done.codes.quantizer
+    packed, q, em = done.codes, done.codes.quantizer, done.codes.entropy
     quantized = (
         "indices into the model's codebook (nothing fitted; --bits and --ranges do not apply)"
         if packed.meta.get("ranges") == "codebook"
         else f"ranges ({args.ranges}) fitted on {done.fitted_on}"
     )
+    n = max(1, len(packed.symbols))
+    size = args.output.stat().st_size
+    coded = (
+        f"range-coded, {done.stream_bytes / n:.1f} bytes per input in the stream (the model's counts "
+        f"{em.nbytes:,} bytes before deflate)"
+        if em is not None and done.stream_bytes is not None
+        else "stored raw"
+    )
     print(
-        f"wrote {len(packed.symbols)} codes of size {q.dim} at {q.bits} bits to {args.output}: "
-        f"{packed.bits_per_input} bits per input (entropy {entropy_bits(packed.symbols):.1f}); {quantized}"
+        f"wrote {len(packed.symbols)} codes of size {q.dim} at {q.bits} bits to {args.output} ({size:,} bytes): "
+        f"{packed.bits_per_input} bits per input raw, empirical entropy {entropy_bits(packed.symbols):.1f}; "
+        f"{coded}; {quantized}"
     )
     print(
         f"distortion on {done.source} (model space): per-example squared error {done.per_example_squared_error:.4g}, "

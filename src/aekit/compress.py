@@ -25,8 +25,12 @@ A model whose code is made of the vectors of a codebook (a VQ-VAE's) is compress
 a row's vectors, :math:`\lceil \log_2 K \rceil` bits each, and decode to the codes exactly; the
 ``bits`` and ``ranges`` of the scalar quantizer do not apply.
 
-Compressed codes are written as an ``.npz`` of plain arrays (uint8 or uint16 symbols, float64
-ranges, strings as unicode arrays) without pickling, and read with ``allow_pickle=False``.
+Compressed codes are written as an ``.npz`` of plain arrays (float64 ranges, strings as unicode
+arrays) without pickling, and read with ``allow_pickle=False``. The symbols are range-coded
+(:class:`EntropyModel`: a per-dimension categorical model of the quantized training codes, with
+constriction's range coder) into one stream of uint32 words, the model's counts stored beside it
+(format version 2); or, without entropy coding, stored as they are (uint8 or uint16; format
+version 1, which is still read).
 """
 
 from __future__ import annotations
@@ -47,7 +51,9 @@ RANGES = ("minmax", "quantile")
 DEFAULT_QUANTILE = 0.001
 MAX_BITS = 16
 FORMAT = "aekit-codes"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: the versions :func:`load_codes` reads: 1, the raw symbols; 2, the raw symbols or a range-coded stream
+READ_VERSIONS = (1, 2)
 
 
 def check_bits(bits: Any) -> int:
@@ -397,6 +403,8 @@ class CompressedCodes:
     symbols: np.ndarray
     quantizer: Quantizer | CodebookQuantizer
     meta: dict[str, Any] = field(default_factory=dict)
+    #: the model the symbols are range-coded with on disk (None: stored raw)
+    entropy: EntropyModel | None = None
 
     @property
     def bits_per_input(self) -> int:
@@ -426,12 +434,27 @@ def save_codes(path: str | Path, compressed: CompressedCodes) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".npz":
         raise ConfigError(f"{path}: compressed codes are written as .npz")
-    q, meta = compressed.quantizer, compressed.meta
+    q, meta, em = compressed.quantizer, compressed.meta, compressed.entropy
     shape = meta.get("image_shape")
+    symbols = np.asarray(compressed.symbols, q.dtype)
+    if em is None:
+        stored: dict[str, Any] = {"symbols": symbols}
+    else:
+        if em.dim != q.dim or em.levels != q.levels:
+            raise ConfigError(
+                f"the entropy model codes {em.dim} dimensions of {em.levels} levels, the quantizer "
+                f"{q.dim} of {q.levels}"
+            )
+        stored = {
+            "stream": em.encode(symbols),
+            "rows": np.array(len(symbols), np.int64),
+            "entropy_counts": em.counts,
+            "entropy_alpha": np.array(em.alpha),
+        }
     arrays: dict[str, Any] = {
         "format": np.array(FORMAT),
         "format_version": np.array(FORMAT_VERSION),
-        "symbols": np.asarray(compressed.symbols, q.dtype),
+        **stored,
         "bits": np.array(q.bits),
         **(
             {"low": q.low, "high": q.high}
@@ -450,7 +473,7 @@ def save_codes(path: str | Path, compressed: CompressedCodes) -> Path:
         "image_shape": np.array(list(shape) if shape else [], np.int64),
     }
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, allow_pickle=False, **arrays)
+        np.savez_compressed(f, allow_pickle=False, **arrays)  # deflate: the entropy model's counts shrink
     return path
 
 
@@ -464,7 +487,9 @@ def load_codes(path: str | Path) -> CompressedCodes:
         raise DataError(f"{path}: not a readable .npz file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as f:
-            missing = {"format", "symbols", "bits", "low", "high"} - set(f.files)
+            missing = {"format", "bits", "low", "high"} - set(f.files)
+            if not {"symbols", "stream"} & set(f.files):
+                missing.add("symbols")
             if missing:
                 raise DataError(f"{path}: not aekit compressed codes (missing {', '.join(sorted(missing))})")
             arrays = {k: f[k] for k in f.files}
@@ -478,7 +503,7 @@ def load_codes(path: str | Path) -> CompressedCodes:
         raise DataError(f"{path}: not a readable .npz file ({e})") from None
     if str(arrays["format"]) != FORMAT:
         raise DataError(f"{path}: not aekit compressed codes")
-    if int(arrays.get("format_version", -1)) != FORMAT_VERSION:
+    if int(arrays.get("format_version", -1)) not in READ_VERSIONS:
         raise DataError(f"{path}: compressed codes format version {arrays.get('format_version')} is not supported")
     try:
         quantizer: Quantizer | CodebookQuantizer
@@ -490,7 +515,26 @@ def load_codes(path: str | Path) -> CompressedCodes:
             quantizer = Quantizer(int(arrays["bits"]), arrays["low"], arrays["high"])
     except (TypeError, ValueError, KeyError) as e:  # ConfigError and DataError are ValueErrors
         raise DataError(f"{path}: invalid quantizer ({e})") from None
-    symbols = arrays["symbols"]
+    entropy = None
+    if "symbols" in arrays:
+        symbols = arrays["symbols"]
+    else:
+        try:
+            entropy = EntropyModel(arrays["entropy_counts"], float(arrays["entropy_alpha"]))
+            rows = int(arrays["rows"])
+        except (TypeError, ValueError, KeyError) as e:
+            raise DataError(f"{path}: invalid entropy model ({e})") from None
+        if entropy.dim != quantizer.dim or entropy.levels != quantizer.levels:
+            raise DataError(
+                f"{path}: the entropy model ({entropy.dim} x {entropy.levels}) does not match "
+                f"{quantizer.bits}-bit codes of size {quantizer.dim}"
+            )
+        try:
+            symbols = entropy.decode(arrays["stream"], rows).astype(quantizer.dtype)
+        except DataError as e:
+            raise DataError(f"{path}: {e}") from None
+        except (ValueError, RuntimeError, OverflowError) as e:  # constriction: a stream cut short or altered
+            raise DataError(f"{path}: the range-coded stream does not decode ({e})") from None
     if symbols.dtype != quantizer.dtype or symbols.ndim != 2 or symbols.shape[1] != quantizer.dim:
         raise DataError(
             f"{path}: symbols of shape {symbols.shape} and dtype {symbols.dtype} do not match "
@@ -505,7 +549,7 @@ def load_codes(path: str | Path) -> CompressedCodes:
         "model_sha256": str(arrays.get("model_sha256", "")) or None,
         "image_shape": tuple(int(v) for v in shape) if shape is not None and len(shape) else None,
     }
-    return CompressedCodes(symbols, quantizer, meta)
+    return CompressedCodes(symbols, quantizer, meta, entropy)
 
 
 @dataclass(frozen=True)
@@ -518,6 +562,8 @@ class CompressionReport:
     fitted_on: str
     per_example_squared_error: float
     psnr: float
+    #: bytes of the range-coded stream of all rows (None: stored raw)
+    stream_bytes: int | None = None
 
 
 def compress_run(
@@ -530,12 +576,16 @@ def compress_run(
     quantile: float = DEFAULT_QUANTILE,
     batch_size: int = 4096,
     label_column: Any = None,
+    entropy: bool = True,
 ) -> CompressionReport:
     """Compress the rows of ``data`` (a file, folder, built-in set name, array or Dataset) with the model
     of ``run_dir`` into ``output`` (``.npz``): the codes quantized to ``bits`` per dimension over ranges
     fitted on the run's training codes (on ``data`` itself for a run trained on in-memory data), or for
     a model with a codebook its indices (:func:`code_quantizer`; ``bits`` and the ranges do not apply),
-    with the SHA-256 of the model file, so that :func:`decompress_run` refuses other weights."""
+    with the SHA-256 of the model file, so that :func:`decompress_run` refuses other weights. With
+    ``entropy`` (the default) the symbols are range-coded with an :class:`EntropyModel` fitted on the
+    quantized codes of the same rows the ranges were fitted on (for a codebook, the training rows'
+    indices); else stored as they are."""
     from .data import load_data, training_rows
     from .io import MODEL, load, sha256_file
     from .metrics import psnr, reconstruction_errors
@@ -547,15 +597,18 @@ def compress_run(
     model = load(run_dir)
     ds = load_data(data, label_column=label_column)
     quantizer: Quantizer | CodebookQuantizer | None = code_quantizer(model)
-    if quantizer is not None:
-        fitted_on = "the model's codebook (nothing fitted)"
-    else:
+    fit_codes = None
+    if quantizer is None or entropy:
         fit_rows = training_rows(model.run_config)
         fitted_on = "the run's training split"
         if fit_rows is None:
             fit_rows, fitted_on = ds.x, f"{ds.source} itself (the run was trained on in-memory data)"
         fit_codes = model.encode_array(fit_rows, batch_size=batch_size, where="training data")
+    if quantizer is not None:
+        fitted_on = "the model's codebook (nothing fitted)" + (f"; the entropy model on {fitted_on}" if entropy else "")
+    else:
         quantizer = Quantizer.fit(fit_codes, bits, ranges, quantile)
+    em = EntropyModel.fit(quantizer.quantize(fit_codes), quantizer.levels) if entropy else None
     X = model.prepare(ds.x, ds.source)
     encode, decode = model_coder(model, batch_size)
     packed = CompressedCodes(
@@ -567,11 +620,13 @@ def compress_run(
             "model_sha256": sha256_file(Path(run_dir) / MODEL),
             "image_shape": ds.image_shape,
         },
+        em,
     )
     recon = decode(quantizer.dequantize(packed.symbols))
     err = reconstruction_errors(X, recon)["per_example_squared_error"]
     save_codes(output, packed)
-    return CompressionReport(packed, ds.source, fitted_on, err, psnr(X, recon, model.psnr_data_range(X)))
+    stream = None if em is None else 4 * len(em.encode(packed.symbols))
+    return CompressionReport(packed, ds.source, fitted_on, err, psnr(X, recon, model.psnr_data_range(X)), stream)
 
 
 def decompress_run(
@@ -657,15 +712,21 @@ class EntropyModel:
             raise DataError(f"symbols must lie in 0 .. {self.levels - 1}")
         return s.astype(np.int64)
 
+    def _models(self) -> list[Any]:
+        import constriction
+
+        return [constriction.stream.model.Categorical(p, perfect=False) for p in self.probabilities()]
+
     def encode(self, symbols: Any) -> np.ndarray:
-        """Range-code the rows of ``symbols`` (N, d) into one stream of uint32 words."""
+        """Range-code the rows of ``symbols`` (N, d) into one stream of uint32 words, a dimension at a
+        time (all rows' first symbols, then their second, ...), each under its own categorical model."""
         import constriction
 
         s = self._check(symbols)
         enc = constriction.stream.queue.RangeEncoder()
         if s.size:
-            p = np.tile(self.probabilities(), (len(s), 1))
-            enc.encode(s.reshape(-1).astype(np.int32), constriction.stream.model.Categorical(perfect=False), p)
+            for j, model in enumerate(self._models()):
+                enc.encode(np.ascontiguousarray(s[:, j], np.int32), model)
         return np.asarray(enc.get_compressed(), np.uint32)
 
     def decode(self, words: Any, n: int) -> np.ndarray:
@@ -680,9 +741,10 @@ class EntropyModel:
         if n == 0:
             return np.zeros((0, self.dim), np.int64)
         dec = constriction.stream.queue.RangeDecoder(w)
-        p = np.tile(self.probabilities(), (n, 1))
-        out = dec.decode(constriction.stream.model.Categorical(perfect=False), p)
-        return np.asarray(out, np.int64).reshape(n, self.dim)
+        out = np.empty((n, self.dim), np.int64)
+        for j, model in enumerate(self._models()):
+            out[:, j] = dec.decode(model, n)
+        return out
 
     def bytes_per_row(self, symbols: Any) -> np.ndarray:
         """Bytes on disk of each row coded as its own stream (what storing images one by one costs)."""
