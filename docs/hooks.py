@@ -59,6 +59,7 @@ ORDER = (
     "dip-vae-ii",
     "hashing",
     "vq-vae",
+    "compressive",
 )
 
 
@@ -509,6 +510,23 @@ def _fig_vq_vae(plt):
     return fig
 
 
+def _fig_compressive(plt):
+    import torch
+
+    from aekit.variants.compressive import logistic_bits
+
+    y = torch.linspace(-6, 6, 601)
+    k = torch.arange(-6, 7, dtype=torch.float32)
+    fig, ax = plt.subplots(figsize=(4.6, 3))
+    for scale in (0.5, 1.0, 2.0):
+        log_scale = torch.tensor(scale).log()
+        (line,) = ax.plot(y, logistic_bits(y, torch.tensor(0.0), log_scale), lw=1, label=f"scale s = {scale:g}")
+        ax.scatter(k, logistic_bits(k, torch.tensor(0.0), log_scale), s=10, color=line.get_color())
+    ax.set(xlabel="code value (dots: the integers a code holds)", ylabel="bits", ylim=(0, 16))
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
 #: variant -> (drawing function, caption)
 FIGURES = {
     "sparse": (_fig_sparse, "The KL sparsity penalty of one code unit (beta = 3) against its mean activation."),
@@ -561,6 +579,11 @@ FIGURES = {
         _fig_dip_ii,
         "The DIP-ii penalty of uncorrelated means at the variant's default weights: the posterior variance "
         "counts too, so its minimum is at Var[mu_j] + sigma_j^2 = 1.",
+    ),
+    "compressive": (
+        _fig_compressive,
+        "The code length of one value under the learned logistic of its channel (location 0, logistic_bits): "
+        "a value far from the location costs more bits, the more so the narrower the density.",
     ),
     "vq-vae": (
         _fig_vq_vae,

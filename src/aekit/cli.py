@@ -1360,11 +1360,10 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         entropy=args.entropy,
     )
     packed, q, em = done.codes, done.codes.quantizer, done.codes.entropy
-    quantized = (
-        "indices into the model's codebook (nothing fitted; --bits and --ranges do not apply)"
-        if packed.meta.get("ranges") == "codebook"
-        else f"ranges ({args.ranges}) fitted on {done.fitted_on}"
-    )
+    quantized = {
+        "codebook": "indices into the model's codebook (nothing fitted; --bits and --ranges do not apply)",
+        "integers": f"the integer codes stored exactly, {done.fitted_on} (--bits and --ranges do not apply)",
+    }.get(packed.meta.get("ranges", ""), f"ranges ({args.ranges}) fitted on {done.fitted_on}")
     n = max(1, len(packed.symbols))
     size = args.output.stat().st_size
     coded = (

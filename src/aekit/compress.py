@@ -35,6 +35,7 @@ version 1, which is still read).
 
 from __future__ import annotations
 
+import math
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -130,6 +131,22 @@ class Quantizer:
         if not 0 <= quantile < 0.5:
             raise ConfigError(f"quantile must be in [0, 0.5), got {quantile!r}")
         return cls(bits, np.quantile(codes, quantile, axis=0), np.quantile(codes, 1 - quantile, axis=0))
+
+    @classmethod
+    def integers(cls, codes: Any) -> Quantizer:
+        """The quantizer of integer codes (a compressive autoencoder's) with cells of exactly one unit
+        centred on the integers: ``bits`` one more than the widest dimension's span of training values
+        needs, each dimension's span in the middle of its cells, so that the training codes and codes up
+        to about half a span beyond them quantize and dequantize exactly (a value further out is clipped
+        to the end cell; an entropy model gives the values unseen in training a small probability)."""
+        codes = _codes(codes, "training codes")
+        lo, hi = np.floor(codes.min(0) + 0.5), np.floor(codes.max(0) + 0.5)
+        span = int((hi - lo).max(initial=0)) + 1
+        bits = max(1, math.ceil(math.log2(span))) + 1
+        if bits > MAX_BITS:
+            raise DataError(f"integer codes spanning {span} values need more than {MAX_BITS} bits")
+        low = lo - 0.5 - np.floor((2**bits - (hi - lo + 1)) / 2)
+        return cls(bits, low, low + float(2**bits))
 
     @property
     def dim(self) -> int:
@@ -597,6 +614,7 @@ def compress_run(
     model = load(run_dir)
     ds = load_data(data, label_column=label_column)
     quantizer: Quantizer | CodebookQuantizer | None = code_quantizer(model)
+    integers = bool(getattr(model.variant, "integer_codes", False))
     fit_codes = None
     if quantizer is None or entropy:
         fit_rows = training_rows(model.run_config)
@@ -606,6 +624,9 @@ def compress_run(
         fit_codes = model.encode_array(fit_rows, batch_size=batch_size, where="training data")
     if quantizer is not None:
         fitted_on = "the model's codebook (nothing fitted)" + (f"; the entropy model on {fitted_on}" if entropy else "")
+    elif integers:  # stored exactly, unit cells over the training codes' integers (bits, ranges do not apply)
+        quantizer = Quantizer.integers(fit_codes)
+        fitted_on = f"unit cells over the integers of {fitted_on}"
     else:
         quantizer = Quantizer.fit(fit_codes, bits, ranges, quantile)
     em = EntropyModel.fit(quantizer.quantize(fit_codes), quantizer.levels) if entropy else None
@@ -616,7 +637,7 @@ def compress_run(
         quantizer,
         {
             "source": ds.source,
-            "ranges": ranges if isinstance(quantizer, Quantizer) else "codebook",
+            "ranges": ("integers" if integers else ranges) if isinstance(quantizer, Quantizer) else "codebook",
             "model_sha256": sha256_file(Path(run_dir) / MODEL),
             "image_shape": ds.image_shape,
         },

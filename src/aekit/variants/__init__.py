@@ -323,6 +323,7 @@ def layerwise() -> VariantSpec:
 # the variant files, each registering its variant(s), in the registry's order of insertion (stacks.py,
 # the layer-wise machinery, registers nothing: deep.py imports it)
 from . import (  # noqa: E402, F401 (they import Variant)
+    compressive,
     contractive,
     deep,
     denoising,

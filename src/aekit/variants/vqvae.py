@@ -132,6 +132,27 @@ def perplexity(counts: torch.Tensor) -> torch.Tensor:
     return torch.exp(-(p * torch.log(p.clamp(min=1e-30))).sum())
 
 
+def spatial_code_shape(config: Any, code_dim: int | None, variant: str) -> tuple[int, int, int]:
+    """``(D, H', W')`` of a spatial code: ``code_dim`` channels (unset: ``latent`` over the positions)
+    at each position of the last feature map of ``config``'s convolutions (ConfigError for dense
+    layers, or a ``latent`` that is not D x H' x W')."""
+    if config.conv_dense:
+        raise ConfigError(
+            f"a spatial {variant} code has no dense layers; leave --conv-dense empty or pass --no-spatial"
+        )
+    _, h, w = config.image_shape
+    fh, fw = conv_sizes(h, w, len(config.hidden), config.conv_kernel)[-1]
+    positions, latent = fh * fw, config.latent
+    dim = code_dim if code_dim is not None else max(latent // positions, 1)
+    if dim * positions != latent:
+        what = f"{dim} x {positions}" if code_dim else f"a multiple of {positions}"
+        raise ConfigError(
+            f"a spatial {variant} code has code_dim x {fh} x {fw} values (the positions of the last feature "
+            f"map); latent={latent} is not {what}: pass --latent {dim * positions}"
+        )
+    return dim, fh, fw
+
+
 class SpatialEncoder(nn.Module):
     """Stride-2 convolutions, then a 1x1 convolution to ``code_dim`` channels; the map flattened
     channel-major. Shape: :math:`(N, C, H, W) \\to (N, D H' W')`."""
@@ -211,21 +232,8 @@ class VQVAE(Variant):
         latent, o = config.latent, options
         self.is_spatial = config.architecture == "conv" and o.spatial
         if self.is_spatial:
-            if config.conv_dense:
-                raise ConfigError(
-                    "a spatial vq-vae code has no dense layers; leave --conv-dense empty or pass --no-spatial"
-                )
-            _, h, w = config.image_shape
-            fh, fw = conv_sizes(h, w, len(config.hidden), config.conv_kernel)[-1]
-            positions = fh * fw
-            dim = o.code_dim if o.code_dim is not None else max(latent // positions, 1)
-            if dim * positions != latent:
-                what = f"{dim} x {positions}" if o.code_dim else f"a multiple of {positions}"
-                raise ConfigError(
-                    f"a spatial vq-vae code has code_dim x {fh} x {fw} values (the positions of the last feature "
-                    f"map); latent={latent} is not {what}: pass --latent {dim * positions}"
-                )
-            self.code_shape: tuple[int, ...] = (dim, fh, fw)
+            self.code_shape: tuple[int, ...] = spatial_code_shape(config, o.code_dim, "vq-vae")
+            dim = self.code_shape[0]
         else:
             dim = o.code_dim if o.code_dim is not None else latent
             if latent % dim:
