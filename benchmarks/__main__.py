@@ -23,7 +23,7 @@ from .common import table
 BENCHMARKS = (
     "startup", "throughput", "vae_throughput", "flops", "encoding",
     "defaults", "ae_vs_pca", "denoising", "linear_probe", "vae_likelihood", "disentanglement",
-    "rbm", "pretraining", "search", "compression", "anomaly", "odds", "streaming",
+    "rbm", "pretraining", "search", "compression", "codecs", "anomaly", "odds", "streaming",
 )
 
 
