@@ -141,6 +141,7 @@ class Compressive(Variant):
 
     def bits(self, y: torch.Tensor) -> torch.Tensor:
         """Bits per example of the codes ``y`` (N, latent) under the density (integers: the code length)."""
+        y = y.float()  # under bfloat16 autocast too: the tails need float32's digits
         per = logistic_bits(
             y.reshape(len(y), self.channels, self.positions), self.loc[:, None], self.log_scale[:, None]
         )
@@ -168,12 +169,3 @@ class Compressive(Variant):
         """``bits``: the code length per example under the density (of the noisy code in training)."""
         assert self._bits is not None, "the model calls bottleneck() before metrics()"
         return {"bits": self._bits}
-
-    def density(self) -> dict[str, Any]:
-        """The learned logistic of each channel, for a coder: ``loc``, ``scale`` and the ``positions``
-        that share it."""
-        return {
-            "loc": self.loc.detach().cpu().numpy(),
-            "scale": torch.exp(self.log_scale.detach()).cpu().numpy(),
-            "positions": self.positions,
-        }
