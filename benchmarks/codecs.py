@@ -40,11 +40,14 @@ import aekit
 from aekit import compress as C
 from aekit.data import training_rows
 from aekit.data.builtin import load_builtin
+from aekit.metrics import psnr
 
 from .common import QUICK_RESULTS, RESULTS, publish, table
 
 #: Pillow's lossy encoders and the qualities measured
 LOSSY = (("WebP", "WEBP", (0, 5, 10, 25, 50)), ("JPEG", "JPEG", (1, 10, 25, 50, 75)))
+#: the PSNR's peak: 8-bit pixels
+PEAK = 255.0
 #: WebP's qualities of the target and its share of their bytes
 TARGET_QUALITIES, TARGET_SHARE = (0, 5, 10), 0.5
 
@@ -85,13 +88,6 @@ def train_recipes(out: Path, epochs: int) -> list[str]:
     return runs
 
 
-def psnr_8bit(ref: np.ndarray, out: np.ndarray) -> float:
-    """Mean over the images of the PSNR (peak 255) of 8-bit images ``out`` against ``ref`` (N, ...)."""
-    d = ref.reshape(len(ref), -1).astype(np.float64) - out.reshape(len(out), -1).astype(np.float64)
-    mse = np.maximum((d**2).mean(1), 1e-12)  # a lossless image: PSNR capped near 168 dB
-    return float(np.mean(10 * np.log10(255.0**2 / mse)))
-
-
 def pillow_point(images: np.ndarray, fmt: str, **save: object) -> tuple[float, float]:
     """``(bytes per image, PSNR)`` of Pillow's ``fmt`` encoder, one file per 8-bit image."""
     from PIL import Image
@@ -102,7 +98,7 @@ def pillow_point(images: np.ndarray, fmt: str, **save: object) -> tuple[float, f
         Image.fromarray(im).save(buf, fmt, **save)
         sizes.append(buf.tell())
         decoded.append(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("L")))
-    return float(np.mean(sizes)), psnr_8bit(images, np.stack(decoded))
+    return float(np.mean(sizes)), psnr(images, np.stack(decoded), PEAK)
 
 
 def aekit_points(run: str, images: np.ndarray, bits: list[int]) -> tuple[str, list[dict], dict]:
@@ -122,8 +118,8 @@ def aekit_points(run: str, images: np.ndarray, bits: list[int]) -> tuple[str, li
         weight = m["options"]["rate_weight"]
         label = f"aekit compressive, {net}, {m['latent']}-d code, rate weight {weight:g}, {t['epochs']} epochs"
     points = []
-    for b in [0] if integers else bits:
-        q = C.Quantizer.integers(train_codes) if integers else C.Quantizer.fit(train_codes, b)
+    for b in bits[:1] if integers else bits:  # integer codes: bits do not apply, one point
+        q = C.fit_quantizer(model, train_codes, b)
         em = C.EntropyModel.fit(q.quantize(train_codes), q.levels)
         symbols = q.quantize(codes)
         decoded = model.decode_array(q.dequantize(symbols))
@@ -133,7 +129,7 @@ def aekit_points(run: str, images: np.ndarray, bits: list[int]) -> tuple[str, li
                 "bits": "integers" if integers else b,
                 "bytes": float(em.bytes_per_row(symbols).mean()),
                 "entropy_bytes": C.entropy_bits(symbols) / 8,
-                "psnr": psnr_8bit(images, out),
+                "psnr": psnr(images, out, PEAK),
                 "entropy_model_bytes": em.nbytes,
             }
         )

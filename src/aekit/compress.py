@@ -292,6 +292,20 @@ def code_quantizer(model: Any) -> CodebookQuantizer | None:
     return CodebookQuantizer(**found) if found is not None else None
 
 
+def fit_quantizer(
+    model: Any, fit_codes: Any, bits: int = 8, ranges: str = "minmax", quantile: float = DEFAULT_QUANTILE
+) -> Quantizer | CodebookQuantizer:
+    """The quantizer of ``model``'s codes: its codebook's (:func:`code_quantizer`), unit cells over the
+    integers of ``fit_codes`` for a variant whose codes are integers (``integer_codes``: a compressive
+    autoencoder's, stored exactly), else ``bits`` per dimension over ranges fitted on ``fit_codes``."""
+    own = code_quantizer(model)
+    if own is not None:
+        return own
+    if getattr(model.variant, "integer_codes", False):
+        return Quantizer.integers(fit_codes)
+    return Quantizer.fit(fit_codes, bits, ranges, quantile)
+
+
 def entropy_bits(symbols: Any) -> float:
     r"""Empirical entropy of quantized symbols, in bits per row: :math:`\sum_j H(s_{\cdot j})`
     with :math:`H = -\sum_v p_v \log_2 p_v` over the frequencies :math:`p_v` of the values of
@@ -446,6 +460,12 @@ def decompress(model: Any, compressed: CompressedCodes, *, batch_size: int = 409
 
 def save_codes(path: str | Path, compressed: CompressedCodes) -> Path:
     """Write ``compressed`` as an ``.npz`` of plain arrays (no pickle), atomically."""
+    _write_codes(path, compressed)
+    return Path(path)
+
+
+def _write_codes(path: str | Path, compressed: CompressedCodes) -> dict[str, Any]:
+    """:func:`save_codes`, returning the arrays written (the range-coded ``stream`` among them)."""
     from .io import atomic_path
 
     path = Path(path)
@@ -491,7 +511,7 @@ def save_codes(path: str | Path, compressed: CompressedCodes) -> Path:
     }
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, allow_pickle=False, **arrays)  # deflate: the entropy model's counts shrink
-    return path
+    return arrays
 
 
 def load_codes(path: str | Path) -> CompressedCodes:
@@ -613,22 +633,20 @@ def compress_run(
     check_bits(bits)
     model = load(run_dir)
     ds = load_data(data, label_column=label_column)
-    quantizer: Quantizer | CodebookQuantizer | None = code_quantizer(model)
+    codebook = code_quantizer(model) is not None
     integers = bool(getattr(model.variant, "integer_codes", False))
     fit_codes = None
-    if quantizer is None or entropy:
+    if not codebook or entropy:  # the ranges and the entropy model are fitted on the training codes
         fit_rows = training_rows(model.run_config)
         fitted_on = "the run's training split"
         if fit_rows is None:
             fit_rows, fitted_on = ds.x, f"{ds.source} itself (the run was trained on in-memory data)"
         fit_codes = model.encode_array(fit_rows, batch_size=batch_size, where="training data")
-    if quantizer is not None:
+    quantizer = fit_quantizer(model, fit_codes, bits, ranges, quantile)
+    if codebook:
         fitted_on = "the model's codebook (nothing fitted)" + (f"; the entropy model on {fitted_on}" if entropy else "")
-    elif integers:  # stored exactly, unit cells over the training codes' integers (bits, ranges do not apply)
-        quantizer = Quantizer.integers(fit_codes)
+    elif integers:
         fitted_on = f"unit cells over the integers of {fitted_on}"
-    else:
-        quantizer = Quantizer.fit(fit_codes, bits, ranges, quantile)
     em = EntropyModel.fit(quantizer.quantize(fit_codes), quantizer.levels) if entropy else None
     X = model.prepare(ds.x, ds.source)
     encode, decode = model_coder(model, batch_size)
@@ -645,8 +663,8 @@ def compress_run(
     )
     recon = decode(quantizer.dequantize(packed.symbols))
     err = reconstruction_errors(X, recon)["per_example_squared_error"]
-    save_codes(output, packed)
-    stream = None if em is None else 4 * len(em.encode(packed.symbols))
+    written = _write_codes(output, packed)
+    stream = 4 * len(written["stream"]) if "stream" in written else None
     return CompressionReport(packed, ds.source, fitted_on, err, psnr(X, recon, model.psnr_data_range(X)), stream)
 
 
@@ -741,12 +759,15 @@ class EntropyModel:
     def encode(self, symbols: Any) -> np.ndarray:
         """Range-code the rows of ``symbols`` (N, d) into one stream of uint32 words, a dimension at a
         time (all rows' first symbols, then their second, ...), each under its own categorical model."""
+        return self._encode(self._check(symbols), self._models())
+
+    @staticmethod
+    def _encode(s: np.ndarray, models: list[Any]) -> np.ndarray:
         import constriction
 
-        s = self._check(symbols)
         enc = constriction.stream.queue.RangeEncoder()
         if s.size:
-            for j, model in enumerate(self._models()):
+            for j, model in enumerate(models):
                 enc.encode(np.ascontiguousarray(s[:, j], np.int32), model)
         return np.asarray(enc.get_compressed(), np.uint32)
 
@@ -769,5 +790,5 @@ class EntropyModel:
 
     def bytes_per_row(self, symbols: Any) -> np.ndarray:
         """Bytes on disk of each row coded as its own stream (what storing images one by one costs)."""
-        s = self._check(symbols)
-        return np.array([4 * len(self.encode(row[None, :])) for row in s], np.int64)
+        s, models = self._check(symbols), self._models()
+        return np.array([4 * len(self._encode(row[None, :], models)) for row in s], np.int64)
