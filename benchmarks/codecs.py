@@ -19,7 +19,7 @@ most half WebP's bytes.
 
     python -m benchmarks.codecs [--runs DIR[,DIR...]] [--images 300] [--bits 3,4,5,6,8] [--quick]
 
-Without ``--runs`` it trains the :data:`RECIPES` itself first (about 20 minutes each on one core;
+Without ``--runs`` it trains the :data:`RECIPES` itself first (about 35 minutes each on one core;
 ``--quick``: one epoch each, recorded in RESULTS-quick.md); ``--runs`` measures fashion-mnist runs
 trained already (``aekit train ... --data fashion-mnist``), the training commands of the recorded
 ones given in RESULTS.md.
@@ -52,14 +52,17 @@ PEAK = 255.0
 TARGET_QUALITIES, TARGET_SHARE = (0, 5, 10), 0.5
 
 
-#: what is trained without --runs: name -> aekit.fit arguments (fashion-mnist, conv 32-64, --epochs 40)
+#: what is trained without --runs: name -> aekit.fit arguments (fashion-mnist, conv 32-64, --epochs 60)
 RECIPES = {
-    "compressive": {
-        "variant": "compressive",
-        "latent": 256,
-        "spatial": False,
-        "rate_weight": 0.0025,
-        "loss": "mse",
+    **{
+        f"compressive-{weight:g}": {
+            "variant": "compressive",
+            "latent": 256,
+            "spatial": False,
+            "rate_weight": weight,
+            "loss": "mse",
+        }
+        for weight in (0.002, 0.003)  # WebP quality 10's and quality 5's points
     },
     "ae": {"variant": "ae", "latent": 32, "loss": "bce"},
 }
@@ -167,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument(
         "--runs", default=None, help="comma-separated fashion-mnist run directories (default: train RECIPES)"
     )
-    p.add_argument("--epochs", type=int, default=40, help="epochs of each recipe trained without --runs")
+    p.add_argument("--epochs", type=int, default=60, help="epochs of each recipe trained without --runs")
     p.add_argument("--quick", action="store_true", help="recipes trained 1 epoch, 100 images (RESULTS-quick.md)")
     p.add_argument("--images", type=int, default=300, help="the first N official test images (default: 300)")
     p.add_argument("--bits", default="3,4,5,6,8", help="bits per code dimension, comma-separated")
