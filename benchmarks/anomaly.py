@@ -7,17 +7,18 @@ classes are the anomalies). All methods run in one process on the same data:
 - aekit: :class:`aekit.sklearn.AutoencoderOutlierDetector` for each setting in ``SETTINGS``
   (scores: summed squared reconstruction error; minus the ELBO for the VAE; with
   ``complexity=True`` the error divided by the image's input complexity, its zlib-compressed
-  size in bits, after Serra et al. 2020);
+  size in bits, after Serra et al. 2020; ``ae-smoothed-l1`` sums the absolute values of the
+  residual smoothed by a Gaussian of 1 pixel instead of its squares, :class:`aekit.metrics.ResidualNorm`);
 - PyOD ``AutoEncoder()`` with its defaults (only ``verbose=0``): 784-64-32 MLP with batch
   norm and dropout 0.2, standardized features, 10 epochs, batch 32;
 - scikit-learn ``IsolationForest(random_state=0)``, otherwise its defaults.
 
-aekit settings that differ only in ``complexity`` (which changes the scores, not the training)
-share one fitted detector per class; the time row charges its fit to each of them, plus its own
-scoring.
+aekit settings that differ only in how they score (``SCORING``: the complexity, the error, the
+smoothing) share one fitted detector per class; the time row charges its fit to each of them, plus
+its own scoring.
 
-Target (issue 6): aekit's best setting at least 3 AUROC points above both peers (mean over
-the ten classes).
+Targets, mean AUROC over the ten classes: aekit's best setting at least 3 points above both peers
+(issue 6), and at least 0.936, the adversarially robust autoencoders' published figure (issue 17).
 
     python -m benchmarks.anomaly [--classes 0,1,...] [--settings ae,vae] [--threads 1] [--quick]
 """
@@ -45,9 +46,12 @@ CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shi
 SETTINGS: dict[str, dict] = {
     "ae": dict(variant="ae", latent=16, hidden=(256, 128), epochs=60),
     "ae-complexity": dict(variant="ae", latent=16, hidden=(256, 128), epochs=60, complexity=True),
+    "ae-smoothed-l1": dict(variant="ae", latent=16, hidden=(256, 128), epochs=60, complexity=True,
+                           error="absolute", smoothing=1.0, image_shape=(28, 28)),
     "vae": dict(variant="vae", latent=16, hidden=(256, 128), epochs=20, elbo_samples=8),
 }
 TARGET_POINTS = 0.03
+TARGET_AUROC = 0.936
 #: What was tried for the target, on the hard classes 0, 2, 4, 6, 8 (mean AUROC; IsolationForest
 #: 0.874 and the ae setting 0.875 there), printed with the table.
 TRIED = ("Also tried on the hard classes 0, 2, 4, 6, 8 (IsolationForest 0.874 there): code size 4 / 32 "
@@ -65,7 +69,15 @@ TRIED = ("Also tried on the hard classes 0, 2, 4, 6, 8 (IsolationForest 0.874 th
          "pixels (0.891), by its squared norm (0.851), and log error - a log complexity with a = 0.5 / 2 "
          "(0.891 / 0.890). On all ten classes with 60 epochs, the complexity measured by other compressors "
          "instead of zlib (0.9305): PNG with optimize 0.9325, bz2 0.9317, lzma 0.9306, JPEG quality 90 / 50 "
-         "0.9318 / 0.9288; the error over the square root of the zlib size 0.9280.")
+         "0.9318 / 0.9288; the error over the square root of the zlib size 0.9280."
+         ' Residual norms with the 60-epoch ae of seed 0 (chosen on classes 0-4, confirmed on 5-9; all with '
+         'the zlib correction): squared / absolute / square-root residual sums unsmoothed 0.9252 / 0.9262 / '
+         '0.9190; smoothed by a Gaussian of 1 pixel 0.9419 / 0.9429 (adopted as `ae-smoothed-l1`: 0.9459 on '
+         'classes 0-4, 0.9399 on 5-9, better than ae-complexity on every class) / 0.9355; sigma 0.5 / 1.5 / 2 '
+         '/ 3 with absolute sums 0.9379 / 0.9427 / 0.9406 / 0.9330 (the absolute sum of the residual smoothed '
+         'so, over the zlib size); the smoothed absolute sum over the zlib size to the power 0.5 / 1.5 0.9412 '
+         '/ 0.9393, and uncorrected 0.9323; the mean error of three seeds (0, 1, 2; classes 0-1) no better '
+         'than one seed.')
 
 
 def _pyod_scores(train: np.ndarray, test: np.ndarray) -> np.ndarray:
@@ -77,13 +89,17 @@ def _iforest_scores(train: np.ndarray, test: np.ndarray) -> np.ndarray:
     return -IsolationForest(random_state=0).fit(train).score_samples(test)
 
 
+#: detector parameters that change only the scoring, not the training
+SCORING = ("complexity", "error", "smoothing", "image_shape")
+
+
 def _fits(settings: dict[str, dict]) -> list[tuple[dict, list[str]]]:
-    """The settings grouped by the detector they fit: (its parameters without ``complexity``, the
-    settings' names), in the settings' order. ``complexity`` changes only the scoring, so the settings
-    of a group share one fitted detector."""
+    """The settings grouped by the detector they fit: (its parameters without the :data:`SCORING`
+    ones, the settings' names), in the settings' order. Those change only the scoring, so the
+    settings of a group share one fitted detector."""
     groups: dict[str, tuple[dict, list[str]]] = {}
     for name, params in settings.items():
-        fit = {k: v for k, v in params.items() if k != "complexity"}
+        fit = {k: v for k, v in params.items() if k not in SCORING}
         groups.setdefault(repr(sorted(fit.items())), (fit, []))[1].append(name)
     return list(groups.values())
 
@@ -118,7 +134,8 @@ def main(argv: list[str] | None = None) -> dict:
                 fit_seconds = time.perf_counter() - t0
                 for name in names:
                     t0 = time.perf_counter()
-                    detector.set_params(complexity=settings[name].get("complexity", False))
+                    detector.set_params(**{k: settings[name].get(k, AutoencoderOutlierDetector().get_params()[k])
+                                           for k in SCORING})
                     scores = -detector.score_samples(test.x)
                     auroc[f"aekit {name}"].append(float(roc_auc_score(anomalous, scores)))
                     seconds[f"aekit {name}"] += fit_seconds + time.perf_counter() - t0
@@ -139,7 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
     body = (table(["normal class", *names], rows)
             + f"\n\nBest aekit setting: {best}, mean AUROC {means[best]:.4f}, {100 * gain:+.2f} points over the "
               f"better peer ({peer:.4f}): target of +{100 * TARGET_POINTS:.0f} points "
-              f"{'met' if gain >= TARGET_POINTS else 'MISSED'}. aekit settings: "
+              f"{'met' if gain >= TARGET_POINTS else 'MISSED'}; target mean AUROC >= {TARGET_AUROC} "
+              f"{'met' if means[best] >= TARGET_AUROC else 'MISSED'}. aekit settings: "
             + "; ".join(f"{n}: {', '.join(f'{k}={v}' for k, v in settings[n].items())}" for n in settings)
             + f" (seed 0, Adam, the estimator's other defaults). {args.threads} thread(s).\n\n" + TRIED)
     publish("anomaly", "Fashion-MNIST one-class anomaly detection (AUROC)", body, quick=args.quick)

@@ -140,3 +140,86 @@ def test_library_and_cli_complexity_correction(zeros_run, tmp_path, capsys):
     assert main(["score", str(run), "digits", "-o", str(out), "--elbo-samples", "4", "--complexity"]) == 0
     np.testing.assert_allclose(np.load(out)[:, 0], corrected, rtol=1e-6)
     assert "less the input complexity" in capsys.readouterr().out
+
+
+# -- how a residual is summed: absolute errors, a Gaussian-smoothed residual -----------------------
+def _kernel(sigma: float) -> np.ndarray:
+    """scipy's normalised 1-d Gaussian of ``sigma`` truncated at 4 sigma, written out."""
+    k = np.arange(-int(4 * sigma + 0.5), int(4 * sigma + 0.5) + 1)
+    w = np.exp(-0.5 * (k / sigma) ** 2)
+    return w / w.sum()
+
+
+def test_residual_norm_sums_squares_absolute_values_and_smoothed_residuals():
+    from aekit.metrics import ResidualNorm
+    rng = np.random.default_rng(0)
+    r = rng.normal(size=(5, 2 * 12 * 12))
+    np.testing.assert_array_equal(ResidualNorm().scores(r), (r * r).sum(1))  # the default: squared error
+    np.testing.assert_array_equal(ResidualNorm("absolute").scores(r), np.abs(r).sum(1))
+    norm = ResidualNorm("squared", 1.5, (2, 12, 12))
+    np.testing.assert_allclose(norm.contributions(r).sum(1), norm.scores(r), rtol=1e-12)
+    # a constant residual is its own smoothing ("reflect" edges): the score does not change
+    const = np.full((1, 288), 3.0)
+    np.testing.assert_allclose(norm.scores(const), [9.0 * 288], rtol=1e-12)
+    # a unit spike far from the edges spreads into the separable kernel w w^T: its absolute sum
+    # stays 1, its squared sum is (sum w^2)^2; the other channel gets nothing
+    spike = np.zeros((1, 2, 12, 12))
+    spike[0, 0, 6, 6] = 1.0
+    w = _kernel(1.0)
+    smoothed = ResidualNorm("absolute", 1.0, (2, 12, 12)).contributions(spike.reshape(1, -1)).reshape(2, 12, 12)
+    np.testing.assert_allclose(smoothed[0, 2:11, 2:11], np.outer(w, w), rtol=1e-12, atol=1e-15)
+    assert smoothed[1].max() == 0.0 and abs(smoothed.sum() - 1.0) < 1e-12
+    sq = ResidualNorm("squared", 1.0, (12, 12)).scores(spike[:, 0].reshape(1, -1))
+    np.testing.assert_allclose(sq, [(w ** 2).sum() ** 2], rtol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(error="cubed"), "error must be one of squared, absolute"),
+    (dict(smoothing=-1.0), "smoothing must be a finite number >= 0"),
+    (dict(smoothing=float("nan")), "smoothing must be a finite number >= 0"),
+    (dict(smoothing=1.0, image_shape=(0, 8)), "image_shape must be"),
+])
+def test_residual_norm_refuses_bad_settings(kwargs, message):
+    from aekit.metrics import ResidualNorm
+    with pytest.raises(ConfigError, match=message):
+        ResidualNorm(**kwargs)
+
+
+def test_absolute_smoothed_scores_library_estimator_and_cli(zeros_run, tmp_path, capsys):
+    model = aekit.load(zeros_run)
+    residual = DIGITS.x - model.reconstruct_array(DIGITS.x)
+    np.testing.assert_allclose(aekit.anomaly_scores(model, DIGITS.x, error="absolute"), np.abs(residual).sum(1),
+                               rtol=1e-4)
+    with pytest.raises(ConfigError, match="smoothing needs the image shape"):  # trained on a flat array
+        aekit.anomaly_scores(model, DIGITS.x, smoothing=1.0)
+    with pytest.raises(ConfigError, match="image_shape .8, 4. holds 32 values, the rows 64"):
+        aekit.anomaly_scores(model, DIGITS.x, smoothing=1.0, image_shape=(8, 4))
+    smooth = aekit.anomaly_scores(model, DIGITS.x, error="absolute", smoothing=1.0, image_shape=(8, 8))
+    from aekit.anomaly import feature_scores
+    shares = feature_scores(model, DIGITS.x, error="absolute", smoothing=1.0, image_shape=(8, 8))
+    np.testing.assert_allclose(shares.sum(1), smooth, rtol=1e-6)
+    assert roc_auc_score(DIGITS.y != 0, smooth) > 0.95
+    zeros = DIGITS.x[DIGITS.y == 0]
+    params = dict(latent=4, hidden=(32,), epochs=20, random_state=0)
+    det = AutoencoderOutlierDetector("ae", error="absolute", smoothing=1.0, image_shape=(8, 8), **params).fit(zeros)
+    np.testing.assert_allclose(-det.score_samples(DIGITS.x[:50]),
+                               aekit.anomaly_scores(det.model_, DIGITS.x[:50], error="absolute", smoothing=1.0,
+                                                    image_shape=(8, 8)), rtol=1e-4)
+    np.testing.assert_allclose(det.feature_scores(DIGITS.x[:50]).sum(1), -det.score_samples(DIGITS.x[:50]), rtol=1e-6)
+    for bad, message in ((dict(variant="ae", smoothing=1.0), "smoothing needs the image shape"),
+                         (dict(variant="vae", error="absolute"), "scores by minus the ELBO"),
+                         (dict(variant=None, error="absolute"), "named variant's reconstruction error")):
+        with pytest.raises(ConfigError, match=message):  # before any training
+            AutoencoderOutlierDetector(**{**params, "epochs": 10**6, **bad}).fit(zeros)
+    # the CLI, on a run of a built-in image set (its image shape comes with the data)
+    run = tmp_path / "digits"
+    aekit.fit("ae", "digits", out=run, latent=4, hidden=(16,), epochs=2, seed=0, progress=False, figures=False)
+    out = tmp_path / "scores.npy"
+    assert main(["score", str(run), "digits", "-o", str(out), "--error", "absolute", "--smoothing", "1"]) == 0
+    assert "absolute reconstruction error, Gaussian-smoothed (sigma 1 px)" in capsys.readouterr().out
+    np.testing.assert_allclose(np.load(out)[:, 0], aekit.anomaly_scores(run, DIGITS.x, error="absolute",
+                                                                       smoothing=1.0), rtol=1e-6)
+    bad = tmp_path / "bad.npy"
+    assert main(["score", str(run), "digits", "-o", str(bad), "--smoothing", "-1"]) == 2
+    assert "aekit: error: smoothing must be a finite number >= 0" in capsys.readouterr().err
+    assert not bad.exists()

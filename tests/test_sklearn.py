@@ -83,7 +83,8 @@ def test_defaults_are_aekits_own():
     assert StackedAutoencoderClassifier().get_params()["epochs"] == 20
     # the detector's own: its thresholds, and the ensemble that is its default (variant=None; tests/test_odds.py)
     assert AutoencoderOutlierDetector().get_params().keys() - est.get_params().keys() == {
-        "contamination", "complexity", "threshold_fpr", "members", "subsample", "trim", "max_steps"}
+        "contamination", "complexity", "threshold_fpr", "members", "subsample", "trim", "max_steps",
+        "error", "smoothing", "image_shape"}
 
 
 #: Every dataclass the estimators' parameters come from.

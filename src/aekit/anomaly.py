@@ -11,6 +11,7 @@ import numpy as np
 from . import io
 from .data import training_rows
 from .errors import ConfigError
+from .metrics import ResidualNorm
 from .model import Autoencoder
 
 
@@ -22,6 +23,9 @@ def anomaly_scores(
     batch_size: int = 4096,
     where: str = "input",
     complexity: bool | tuple[float, float] = False,
+    error: str = "squared",
+    smoothing: float = 0.0,
+    image_shape: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     """The anomaly score of each row of raw data ``X`` (higher: less like the training data).
 
@@ -30,6 +34,11 @@ def anomaly_scores(
     the evidence lower bound, in nats, with ``elbo_samples`` Monte Carlo draws shared by every row
     (:meth:`aekit.variants.vae.VAE.elbo_per_example`). ``model.variant.score_units()`` says which.
     ``model`` is a model or a run directory.
+
+    ``error="absolute"`` sums the residual's absolute values instead of its squares; ``smoothing``
+    (pixels) smooths each image's residual with a Gaussian filter first (:class:`aekit.metrics.ResidualNorm`;
+    ``image_shape``, (H, W) or (C, H, W), defaults to the model's data's). Both are for scores that
+    are a reconstruction error; the VAE family's ELBO raises :class:`ConfigError` with them.
 
     With ``complexity`` the scores are corrected by each row's input complexity (Serra et al.
     2020; :func:`correct_for_complexity`), the rows being quantized to 8 bits over the run's
@@ -43,7 +52,8 @@ def anomaly_scores(
     data_range = _complexity_range(model, complexity)
     raw = model.raw_rows(X, where)
     X = model.transform.apply(raw) if model.transform is not None else raw
-    scores = model.variant.anomaly_scores(model, X, elbo_samples=elbo_samples, batch_size=batch_size)
+    norm = ResidualNorm(error, smoothing, image_shape)
+    scores = model.variant.anomaly_scores(model, X, elbo_samples=elbo_samples, batch_size=batch_size, norm=norm)
     if data_range is None:
         return scores
     from .metrics import input_complexity
@@ -87,26 +97,42 @@ def correct_for_complexity(scores: np.ndarray, bits: np.ndarray, model: Autoenco
 
 
 def model_space_anomaly_scores(
-    model: Autoencoder, X: np.ndarray, *, elbo_samples: int = 32, batch_size: int = 4096
+    model: Autoencoder,
+    X: np.ndarray,
+    *,
+    elbo_samples: int = 32,
+    batch_size: int = 4096,
+    norm: ResidualNorm | None = None,
 ) -> np.ndarray:
     """:func:`anomaly_scores` of rows already in model space (after the run's scaling), computed in
     their precision (float32, or float64 with a float64 copy of the model): the model's variant's
-    ``anomaly_scores``."""
-    return model.variant.anomaly_scores(model, X, elbo_samples=elbo_samples, batch_size=batch_size)
+    ``anomaly_scores`` (``norm``: how a residual is summed, :class:`aekit.metrics.ResidualNorm`)."""
+    return model.variant.anomaly_scores(model, X, elbo_samples=elbo_samples, batch_size=batch_size, norm=norm)
 
 
 def feature_scores(
-    model: Autoencoder | str | Path, X: Any, *, batch_size: int = 4096, where: str = "input"
+    model: Autoencoder | str | Path,
+    X: Any,
+    *,
+    batch_size: int = 4096,
+    where: str = "input",
+    error: str = "squared",
+    smoothing: float = 0.0,
+    image_shape: tuple[int, ...] | None = None,
 ) -> np.ndarray:
-    """Each feature's share of :func:`anomaly_scores` for raw rows ``X``: the squared
-    reconstruction error of each value in the units of ``X``, shape (rows, features); each row sums
-    to its score. A variant whose score is not a sum over the features (the VAE family's minus the
-    ELBO) raises :class:`ConfigError`. ``model`` is a model or a run directory."""
+    """Each feature's share of :func:`anomaly_scores` for raw rows ``X`` (with the same ``error``,
+    ``smoothing`` and ``image_shape``): by default the squared reconstruction error of each value in
+    the units of ``X``, shape (rows, features); each row sums to its score. A variant whose score is
+    not a sum over the features (the VAE family's minus the ELBO) raises :class:`ConfigError`.
+    ``model`` is a model or a run directory."""
     if not isinstance(model, Autoencoder):
         model = io.load(model)
     raw = np.asarray(model.raw_rows(X, where), dtype=np.float64)
-    shares = (raw - np.asarray(model.reconstruct_array(raw, batch_size=batch_size), dtype=np.float64)) ** 2
-    scores = anomaly_scores(model, raw, batch_size=batch_size, elbo_samples=1)
+    norm = ResidualNorm(error, smoothing, image_shape).with_shape(model.config.image_shape)
+    shares = norm.contributions(raw - np.asarray(model.reconstruct_array(raw, batch_size=batch_size), dtype=np.float64))
+    scores = anomaly_scores(
+        model, raw, batch_size=batch_size, elbo_samples=1, error=error, smoothing=smoothing, image_shape=image_shape
+    )
     if not np.allclose(shares.sum(axis=1), scores, rtol=1e-3, atol=1e-6):
         raise ConfigError(
             f"the scores of this model ({model.variant.score_units()}) are not a sum over the features, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,87 @@ def pca_reconstruction_errors(train: np.ndarray, x: np.ndarray, n_components: in
     ratio = float(pca.explained_variance_ratio_.sum())
     out["explained_variance_ratio"] = ratio if np.isfinite(ratio) else None  # None: nothing to explain
     return out
+
+
+#: How :class:`ResidualNorm` sums a residual: its squares or its absolute values.
+RESIDUAL_ERRORS = ("squared", "absolute")
+
+
+@dataclass(frozen=True)
+class ResidualNorm:
+    """How a reconstruction residual ``x - g(f(x))`` becomes one anomaly score per row.
+
+    ``error="squared"`` (the default) sums the squared residual, ``"absolute"`` its absolute values:
+    a few badly reconstructed values (a misplaced edge) weigh less against a residual spread over
+    the whole row. ``smoothing`` is the standard deviation, in pixels, of a Gaussian filter applied
+    to each image's residual first (scipy.ndimage.gaussian_filter over the last two axes of
+    ``image_shape``, channels apart; mode "reflect"): what is left measures structure the model
+    got wrong rather than pixel-scale texture and one-pixel shifts. The default, squared and
+    unsmoothed, is the summed squared reconstruction error.
+
+    Each row's score is the sum of :meth:`contributions`, so the per-feature shares sum to it.
+    """
+
+    error: str = "squared"
+    smoothing: float = 0.0
+    image_shape: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.error not in RESIDUAL_ERRORS:
+            raise ConfigError(f"error must be one of {', '.join(RESIDUAL_ERRORS)}, got {self.error!r}")
+        s = self.smoothing
+        if isinstance(s, bool) or not isinstance(s, numbers.Real) or not np.isfinite(s) or s < 0:
+            raise ConfigError(f"smoothing must be a finite number >= 0 (pixels), got {s!r}")
+        if self.image_shape is not None:
+            shape = tuple(self.image_shape)
+            bad = [v for v in shape if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1]
+            if len(shape) not in (2, 3) or bad:
+                raise ConfigError(
+                    f"image_shape must be (H, W) or (C, H, W) positive integers, got {self.image_shape!r}"
+                )
+            object.__setattr__(self, "image_shape", tuple(int(v) for v in shape))
+
+    @property
+    def is_default(self) -> bool:
+        """Squared and unsmoothed: the summed squared reconstruction error."""
+        return self.error == "squared" and self.smoothing == 0
+
+    def with_shape(self, image_shape: tuple[int, ...] | None) -> ResidualNorm:
+        """This norm with ``image_shape`` where it has none of its own."""
+        if self.image_shape is not None or image_shape is None:
+            return self
+        return ResidualNorm(self.error, self.smoothing, tuple(image_shape))
+
+    def describe(self) -> str:
+        """The score in words, e.g. "absolute reconstruction error, Gaussian-smoothed (sigma 1 px)"."""
+        words = f"{self.error} reconstruction error"
+        return words + (f", Gaussian-smoothed (sigma {self.smoothing:g} px)" if self.smoothing else "")
+
+    def contributions(self, residual: np.ndarray) -> np.ndarray:
+        """Each value's share of its row's score, shape (rows, features), in ``residual``'s dtype."""
+        r = np.asarray(residual)
+        if r.ndim != 2:
+            raise DataError(f"a residual is a 2-D array (rows, features), got shape {r.shape}")
+        if self.smoothing:
+            if self.image_shape is None:
+                raise ConfigError(
+                    "smoothing needs the image shape of the rows: the model's data had none; give image_shape"
+                )
+            if int(np.prod(self.image_shape)) != r.shape[1]:
+                raise ConfigError(
+                    f"image_shape {self.image_shape} holds {int(np.prod(self.image_shape))} values, "
+                    f"the rows {r.shape[1]}"
+                )
+            from scipy.ndimage import gaussian_filter
+
+            images = r.reshape(len(r), -1, *self.image_shape[-2:])
+            sigma = (0, 0, self.smoothing, self.smoothing)
+            r = gaussian_filter(images, sigma, mode="reflect", truncate=4.0).reshape(r.shape)
+        return r * r if self.error == "squared" else np.abs(r)
+
+    def scores(self, residual: np.ndarray) -> np.ndarray:
+        """One score per row: the sum of :meth:`contributions`."""
+        return self.contributions(residual).sum(1)
 
 
 #: The largest PSNR reported (dB): an example reconstructed exactly (MSE 0) gets this value, so

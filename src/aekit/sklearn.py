@@ -99,7 +99,7 @@ from .data import DataConfig
 from .ensemble import EnsembleConfig, fit_ensemble
 from .errors import AekitError, ConfigError, DataError
 from .fitting import fit as _aekit_fit
-from .metrics import input_complexity
+from .metrics import RESIDUAL_ERRORS, ResidualNorm, input_complexity
 from .model import Autoencoder, ModelConfig
 from .train import TrainConfig
 
@@ -597,9 +597,16 @@ class _AutoencoderEstimator(_PackedState, BaseEstimator):
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
         """Scores of validated rows ``X``, in float64 (see the module docstring)."""
+        return self._model_scores(X)
+
+    def _model_scores(self, X: np.ndarray, norm: ResidualNorm | None = None) -> np.ndarray:
+        """The model's scores of validated rows ``X``, in float64; ``norm``: how a residual is
+        summed (the squared error by default)."""
         model = self._network(np.float64)
         X = _model_space(model, np.asarray(X, dtype=np.float64))
-        return -model.variant.anomaly_scores(model, X, elbo_samples=self.elbo_samples, batch_size=INFERENCE_BATCH)
+        return -model.variant.anomaly_scores(
+            model, X, elbo_samples=self.elbo_samples, batch_size=INFERENCE_BATCH, norm=norm
+        )
 
     def score_samples(self, X):
         """The score of each row: minus its summed squared reconstruction error in the input units,
@@ -805,6 +812,16 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         member sooner (``variant=None``).
     complexity : bool, default=False
         Correct the scores by the rows' input complexity (see above).
+    error : {"squared", "absolute"}, default="squared"
+        A named variant's reconstruction error: the sum of the residual's squares or of its absolute
+        values (:class:`aekit.metrics.ResidualNorm`). Not for the VAE family's ELBO or the ensemble.
+    smoothing : float, default=0.0
+        Standard deviation, in pixels, of a Gaussian filter applied to each image's residual before
+        it is summed (0: none); needs ``image_shape``. With ``error="absolute"`` and
+        ``complexity=True`` it is the images' recipe of the Fashion-MNIST benchmark
+        (benchmarks/anomaly.py).
+    image_shape : tuple of int, default=None
+        ``(H, W)`` or ``(C, H, W)`` of the rows, for ``smoothing``.
 {_PARAMETERS_DOC}
     Attributes
     ----------
@@ -841,6 +858,9 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         "trim": [Interval(Real, 0, 0.5, closed="left")],
         "max_steps": [Interval(Integral, 1, None, closed="left")],
         "complexity": ["boolean"],
+        "error": [StrOptions(set(RESIDUAL_ERRORS))],
+        "smoothing": [Interval(Real, 0, None, closed="left")],
+        "image_shape": [tuple, list, None],
     }
 
     def __init__(
@@ -854,6 +874,9 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         trim=EnsembleConfig.trim,
         max_steps=EnsembleConfig.max_steps,
         complexity=False,
+        error="squared",
+        smoothing=0.0,
+        image_shape=None,
         latent=_AE["latent"],
         hidden=_AE["hidden"],
         activation=_AE["activation"],
@@ -913,6 +936,17 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         self.trim = trim
         self.max_steps = max_steps
         self.complexity = complexity
+        self.error = error
+        self.smoothing = smoothing
+        self.image_shape = image_shape
+
+    def _norm(self, n_features: int | None = None) -> ResidualNorm:
+        """How the named variant's residual is summed (``error``, ``smoothing``, ``image_shape``)."""
+        shape = None if self.image_shape is None else tuple(self.image_shape)
+        norm = ResidualNorm(self.error, self.smoothing, shape)
+        if norm.smoothing and n_features is not None:
+            norm.contributions(np.zeros((1, n_features)))  # a missing or mismatched image shape, before training
+        return norm
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -929,6 +963,18 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         self
         """
         held_out = None
+        norm = self._norm()
+        if norm.smoothing and self.variant is not None:  # a missing or mismatched image shape, before training
+            self._norm(validate_data(self, X, dtype=np.float32).shape[1])
+        if self.variant is None and not norm.is_default:
+            raise ConfigError(
+                "error and smoothing apply to a named variant's reconstruction error; the ensemble "
+                "(variant=None) scores by its members' normalised squared errors"
+            )
+        if self.variant is not None and not norm.is_default and not variants.get(self.variant).cls.scores_residual:
+            raise ConfigError(
+                f"error and smoothing apply to a reconstruction error; a {self.variant} model scores by minus the ELBO"
+            )
         if self.variant is None:
             X = validate_data(self, X, dtype=np.float64)
             config = EnsembleConfig(
@@ -951,7 +997,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
         if self.ensemble_ is None:
-            scores = super()._scores(X)
+            scores = self._model_scores(X, self._norm())
             if not self.complexity:
                 return scores
             bits = input_complexity(X, *self.data_range_)
@@ -987,7 +1033,15 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
             )
         if self.ensemble_ is not None:
             return self.ensemble_.feature_scores(X)
-        return _model_feature_scores(self.model_, X, batch_size=INFERENCE_BATCH)
+        norm = self._norm()
+        return _model_feature_scores(
+            self.model_,
+            X,
+            batch_size=INFERENCE_BATCH,
+            error=norm.error,
+            smoothing=norm.smoothing,
+            image_shape=norm.image_shape,
+        )
 
     def decision_function(self, X):
         """``score_samples(X) - offset_``: negative for outliers, non-negative for inliers.

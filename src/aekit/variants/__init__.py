@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..metrics import ResidualNorm
 
 
 class Model(Protocol):
@@ -69,6 +70,9 @@ class Variant(nn.Module):
     architectures: tuple[str, ...] = ("mlp", "conv")
     #: what :meth:`~aekit.model.Autoencoder.encode` returns, in words (the report's captions)
     code_name: str = "codes"
+    #: whether :meth:`anomaly_scores` sums a reconstruction residual (so takes a
+    #: :class:`~aekit.metrics.ResidualNorm`); False for a score that is not (the VAE family's ELBO)
+    scores_residual: bool = True
 
     def __init__(self, config: Any, options: Any):
         super().__init__()
@@ -181,16 +185,35 @@ class Variant(nn.Module):
 
     # -- anomaly scores ---------------------------------------------------------------------------
     def anomaly_scores(
-        self, model: Model, X: np.ndarray, *, elbo_samples: int = 32, batch_size: int = 4096
+        self,
+        model: Model,
+        X: np.ndarray,
+        *,
+        elbo_samples: int = 32,
+        batch_size: int = 4096,
+        norm: ResidualNorm | None = None,
     ) -> np.ndarray:
         """The anomaly score of each model-space row of ``X`` (higher: less like the training data),
         computed in ``X``'s precision. The default: the summed squared reconstruction error
-        ``||x - g(f(x))||^2`` in the input's units (the run's scaling inverted); ``elbo_samples`` is
-        for variants that score by a Monte Carlo estimate (the VAE family: minus the ELBO)."""
+        ``||x - g(f(x))||^2`` in the input's units (the run's scaling inverted), or the residual
+        summed as ``norm`` says (:class:`aekit.metrics.ResidualNorm`: absolute values, a Gaussian
+        smoothing of each image's residual; the image shape, where the norm has none, is the
+        model's data's); ``elbo_samples`` is for variants that score by a Monte Carlo estimate (the
+        VAE family: minus the ELBO)."""
+        return self.residual_norm(model, norm).scores(self.residuals(model, X, batch_size))
+
+    def residuals(self, model: Model, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """``x - g(f(x))`` of each model-space row of ``X``, in the input's units (the run's
+        scaling inverted) and ``X``'s precision: what a reconstruction-error score sums."""
         recon = model.batched(X, model.reconstruct, batch_size)
         if model.transform is not None:  # errors in the input's units
             X, recon = (model.transform.invert(a, dtype=X.dtype) for a in (X, recon))
-        return ((X - recon) ** 2).sum(1)
+        return X - recon
+
+    @staticmethod
+    def residual_norm(model: Model, norm: ResidualNorm | None) -> ResidualNorm:
+        """``norm`` (the default when None) with the model's image shape where it has none."""
+        return (norm or ResidualNorm()).with_shape(model.config.image_shape)
 
     def correct_for_complexity(self, scores: np.ndarray, bits: np.ndarray) -> np.ndarray:
         """Anomaly ``scores`` of :meth:`anomaly_scores` corrected by the rows' input complexity ``bits``
@@ -198,10 +221,11 @@ class Variant(nn.Module):
         reconstruction error by :math:`L(x)`: an error per bit of input."""
         return scores / bits
 
-    def score_units(self, complexity: bool = False) -> str:
+    def score_units(self, complexity: bool = False, norm: ResidualNorm | None = None) -> str:
         """What :meth:`anomaly_scores` measures, in words (with ``complexity``: after
-        :meth:`correct_for_complexity`), e.g. for the CLI's ``score`` message."""
-        return "squared reconstruction error" + (" per bit of input complexity" if complexity else "")
+        :meth:`correct_for_complexity`; with ``norm``, the residual summed so), e.g. for the CLI's
+        ``score`` message."""
+        return (norm or ResidualNorm()).describe() + (" per bit of input complexity" if complexity else "")
 
     # -- what the report shows ----------------------------------------------------------------------
     def activation_marks(self) -> tuple[float | None, list[tuple[str, Any]]]:

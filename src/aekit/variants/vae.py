@@ -65,6 +65,7 @@ from ..callbacks import Callback
 from ..config import option
 from ..errors import ConfigError
 from ..losses import gaussian_kl_per_dim, gaussian_nll
+from ..metrics import ResidualNorm
 from ..noise import bernoulli
 from . import Variant, register
 
@@ -171,6 +172,7 @@ class VAE(Variant):
 
     encoder_outputs_per_code = 2
     code_name = "posterior means"
+    scores_residual = False  # minus the ELBO
 
     # the buffers (registered in __init__)
     step: torch.Tensor
@@ -394,9 +396,21 @@ class VAE(Variant):
         return model.batched(X, lambda x: elbo(posterior, log_likelihood, x, eps), max(1, max_rows // samples))
 
     def anomaly_scores(
-        self, model: Any, X: np.ndarray, *, elbo_samples: int = 32, batch_size: int = 4096
+        self,
+        model: Any,
+        X: np.ndarray,
+        *,
+        elbo_samples: int = 32,
+        batch_size: int = 4096,
+        norm: ResidualNorm | None = None,
     ) -> np.ndarray:
-        """Minus the ELBO of each row, in nats (:meth:`elbo_per_example` with ``elbo_samples`` draws)."""
+        """Minus the ELBO of each row, in nats (:meth:`elbo_per_example` with ``elbo_samples`` draws).
+        A ``norm`` other than the default has nothing to sum here: :class:`ConfigError`."""
+        if norm is not None and not norm.is_default:  # (scores_residual is False)
+            raise ConfigError(
+                f"a {self.config.variant} model scores by minus the ELBO, not by a reconstruction error: "
+                f"error={norm.error!r} and smoothing={norm.smoothing:g} do not apply"
+            )
         return -self.elbo_per_example(model, X, elbo_samples)
 
     def correct_for_complexity(self, scores: np.ndarray, bits: np.ndarray) -> np.ndarray:
@@ -404,7 +418,7 @@ class VAE(Variant):
         under a generic compressor."""
         return scores - bits * np.log(2.0)
 
-    def score_units(self, complexity: bool = False) -> str:
+    def score_units(self, complexity: bool = False, norm: ResidualNorm | None = None) -> str:
         return "minus the ELBO (nats)" + (" less the input complexity (nats)" if complexity else "")
 
 
