@@ -81,14 +81,32 @@ def record(name: str, title: str, body: str, cmd: str | None = None, results: Pa
     tmp.replace(results)
 
 
-def publish(name: str, title: str, body: str, save: bool = True, quick: bool = False) -> None:
+def publish(name: str, title: str, body: str, save: bool = True, quick: bool = False,
+            results: Path | None = None) -> None:
     """Print a benchmark's table and, with ``save``, record it: in RESULTS.md, or for a reduced
-    (``--quick``, ``quick=True``) run in RESULTS-quick.md, titled "(reduced run)". With
-    ``save=False`` it is only printed."""
+    (``--quick``, ``quick=True``) run in RESULTS-quick.md, titled "(reduced run)"; ``results``
+    names another file instead (the tests' temporary one). With ``save=False`` it is only printed."""
     print(body)
     if not save:
         return
     if quick:
-        record(name, title + " (reduced run)", body, results=QUICK_RESULTS)
+        record(name, title + " (reduced run)", body, results=results or QUICK_RESULTS)
     else:
-        record(name, title, body)
+        record(name, title, body, results=results or RESULTS)
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (an accelerator runs asynchronously): call before every
+    clock reading of a timed region. Nothing on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_note(device: torch.device) -> str:
+    """A sentence naming the accelerator and how float32 matrix products run on it ('' on the CPU)."""
+    if device.type != "cuda":
+        return ""
+    p = torch.cuda.get_device_properties(device)
+    tf32 = torch.backends.cuda.matmul.allow_tf32  # set_float32_matmul_precision("high") turns it on too
+    return (f"Device {device}: {p.name} ({p.total_memory / 2**30:.0f} GiB, CUDA {torch.version.cuda}); float32 matrix "
+            f"products {'in TF32 (reduced precision)' if tf32 else 'in full float32 (TF32 off, the torch default)'}.")

@@ -32,7 +32,7 @@ import aekit
 from aekit.bounds import LikelihoodFn, PosteriorFn, importance_weighted_bounds
 from aekit.data import load_splits
 
-from .common import publish, table
+from .common import publish, sync, table
 
 
 def iw_nll(posterior: PosteriorFn, log_lik: LikelihoodFn, X: np.ndarray, k: int,
@@ -44,10 +44,15 @@ def iw_nll(posterior: PosteriorFn, log_lik: LikelihoodFn, X: np.ndarray, k: int,
 
 
 def _aekit(train: np.ndarray, epochs: int, out: str, **extra: Any) -> tuple[Any, float]:
+    """aekit's VAE trained on ``train`` (``extra``: more aekit.fit options, e.g. ``device="cuda"``, which
+    keeps the model there); returns it and the seconds of the whole call."""
+    device = torch.device(extra.get("device", "cpu"))
+    sync(device)
     t0 = time.perf_counter()
     model = aekit.fit("vae", train, out=out, overwrite=True, hidden=(512,), latent=16, activation="relu",
                       loss="bce", binarize=True, epochs=epochs, scale="none", val_fraction=0.0,
                       test_fraction=0.0, seed=0, progress=False, figures=False, **extra)
+    sync(device)
     return model, time.perf_counter() - t0
 
 
@@ -70,11 +75,15 @@ class _DynamicBinarization(torch.utils.data.Dataset):
         return DatasetOutput(data=torch.bernoulli(self.x[i]))
 
 
-def _pythae(train: np.ndarray, epochs: int, out: str, lr: float | None, batch: int | None) -> tuple[Any, float]:
+def _pythae(train: np.ndarray, epochs: int, out: str, lr: float | None, batch: int | None,
+            device: str | torch.device = "cpu") -> tuple[Any, float]:
+    """Pythae's VAE trained by its TrainingPipeline (on ``device``: Pythae trains on "cuda", the current
+    CUDA device, unless told ``no_cuda``); returns the model, left on the device, and the seconds."""
     from pythae.models import VAE, VAEConfig
     from pythae.pipelines import TrainingPipeline
     from pythae.trainers import BaseTrainerConfig
 
+    device = torch.device(device)
     torch.manual_seed(0)
     model = VAE(VAEConfig(input_dim=(1, 28, 28), latent_dim=16, reconstruction_loss="bce"))
     extra = {}
@@ -82,9 +91,11 @@ def _pythae(train: np.ndarray, epochs: int, out: str, lr: float | None, batch: i
         extra["learning_rate"] = lr
     if batch is not None:
         extra["per_device_train_batch_size"] = batch
-    cfg = BaseTrainerConfig(output_dir=out, num_epochs=epochs, no_cuda=True, seed=0, **extra)
+    cfg = BaseTrainerConfig(output_dir=out, num_epochs=epochs, no_cuda=device.type != "cuda", seed=0, **extra)
+    sync(device)
     t0 = time.perf_counter()
     TrainingPipeline(training_config=cfg, model=model)(train_data=_DynamicBinarization(train))
+    sync(device)
     return model.eval(), time.perf_counter() - t0
 
 
