@@ -99,21 +99,27 @@ class ResidualNorm:
         words = f"{self.error} reconstruction error"
         return words + (f", Gaussian-smoothed (sigma {self.smoothing:g} px)" if self.smoothing else "")
 
+    def check_width(self, n_features: int) -> None:
+        """:class:`ConfigError` unless this norm can sum rows of ``n_features`` values: with smoothing,
+        an image shape that holds exactly that many."""
+        if not self.smoothing:
+            return
+        if self.image_shape is None:
+            raise ConfigError(
+                "smoothing needs the image shape of the rows: the model's data had none; give image_shape"
+            )
+        if int(np.prod(self.image_shape)) != n_features:
+            raise ConfigError(
+                f"image_shape {self.image_shape} holds {int(np.prod(self.image_shape))} values, the rows {n_features}"
+            )
+
     def contributions(self, residual: np.ndarray) -> np.ndarray:
         """Each value's share of its row's score, shape (rows, features), in ``residual``'s dtype."""
         r = np.asarray(residual)
         if r.ndim != 2:
             raise DataError(f"a residual is a 2-D array (rows, features), got shape {r.shape}")
-        if self.smoothing:
-            if self.image_shape is None:
-                raise ConfigError(
-                    "smoothing needs the image shape of the rows: the model's data had none; give image_shape"
-                )
-            if int(np.prod(self.image_shape)) != r.shape[1]:
-                raise ConfigError(
-                    f"image_shape {self.image_shape} holds {int(np.prod(self.image_shape))} values, "
-                    f"the rows {r.shape[1]}"
-                )
+        self.check_width(r.shape[1])
+        if self.smoothing and self.image_shape is not None:  # (check_width: smoothing has a shape)
             from scipy.ndimage import gaussian_filter
 
             images = r.reshape(len(r), -1, *self.image_shape[-2:])

@@ -940,13 +940,9 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         self.smoothing = smoothing
         self.image_shape = image_shape
 
-    def _norm(self, n_features: int | None = None) -> ResidualNorm:
+    def _norm(self) -> ResidualNorm:
         """How the named variant's residual is summed (``error``, ``smoothing``, ``image_shape``)."""
-        shape = None if self.image_shape is None else tuple(self.image_shape)
-        norm = ResidualNorm(self.error, self.smoothing, shape)
-        if norm.smoothing and n_features is not None:
-            norm.contributions(np.zeros((1, n_features)))  # a missing or mismatched image shape, before training
-        return norm
+        return ResidualNorm(self.error, self.smoothing, None if self.image_shape is None else tuple(self.image_shape))
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -963,18 +959,16 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         self
         """
         held_out = None
-        norm = self._norm()
-        if norm.smoothing and self.variant is not None:  # a missing or mismatched image shape, before training
-            self._norm(validate_data(self, X, dtype=np.float32).shape[1])
+        norm = self._norm()  # its settings refused before any training
         if self.variant is None and not norm.is_default:
             raise ConfigError(
                 "error and smoothing apply to a named variant's reconstruction error; the ensemble "
                 "(variant=None) scores by its members' normalised squared errors"
             )
-        if self.variant is not None and not norm.is_default and not variants.get(self.variant).cls.scores_residual:
-            raise ConfigError(
-                f"error and smoothing apply to a reconstruction error; a {self.variant} model scores by minus the ELBO"
-            )
+        if self.variant is not None:
+            variants.get(self.variant).cls.check_norm(norm, self.variant)
+            if norm.smoothing:  # a missing or mismatched image shape
+                norm.check_width(validate_data(self, X, dtype=np.float32).shape[1])
         if self.variant is None:
             X = validate_data(self, X, dtype=np.float64)
             config = EnsembleConfig(

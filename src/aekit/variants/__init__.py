@@ -215,6 +215,16 @@ class Variant(nn.Module):
         """``norm`` (the default when None) with the model's image shape where it has none."""
         return (norm or ResidualNorm()).with_shape(model.config.image_shape)
 
+    @classmethod
+    def check_norm(cls, norm: ResidualNorm | None, name: str) -> None:
+        """:class:`ConfigError` where ``norm`` asks a variant whose score is no residual
+        (:attr:`scores_residual` False; ``name``: its registered name) to sum one differently."""
+        if not cls.scores_residual and norm is not None and not norm.is_default:
+            raise ConfigError(
+                f"a {name} model scores by minus the ELBO, not by a reconstruction error: "
+                f"error={norm.error!r} and smoothing={norm.smoothing:g} do not apply"
+            )
+
     def correct_for_complexity(self, scores: np.ndarray, bits: np.ndarray) -> np.ndarray:
         """Anomaly ``scores`` of :meth:`anomaly_scores` corrected by the rows' input complexity ``bits``
         (:func:`aekit.metrics.input_complexity`; Serra et al. 2020). The default divides a

@@ -406,11 +406,7 @@ class VAE(Variant):
     ) -> np.ndarray:
         """Minus the ELBO of each row, in nats (:meth:`elbo_per_example` with ``elbo_samples`` draws).
         A ``norm`` other than the default has nothing to sum here: :class:`ConfigError`."""
-        if norm is not None and not norm.is_default:  # (scores_residual is False)
-            raise ConfigError(
-                f"a {self.config.variant} model scores by minus the ELBO, not by a reconstruction error: "
-                f"error={norm.error!r} and smoothing={norm.smoothing:g} do not apply"
-            )
+        self.check_norm(norm, self.config.variant)
         return -self.elbo_per_example(model, X, elbo_samples)
 
     def correct_for_complexity(self, scores: np.ndarray, bits: np.ndarray) -> np.ndarray:
