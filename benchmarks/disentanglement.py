@@ -50,7 +50,11 @@ MODELS = (
     ("vae", "VAE (beta = 1)", {}),
     ("beta-vae", "beta-VAE (beta = 4)", {}),
     ("capacity-vae", "capacity-annealed beta-VAE (gamma = 1000, C: 0 -> 25 nats)", {}),
-    ("beta-tcvae", "beta-TCVAE (beta = 6 on the TC, minibatch-weighted estimator)", {"beta": 6.0, "estimator": "mws"}),
+    (
+        "beta-tcvae",
+        "beta-TCVAE (beta = 6 on the TC, minibatch-weighted estimator)",
+        {"beta": 6.0, "estimator": "mws", "compile": True},
+    ),
     ("factor-vae", "FactorVAE (gamma = 35, discriminator 6 x 1000)", {"gamma": 35.0}),
 )
 #: the networks: MLP widths or the Burgess et al. convolutions

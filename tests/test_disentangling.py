@@ -15,7 +15,12 @@ from aekit.nn import ConvDecoder, ConvEncoder
 from aekit.train import CHECKPOINT, Interrupted, read_checkpoint
 from aekit.variants.dipvae import dip_penalty
 from aekit.variants.factorvae import permute_dims
-from aekit.variants.tcvae import kl_decomposition, log_stratified_weights, pairwise_log_density
+from aekit.variants.tcvae import (
+    compiled_kl_decomposition,
+    kl_decomposition,
+    log_stratified_weights,
+    pairwise_log_density,
+)
 from helpers import InterruptAt
 
 EPS32 = float(np.finfo(np.float32).eps)
@@ -44,6 +49,34 @@ def test_the_three_terms_sum_to_the_estimated_kl_up_to_float32_rounding(estimato
     closed = (0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)).sum(1).mean()
     se = float(per_row.sum(1).std()) / math.sqrt(64)
     assert abs(float(t["kl"] - closed)) < 5 * se
+
+
+def test_the_compiled_estimator_gives_the_eager_terms_and_gradients_to_float32_rounding():
+    """compile=True (torch.compile's fused loops) changes only the order of float32 sums: each term is
+    a mean over B rows of log-sum-exps over B posteriors of sums over the latent dimensions, so the two
+    agree to some (latent + B) ulps of the largest log density involved. One estimator (the benchmark's):
+    a compilation costs some 25 s."""
+    pytest.importorskip("torch._inductor")
+    estimator = "mws"
+    g = torch.Generator().manual_seed(1)
+    b, k = 48, 6
+    mu = (torch.randn(b, k, generator=g) * 2).requires_grad_()
+    logvar = (torch.randn(b, k, generator=g) - 1).requires_grad_()
+    z = (mu.detach() + torch.exp(0.5 * logvar.detach()) * torch.randn(b, k, generator=g)).requires_grad_()
+    eager = kl_decomposition(z, mu, logvar, dataset_size=1000, estimator=estimator)
+    fused = compiled_kl_decomposition()(z, mu, logvar, 1000, estimator)
+    scale = float(pairwise_log_density(z, mu, logvar).detach().sum(2).abs().max()) + math.log(b * 1000)
+    tol = (k + b) * EPS32 * scale
+    for name in ("mi", "tc", "dim_kl", "kl"):
+        f, e = float(fused[name].detach()), float(eager[name].detach())
+        assert abs(f - e) <= tol, (name, f, e, tol)
+    weights = {"mi": 1.0, "tc": 6.0, "dim_kl": 1.0}
+    grads_e = torch.autograd.grad(sum(w * eager[n] for n, w in weights.items()), (z, mu, logvar))
+    grads_f = torch.autograd.grad(sum(w * fused[n] for n, w in weights.items()), (z, mu, logvar))
+    for ge, gf in zip(grads_e, grads_f):
+        # a gradient entry is a softmax-weighted sum of B terms of the size of the densities' slopes
+        bound = 8 * (k + b) * EPS32 * float(ge.abs().max() + 1)
+        assert float((ge - gf).abs().max()) <= bound
 
 
 def test_stratified_weights_are_those_of_the_paper_and_each_row_sums_to_one():
