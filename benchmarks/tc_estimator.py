@@ -3,7 +3,7 @@
 The estimators of Chen et al. (2018) build a ``(B, B, latent)`` tensor of pairwise log densities
 each step (:func:`aekit.variants.tcvae.kl_decomposition`) and back-propagate through it; at their
 batch of 2048 that is some 40 M elements, more work than the networks' matrix products.
-``--compile`` (the variant's ``compile`` option) runs the same function through ``torch.compile``.
+``--compile-estimator`` (the variant's ``compile_estimator`` option) runs the same function through ``torch.compile``.
 This times forward and backward of the three weighted terms for both paths at several batch sizes,
 side by side in one process, and reports the compilation time of each shape and the largest
 difference of the terms (float32 rounding).
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> list[list]:
         f"\n\nForward and backward of MI + 6 TC + dim-KL, estimator {args.estimator}, latent {LATENT}, "
         f"N = {DATASET_SIZE:,}; "
         f"median of {args.repeats} steps after the first, {args.threads} thread(s), both paths in one process. The "
-        "compiled path is beta-TCVAE's `--compile`; its first call at each batch size includes the compilation."
+        "compiled path is beta-TCVAE's `--compile-estimator`; its first call at each batch size includes the compilation."
     )
     publish(
         "tc_estimator",

@@ -52,7 +52,7 @@ def test_the_three_terms_sum_to_the_estimated_kl_up_to_float32_rounding(estimato
 
 
 def test_the_compiled_estimator_gives_the_eager_terms_and_gradients_to_float32_rounding():
-    """compile=True (torch.compile's fused loops) changes only the order of float32 sums: each term is
+    """compile_estimator=True (torch.compile's fused loops) changes only the order of float32 sums: each term is
     a mean over B rows of log-sum-exps over B posteriors of sums over the latent dimensions, so the two
     agree to some (latent + B) ulps of the largest log density involved. One estimator (the benchmark's):
     a compilation costs some 25 s."""

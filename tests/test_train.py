@@ -327,3 +327,42 @@ def test_unknown_precision_is_refused():
     from aekit.errors import ConfigError
     with pytest.raises(ConfigError, match="precision"):
         _digits_fit(None, "float16")
+
+
+# -- torch.compile ----------------------------------------------------------------------------------
+class StepLosses(Callback):
+    """Every step's summed loss, as a float."""
+
+    def on_train_begin(self, trainer):
+        self.losses = []
+
+    def on_step_end(self, trainer, step, terms):
+        self.losses.append(sum(terms[k] for k in terms))
+
+
+def test_the_compiled_step_gives_the_eager_losses_to_float32_rounding_and_is_deterministic(tmp_path):
+    """TrainConfig.compile runs the same arithmetic in other loops: fused elementwise work and float32
+    sums in another order. The VAE with dynamic binarization draws random numbers in its forward pass
+    (binarization, reparameterization); they must be the eager generator's, or the losses would differ
+    by the sampling noise (tenths of a nat), not by rounding. 640 rows in batches of 64 and no
+    validation split: one batch shape, one compilation (some 20-40 s)."""
+    pytest.importorskip("torch._inductor")
+    eager, fused, again = StepLosses(), StepLosses(), StepLosses()
+    kw = dict(variant="vae", binarize=True, val_fraction=0.0, test_fraction=0.0)  # 4 epochs of 10 batches of 64
+    a = _digits_fit(tmp_path / "eager", "float32", [eager], **kw)
+    b = _digits_fit(tmp_path / "compiled", "float32", [fused], compile=True, **kw)
+    c = _digits_fit(tmp_path / "again", "float32", [again], compile=True, **kw)
+    assert len(eager.losses) == len(fused.losses) == 4 * 640 // 64
+    # the first step, from the same weights: each term is a mean over B = 64 rows of sums over D = 64
+    # features (or the latent's 4), so a reordering moves it by at most (D + B) ulps of its size
+    eps32 = torch.finfo(torch.float32).eps
+    assert abs(fused.losses[0] - eager.losses[0]) <= (64 + 64) * eps32 * abs(eager.losses[0])
+    # later steps start from weights that differ by that rounding, carried through Adam's updates
+    # (whose normalised steps turn a gradient difference into one of the same relative size): the
+    # losses stay within some thousand ulps, far below the sampling noise a different draw would give
+    for e, f in zip(eager.losses, fused.losses):
+        assert abs(f - e) <= 1e-4 * abs(e)
+    sb, sc = b.state_dict(), c.state_dict()
+    assert fused.losses == again.losses and all(torch.equal(sb[k], sc[k]) for k in sb)  # same seed, same run
+    assert not all(torch.equal(a.state_dict()[k], sb[k]) for k in sb)  # and the compiled loops did run
+    assert json.loads((tmp_path / "compiled" / "config.json").read_text())["train"]["compile"] is True

@@ -39,7 +39,7 @@ the batch size.
 
 The estimators' cost is the ``(B, B, latent)`` tensor of pairwise densities: at Chen et al.'s batch
 of 2048 it is some 40 M elements a step, forward and backward, more than the networks' matrix
-products. ``compile=True`` runs :func:`kl_decomposition` through ``torch.compile`` (inductor fuses
+products. ``compile_estimator=True`` runs :func:`kl_decomposition` through ``torch.compile`` (inductor fuses
 the elementwise passes into one C++ loop nest on the CPU, kernels on a GPU): about 7 times faster
 on one CPU thread at batch 2048 (2.7 s a step against 0.39 s, ``benchmarks/RESULTS.md``), for some
 20 s of compilation at the first step and again for a batch of another size (the last of an epoch).
@@ -225,10 +225,11 @@ class TCVAEOptions(GaussianOptions):
     dataset_size: int | None = option(
         None, "N of the estimators: the size of the training set; unset: the training rows the trainer sees"
     )
-    compile: bool = option(
+    compile_estimator: bool = option(
         False,
         "compile the estimator's pairwise terms with torch.compile (fused; pays at large batches, "
-        "about 20 s of compilation per batch size)",
+        "about 20 s of compilation per batch size; --compile compiles the whole forward pass, these "
+        "terms included)",
     )
 
     def validate(self) -> None:
@@ -263,7 +264,7 @@ class TCVAE(GaussianFamily):
     def bottleneck(self, h: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         z, mu, logvar, _ = self.sample_posterior(h)
         o = self.options
-        decompose = compiled_kl_decomposition() if o.compile else kl_decomposition
+        decompose = compiled_kl_decomposition() if o.compile_estimator else kl_decomposition
         parts = decompose(z.float(), mu.float(), logvar.float(), self.size_for(len(z)), o.estimator)
         self._terms = {k: v.detach() for k, v in parts.items()}
         w = self.warm()
