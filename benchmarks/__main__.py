@@ -21,7 +21,7 @@ from .common import table
 
 #: The suite in running order: throughput and efficiency first, then quality against peers.
 BENCHMARKS = (
-    "startup", "throughput", "vae_throughput", "flops", "encoding",
+    "startup", "throughput", "vae_throughput", "flops", "compile_step", "encoding",
     "defaults", "ae_vs_pca", "denoising", "linear_probe", "vae_likelihood", "disentanglement", "tc_estimator",
     "rbm", "pretraining", "search", "compression", "codecs", "anomaly", "odds", "streaming",
 )

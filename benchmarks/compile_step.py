@@ -1,0 +1,178 @@
+"""The training step, eager and compiled (``TrainConfig.compile``), against its float32 matrix products.
+
+For each model at batch 128 on Fashion-MNIST (the first ``--rows`` training images, unit-scaled):
+
+- Pythae's default VAE MLP (784-512-16, ReLU, Bernoulli decoder, dynamic binarization), the model of
+  :mod:`benchmarks.vae_throughput`;
+- the deep autoencoder 784-1000-500-250-30 (ReLU, linear code, squared error) of :mod:`benchmarks.flops`;
+- and, eager only (``train_rbm`` has no compiled path), the RBM 784-500 at its batch of 100, CD-1 with
+  Hinton & Salakhutdinov's momentum and decay: an update's milliseconds (from the history's
+  samples/s of a 1-epoch ``train_rbm``) against its four float32 products alone (the hidden
+  means of the data and of the reconstruction, the visible means, and both phases' statistics in one
+  product);
+
+the Trainer's milliseconds per step, eager and with ``compile=True`` (the steady state: the median
+step after the first ``WARM`` of an epoch, read by a step callback), the seconds the compiled run's
+first step took over a steady one (the compilation), and the milliseconds of the same step's float32
+matrix products alone (:func:`benchmarks.flops.run_gemms`: the shapes and layouts autograd uses),
+whose ratio to a step is its share of that bound. Break-even: the steps a run needs before the
+compilation is paid back. The contenders alternate (eager, compiled, products) ``--repeats`` times in
+one process; the compiled run's cache is a fresh folder (``TORCHINDUCTOR_CACHE_DIR``) so that each
+compilation is a cold one, as on a user's first run.
+
+    python -m benchmarks.compile_step [--threads 1] [--rows 12800] [--repeats 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from aekit import Autoencoder, Callback, ModelConfig, TrainConfig, Trainer
+from aekit.data import load_splits
+from aekit.pretrain import train_rbm
+
+from .common import load_note, publish, table
+from .flops import SIZES, layer_shapes, run_gemms
+from .vae_throughput import VAE_SHAPES
+
+#: steps of an epoch left out of the steady state (the compiled run's first compiles)
+WARM = 5
+BATCH = 128
+
+
+class StepClock(Callback):
+    """The perf_counter time at the end of every step."""
+
+    def on_train_begin(self, trainer: Any) -> None:
+        self.start, self.ends = time.perf_counter(), []
+
+    def on_step_end(self, trainer: Any, step: int, terms: Any) -> None:
+        self.ends.append(time.perf_counter())
+
+
+def _vae() -> Autoencoder:
+    torch.manual_seed(0)
+    return Autoencoder(ModelConfig(variant="vae", input_dim=784, hidden=(512,), latent=16, activation="relu",
+                                   loss="bce", options={"binarize": True}))
+
+
+def _deep() -> Autoencoder:
+    torch.manual_seed(0)
+    return Autoencoder(ModelConfig(input_dim=SIZES[0], hidden=SIZES[1:-1], latent=SIZES[-1], loss="mse"))
+
+
+MODELS = {
+    "VAE 784-512-16 (Pythae's default MLP), batch 128": (_vae, VAE_SHAPES),
+    "autoencoder 784-1000-500-250-30, batch 128": (_deep, layer_shapes(SIZES)),
+}
+
+
+def _trainer_run(make: Any, x: torch.Tensor, compile: bool) -> tuple[float, float]:
+    """(steady seconds per step, seconds of the first step) of one epoch of the Trainer on ``x``."""
+    clock = StepClock()
+    with tempfile.TemporaryDirectory() as cache:
+        old = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+        try:
+            if compile:
+                torch._dynamo.reset()  # a cold compilation each time, as on a first run
+            cfg = TrainConfig(epochs=1, batch_size=BATCH, compile=compile, patience=None, restore_best=False)
+            Trainer(make(), cfg, callbacks=[clock], progress=False).fit(x)
+        finally:
+            if old is None:
+                os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+            else:
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = old
+    gaps = np.diff(clock.ends[WARM - 1 :])
+    return float(np.median(gaps)), clock.ends[0] - clock.start
+
+
+def _rbm_update(x: torch.Tensor) -> float:
+    """Seconds per CD-1 update (batch 100) of a 1-epoch ``train_rbm`` on ``x``, the updates only."""
+    rbm = train_rbm(x, 500, epochs=1, seed=0)
+    return RBM_BATCH / rbm.history[-1]["samples_per_second"]
+
+
+def _rbm_gemms(steps: int, n_visible: int = 784, n_hidden: int = 500) -> float:
+    """Seconds per update of the CD-1 update's four float32 products alone, in its layouts."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(n_hidden, n_visible, generator=g) * 0.01
+    b, c = torch.zeros(n_visible), torch.zeros(n_hidden)
+    v = torch.rand(RBM_BATCH, n_visible, generator=g)
+    h = torch.rand(RBM_BATCH, n_hidden, generator=g)
+    both_h = torch.rand(2 * RBM_BATCH, n_hidden, generator=g)
+    both_v = torch.rand(2 * RBM_BATCH, n_visible, generator=g)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        torch.addmm(c, v, w.t())  # E[h | v] of the data
+        torch.addmm(b, h, w)  # E[v | h]
+        torch.addmm(c, v, w.t())  # E[h | v-] of the reconstruction
+        both_h.t() @ both_v  # the positive and negative statistics
+    return (time.perf_counter() - t0) / steps
+
+
+RBM_BATCH = 100
+
+
+def main(argv: list[str] | None = None) -> list[list]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rows", type=int, default=12_800, help="training rows (one epoch each measurement)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--quick", action="store_true", help="1,280 rows, one repeat (RESULTS-quick.md)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rows, args.repeats = 1280, 1
+    torch.set_num_threads(args.threads)
+    load0 = os.getloadavg()[0]
+    splits = load_splits("fashion-mnist", val_fraction=0.0)
+    x = torch.from_numpy((splits.train.x[: args.rows] / np.float32(255.0)).astype(np.float32))
+    steps = len(x) // BATCH
+    rows = []
+    for name, (make, shapes) in MODELS.items():
+        eager, fused, first, gemm = [], [], [], []
+        for _ in range(args.repeats):
+            eager.append(_trainer_run(make, x, False)[0])
+            s, f = _trainer_run(make, x, True)
+            fused.append(s)
+            first.append(f - s)
+            gemm.append(run_gemms(x, BATCH, shapes, steps) / steps)
+        e, c, g, comp = (statistics.median(v) for v in (eager, fused, gemm, first))
+        pays = f"{comp / (e - c):,.0f}" if c < e else "never"
+        rows.append([name, f"{e * 1e3:.2f}", f"{c * 1e3:.2f}", f"{e / c:.2f}", f"{comp:.1f}", pays, f"{g * 1e3:.2f}",
+                     f"{g / e:.0%}", f"{g / c:.0%}"])
+        print(rows[-1], flush=True)
+    rbm, rbm_gemm = [], []
+    for _ in range(args.repeats):
+        rbm.append(_rbm_update(x))
+        rbm_gemm.append(_rbm_gemms(len(x) // RBM_BATCH))
+    e, g = statistics.median(rbm), statistics.median(rbm_gemm)
+    rows.append(["RBM 784-500, CD-1, batch 100 (train_rbm)", f"{e * 1e3:.2f}", "-", "-", "-", "-", f"{g * 1e3:.2f}",
+                 f"{g / e:.0%}", "-"])
+    print(rows[-1], flush=True)
+    body = (
+        table(["model", "eager ms/step", "compiled ms/step", "speed-up", "compilation s",
+               "steps to pay back", "float32 GEMMs alone ms/step", "eager share of the bound",
+               "compiled share of the bound"], rows)
+        + f"\n\nThe Trainer's steady step (median of an epoch of {steps} steps after the first {WARM}), eager and "
+        "with `--compile` (TrainConfig.compile: the forward pass and the loss through torch.compile, inductor, "
+        "`dynamic=False`, `fallback_random`); the compilation: the compiled run's first step less a steady one, "
+        "from a cold cache; the bound: the step's float32 matrix products alone, in the layouts autograd uses. "
+        f"Median of {args.repeats} alternations, {args.threads} thread(s), Adam lr 1e-3. " + load_note(load0)
+    )
+    publish(f"compile_step_t{args.threads}",
+            f"The training step eager and compiled ({args.threads} thread(s)): share of the float32 GEMM bound",
+            body, quick=args.quick)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
