@@ -255,11 +255,20 @@ class TCVAE(GaussianFamily):
     def __init__(self, config: Any, options: TCVAEOptions):
         super().__init__(config, options)
         self.register_buffer("dataset_size", torch.tensor(options.dataset_size or 0))
+        # the host's copy of the buffer: read by every step, a tensor read would be a host sync (and a
+        # graph break under torch.compile); refreshed when the trainer sets the buffer or a state is loaded
+        self._host_size: int | None = options.dataset_size or 0
+        self._register_load_state_dict_pre_hook(self._forget_host_size)
         self._terms: dict[str, torch.Tensor] = {}
 
     def size_for(self, batch: int) -> int:
         """:math:`N` for a batch of ``batch`` rows: the option, else the trainer's, else the batch."""
-        return max(int(self.dataset_size), batch)
+        if self._host_size is None:
+            self._host_size = int(self.dataset_size)
+        return max(self._host_size, batch)
+
+    def _forget_host_size(self, *args: Any, **kwargs: Any) -> None:
+        self._host_size = None
 
     def bottleneck(self, h: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         z, mu, logvar, _ = self.sample_posterior(h)
@@ -296,3 +305,4 @@ class TCVAECallback(VAECallback):
         assert isinstance(v, TCVAE), "a TCVAECallback serves a TCVAE"
         if v.options.dataset_size is None:
             v.dataset_size.fill_(int(trainer.train_size))
+            v._host_size = int(trainer.train_size)
