@@ -322,3 +322,37 @@ def test_the_training_forward_pass_reads_nothing_back_from_the_device(options):
     assert explained.graph_break_count == 0, [str(b.reason)[:200] for b in explained.break_reasons]
     model.variant.load_state_dict(model.variant.state_dict())  # a loaded state: read from the buffer again
     assert model.variant._host_step is None and model.variant.current_step() == 3
+
+
+@pytest.mark.parametrize("variant, options", [
+    ("capacity-vae", {}), ("vae", {"warmup": 10}), ("beta-tcvae", {"warmup": 10}), ("factor-vae", {"warmup": 10}),
+    ("dip-vae-i", {"warmup": 10}),
+])
+def test_a_scheduled_weight_changes_every_step_without_recompiling_a_compiled_step(variant, options):
+    """The KL weight, capacity or warm-up factor moves every step; a compiled step (--compile) reads it from
+    a tensor, so that no guard on the step number fails and the graph is traced once, and gives the eager
+    terms. Dynamo alone (backend "eager": the traced graph run by the same aten kernels, no code
+    generation): the property is the tracing's, not the compiler's."""
+    import torch._dynamo
+    model = _vae(variant, **options).train()
+    model.variant.set_step(0, 40)
+    x = torch.rand(16, 64, generator=torch.Generator().manual_seed(0))
+
+    def terms(fn, s):
+        model.variant.set_step(s)
+        torch.manual_seed(s)  # the reparameterization's draws
+        with torch.no_grad():
+            return {k: float(v) for k, v in fn(x).items()}
+
+    torch._dynamo.reset()
+    traced = torch.compile(lambda xb: model(xb).losses, backend="eager", fullgraph=True)
+    try:
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            compiled = [terms(traced, s) for s in (0, 3, 7, 20)]
+    finally:
+        torch._dynamo.reset()
+    eager = [terms(lambda xb: model(xb).losses, s) for s in (0, 3, 7, 20)]
+    for c, e in zip(compiled, eager):
+        assert c.keys() == e.keys() and all(c[k] == pytest.approx(e[k], rel=1e-6) for k in e)
+    weights = [model.variant.schedule_value() for s in (0, 3) if model.variant.set_step(s) is None]
+    assert weights[0] != weights[1]  # the schedule does move between these steps

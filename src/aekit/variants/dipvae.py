@@ -87,10 +87,9 @@ class DIPVAE(GaussianFamily):
         o = self.options
         dip = dip_penalty(mu, logvar, o.kind, o.lambda_od, o.lambda_d_factor * o.lambda_od)
         self._dip = dip.detach()
-        w = self.warm()
-        return z, {"kl": (w * o.beta) * kl, "dip": w * dip}
+        return z, {"kl": self.scheduled(kl, o.beta) * kl, "dip": self.scheduled(dip) * dip}
 
     def metrics(self, x, h, z) -> dict[str, torch.Tensor]:
         """The KL in nats (``kl_nats``), the unweighted-by-warm-up penalty (``dip_penalty``), the warm-up factor."""
         assert self._kl is not None and self._dip is not None, "the model calls bottleneck() before metrics()"
-        return {"kl_nats": self._kl, "dip_penalty": self._dip, "warmup": torch.tensor(self.warm())}
+        return {"kl_nats": self._kl, "dip_penalty": self._dip, "warmup": self.scheduled_metric()}

@@ -103,13 +103,12 @@ class FactorVAE(GaussianFamily):
         o = self.options
         tc = self.tc_estimate(z)
         self._tc = tc.detach()
-        w = self.warm()
-        return z, {"kl": (w * o.beta) * kl, "tc": (w * o.gamma) * tc}
+        return z, {"kl": self.scheduled(kl, o.beta) * kl, "tc": self.scheduled(tc, o.gamma) * tc}
 
     def metrics(self, x, h, z) -> dict[str, torch.Tensor]:
         """The KL (``kl_nats``) and the discriminator's TC estimate (``tc_nats``), in nats; the warm-up factor."""
         assert self._kl is not None and self._tc is not None, "the model calls bottleneck() before metrics()"
-        return {"kl_nats": self._kl, "tc_nats": self._tc, "warmup": torch.tensor(self.warm())}
+        return {"kl_nats": self._kl, "tc_nats": self._tc, "warmup": self.scheduled_metric()}
 
     # -- the discriminator, an auxiliary model --------------------------------------------------------
     def auxiliary_parameters(self) -> list[nn.Parameter]:

@@ -211,6 +211,10 @@ class GaussianFamily(VAE):
         o = self.options
         return 1.0 if o.warmup <= 0 else min(1.0, self.current_step() / o.warmup)
 
+    def schedule_value(self) -> float:
+        """The family's schedule is the warm-up factor (:meth:`warm`); the steps read it as :meth:`scheduled`."""
+        return self.warm()
+
 
 @dataclass
 class TCVAEOptions(GaussianOptions):
@@ -276,11 +280,10 @@ class TCVAE(GaussianFamily):
         decompose = compiled_kl_decomposition() if o.compile_estimator else kl_decomposition
         parts = decompose(z.float(), mu.float(), logvar.float(), self.size_for(len(z)), o.estimator)
         self._terms = {k: v.detach() for k, v in parts.items()}
-        w = self.warm()
         return z, {
-            "mi": (w * o.alpha) * parts["mi"],
-            "tc": (w * o.beta) * parts["tc"],
-            "dim_kl": (w * o.gamma) * parts["dim_kl"],
+            "mi": self.scheduled(parts["mi"], o.alpha) * parts["mi"],
+            "tc": self.scheduled(parts["tc"], o.beta) * parts["tc"],
+            "dim_kl": self.scheduled(parts["dim_kl"], o.gamma) * parts["dim_kl"],
         }
 
     def metrics(self, x, h, z) -> dict[str, torch.Tensor]:
@@ -289,7 +292,7 @@ class TCVAE(GaussianFamily):
         out = {f"{k}_nats": v for k, v in self._terms.items() if k != "kl"}
         out["kl_mc_nats"] = self._terms["kl"]
         out["kl_nats"] = self._kl
-        out["warmup"] = torch.tensor(self.warm())
+        out["warmup"] = self.scheduled_metric()
         return out
 
     def callbacks(self) -> list[Callback]:

@@ -181,6 +181,7 @@ class VAE(Variant):
     mu_sq_sum: torch.Tensor
     kl_sum: torch.Tensor
     count: torch.Tensor
+    schedule: torch.Tensor  # not persistent: set_step's value of schedule_value()
 
     def __init__(self, config: Any, options: VAEOptions):
         super().__init__(config, options)
@@ -202,6 +203,11 @@ class VAE(Variant):
         self._kl: torch.Tensor | None = None
         self._host_step: int | None = None  # the host's copies of step and total_steps (set_step)
         self._host_total: int | None = None
+        # the schedule's value at the host's step (schedule_value), kept by set_step while training: the
+        # steps read this tensor, not a float of the step, so that a compiled step (--compile) has no
+        # guard on the step number to fail, and recompiles never (not in the state dict)
+        self.register_buffer("schedule", torch.zeros((), dtype=torch.float64), persistent=False)
+        self._schedule_set = False
         self._register_load_state_dict_pre_hook(self._forget_host_step)  # loaded buffers: read them again
 
     # -- the Gaussian posterior -----------------------------------------------------------------
@@ -221,6 +227,7 @@ class VAE(Variant):
 
     def _forget_host_step(self, *args: Any, **kwargs: Any) -> None:
         self._host_step = self._host_total = None
+        self._schedule_set = False
 
     def set_step(self, step: int, total_steps: int | None = None) -> None:
         """Move the schedules to optimizer step ``step`` (the buffer that checkpoints keep, and its host copy)."""
@@ -229,6 +236,26 @@ class VAE(Variant):
         if total_steps is not None:
             self.total_steps.fill_(total_steps)
             self._host_total = total_steps
+        self.schedule.fill_(self.schedule_value())
+        self._schedule_set = True
+
+    def schedule_value(self) -> float:
+        """The scheduled weight of the KL term at the current step: the capacity :math:`C` (nats) for the
+        capacity objective, else the KL weight."""
+        return self.capacity_now() if self.options.capacity is not None else self.kl_weight()
+
+    def scheduled(self, like: torch.Tensor, scale: float = 1.0) -> torch.Tensor | float:
+        """``scale`` times :meth:`schedule_value`, to combine with the loss term ``like``: while training, from
+        the float64 buffer ``schedule`` that :meth:`set_step` fills, the product in float64 and cast to
+        ``like``'s dtype, so that the term is the one the float gives (which torch casts the same way);
+        else the float."""
+        if not self._schedule_set:
+            return self.schedule_value() * scale
+        return (self.schedule * scale).to(like.dtype)
+
+    def scheduled_metric(self) -> torch.Tensor:
+        """:meth:`scheduled` as the float32 scalar a metric logs."""
+        return self.schedule.to(torch.float32) if self._schedule_set else torch.tensor(self.schedule_value())
 
     def kl_weight(self) -> float:
         o = self.options
@@ -256,9 +283,9 @@ class VAE(Variant):
                 self.count += len(mu)
         self._kl = kl.detach()
         if self.options.capacity is not None:
-            term = self.options.gamma * (kl - self.capacity_now()).abs()
+            term = self.options.gamma * (kl - self.scheduled(kl)).abs()
         else:
-            term = self.kl_weight() * kl
+            term = self.scheduled(kl) * kl
         return z, {"kl": term}
 
     def encode_deterministic(self, h: torch.Tensor) -> torch.Tensor:
@@ -291,9 +318,9 @@ class VAE(Variant):
         assert self._kl is not None, "the model calls bottleneck() before metrics()"
         out = {"kl_nats": self._kl}
         if self.options.capacity is not None:
-            out["capacity"] = torch.tensor(self.capacity_now())
+            out["capacity"] = self.scheduled_metric()
         else:
-            out["kl_weight"] = torch.tensor(self.kl_weight())
+            out["kl_weight"] = self.scheduled_metric()
         return out
 
     def take_epoch_statistics(self) -> dict[str, Any]:
