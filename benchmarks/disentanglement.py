@@ -184,7 +184,40 @@ def _run(model: tuple, args: argparse.Namespace) -> dict:
         "recon": last.get("val_recon"),
         "kl": last.get("val_kl_nats"),
         "scores": scores,
+        "settings": _settings(args),
     }
+
+
+def _settings(args: argparse.Namespace) -> str:
+    """The training settings a table's runs share, in words (recorded with each run's results)."""
+    threads = "" if args.device != "cpu" else f", {args.threads} thread(s) per model"
+    return (
+        f"{args.train:,} generated dSprites images (seed 0; 1% held out), batch {args.batch_size}, Adam lr "
+        f"{args.lr}, {_network_words(args)}, Bernoulli decoder, {args.precision}, device {args.device}{threads}, "
+        f"{args.jobs} model(s) trained at a time, seed {args.seed}"
+        + ("; beta-TCVAE's estimator compiled (--compile-estimator)" if args.batch_size >= COMPILE_ESTIMATOR_FROM else "")
+    )
+
+
+def _load(args: argparse.Namespace) -> None:
+    global _DATA
+    _DATA = dsprites(n=args.train, seed=0)
+
+
+def _merged(paths: list[str], todo: list[tuple], settings: str) -> list[dict]:
+    """The results recorded in the JSON files (``disentanglement.json``) of earlier runs of the same settings,
+    one per model of ``todo`` in the table's order, a later file's model replacing an earlier one's."""
+    by: dict[str, dict] = {}
+    for path in paths:
+        for r in json.loads(Path(path).read_text()):
+            by[r["variant"]] = r
+    other = [v for v, r in by.items() if r.get("settings", settings) != settings]
+    if other:
+        raise SystemExit(f"--from-json: {', '.join(other)} ran with other settings: {by[other[0]]['settings']}")
+    missing = [m[0] for m in todo if m[0] not in by]
+    if missing:
+        raise SystemExit(f"--from-json: no results for {', '.join(missing)} in {', '.join(paths)}")
+    return [by[m[0]] for m in todo]
 
 
 def _network_words(args: argparse.Namespace) -> str:
@@ -245,6 +278,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--jobs", type=int, default=1, help="train the models in this many processes")
     p.add_argument("--only", default=None, help="comma-separated variants to run (default: all five)")
     p.add_argument("--results", default=None, help="record the table in this Markdown file instead of RESULTS.md")
+    p.add_argument("--from-json", nargs="+", default=None, metavar="JSON",
+                   help="train nothing: tabulate the results these runs recorded (their disentanglement.json, run "
+                        "with the same settings; a later file's model replaces an earlier one's)")
     p.add_argument("--quick", action="store_true", help="5,000 images, 1 epoch (recorded in RESULTS-quick.md)")
     args = p.parse_args(argv)
     dlib = args.settings == "dlib"
@@ -260,14 +296,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args.every = args.every or max(args.batch_size, args.samples // 6)
     only = set(args.only.split(",")) if args.only else None
     todo = [_with_tc_beta(m, args.tc_beta) for m in MODELS if not only or m[0] in only]
-    global _DATA
-    _DATA = dsprites(n=args.train, seed=0)
     start_load = __import__("os").getloadavg()[0]
-    if args.jobs > 1:  # one process per model (forked: the data are shared; CUDA is first touched in the child)
+    if args.from_json:
+        results = _merged(args.from_json, todo, _settings(args))
+    elif args.jobs > 1:  # one process per model (forked: the data are shared; CUDA is first touched in the child)
         ctx = multiprocessing.get_context("fork")
+        _load(args)
         with concurrent.futures.ProcessPoolExecutor(min(args.jobs, len(todo)), mp_context=ctx) as pool:
             results = list(pool.map(_run, todo, [args] * len(todo)))
     else:
+        _load(args)
         results = [_run(m, args) for m in todo]
     marks = sorted({pt["samples"] for r in results for pt in r["points"]})
     rows = []
@@ -305,13 +343,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     best = max(migs.get(MODELS[3][0], -1.0), migs.get(MODELS[4][0], -1.0))
     plain = migs.get(MODELS[0][0], float("nan"))
     met = best >= 0.2 and not best <= plain
-    threads = "" if args.device != "cpu" else f", {args.threads} thread(s) per model"
-    used = (
-        f"{args.train:,} generated dSprites images (seed 0; 1% held out), batch {args.batch_size}, Adam lr "
-        f"{args.lr}, {_network_words(args)}, Bernoulli decoder, {args.precision}, device {args.device}{threads}, "
-        f"{args.jobs} model(s) trained at a time, seed {args.seed}"
-        + ("; beta-TCVAE's estimator compiled (--compile-estimator)" if args.batch_size >= COMPILE_ESTIMATOR_FROM else "")
-    )
+    used = _settings(args)
     body = (
         table(
             [
