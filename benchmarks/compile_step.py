@@ -17,10 +17,13 @@ first step took over a steady one (the compilation), and the milliseconds of the
 matrix products alone (:func:`benchmarks.flops.run_gemms`: the shapes and layouts autograd uses),
 whose ratio to a step is its share of that bound. Break-even: the steps a run needs before the
 compilation is paid back. The contenders alternate (eager, compiled, products) ``--repeats`` times in
-one process; the compiled run's cache is a fresh folder (``TORCHINDUCTOR_CACHE_DIR``) so that each
-compilation is a cold one, as on a user's first run.
+one process; the compilation time is the first compiled run's (a fresh cache folder,
+``TORCHINDUCTOR_CACHE_DIR``, and nothing compiled yet in the process: a user's first run).
 
-    python -m benchmarks.compile_step [--threads 1] [--rows 12800] [--repeats 3] [--quick]
+``--profile`` instead prints torch.profiler's table of the VAE's eager Trainer steps (self CPU time by
+operator) and records nothing.
+
+    python -m benchmarks.compile_step [--threads 1] [--rows 12800] [--repeats 3] [--quick] [--profile]
 """
 
 from __future__ import annotations
@@ -122,13 +125,32 @@ def _rbm_gemms(steps: int, n_visible: int = 784, n_hidden: int = 500) -> float:
 RBM_BATCH = 100
 
 
+def _profile(rows: int) -> None:
+    """torch.profiler's operator table (self CPU time) of one epoch of the VAE's eager Trainer steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    splits = load_splits("fashion-mnist", val_fraction=0.0)
+    x = torch.from_numpy((splits.train.x[:rows] / np.float32(255.0)).astype(np.float32))
+    cfg = TrainConfig(epochs=1, batch_size=BATCH, patience=None, restore_best=False)
+    Trainer(_vae(), cfg, progress=False).fit(x[: 10 * BATCH])  # warm
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        Trainer(_vae(), cfg, progress=False).fit(x)
+    print(f"{len(x) // BATCH} steps of {BATCH}")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
+
+
 def main(argv: list[str] | None = None) -> list[list]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rows", type=int, default=12_800, help="training rows (one epoch each measurement)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="1,280 rows, one repeat (RESULTS-quick.md)")
+    p.add_argument("--profile", action="store_true", help="print the profile of the VAE's eager steps; record nothing")
     args = p.parse_args(argv)
+    if args.profile:
+        torch.set_num_threads(args.threads)
+        _profile(args.rows)
+        return []
     if args.quick:
         args.rows, args.repeats = 1280, 1
     torch.set_num_threads(args.threads)
@@ -145,7 +167,8 @@ def main(argv: list[str] | None = None) -> list[list]:
             fused.append(s)
             first.append(f - s)
             gemm.append(run_gemms(x, BATCH, shapes, steps) / steps)
-        e, c, g, comp = (statistics.median(v) for v in (eager, fused, gemm, first))
+        e, c, g = (statistics.median(v) for v in (eager, fused, gemm))
+        comp = first[0]  # the process's first compilation of this model: cold (later ones hit in-memory caches)
         pays = f"{comp / (e - c):,.0f}" if c < e else "never"
         rows.append([name, f"{e * 1e3:.2f}", f"{c * 1e3:.2f}", f"{e / c:.2f}", f"{comp:.1f}", pays, f"{g * 1e3:.2f}",
                      f"{g / e:.0%}", f"{g / c:.0%}"])
@@ -164,8 +187,8 @@ def main(argv: list[str] | None = None) -> list[list]:
                "compiled share of the bound"], rows)
         + f"\n\nThe Trainer's steady step (median of an epoch of {steps} steps after the first {WARM}), eager and "
         "with `--compile` (TrainConfig.compile: the forward pass and the loss through torch.compile, inductor, "
-        "`dynamic=False`, `fallback_random`); the compilation: the compiled run's first step less a steady one, "
-        "from a cold cache; the bound: the step's float32 matrix products alone, in the layouts autograd uses. "
+        "`dynamic=False`, `fallback_random`); the compilation: the first compiled run's first step less a steady "
+        "one, from a cold cache in a fresh process (the later runs hit the process's in-memory caches); the bound: the step's float32 matrix products alone, in the layouts autograd uses. "
         f"Median of {args.repeats} alternations, {args.threads} thread(s), Adam lr 1e-3. " + load_note(load0)
     )
     publish(f"compile_step_t{args.threads}",

@@ -40,9 +40,10 @@ the batch size.
 The estimators' cost is the ``(B, B, latent)`` tensor of pairwise densities: at Chen et al.'s batch
 of 2048 it is some 40 M elements a step, forward and backward, more than the networks' matrix
 products. ``compile_estimator=True`` runs :func:`kl_decomposition` through ``torch.compile`` (inductor fuses
-the elementwise passes into one C++ loop nest on the CPU, kernels on a GPU): about 7 times faster
-on one CPU thread at batch 2048 (2.7 s a step against 0.39 s, ``benchmarks/RESULTS.md``), for some
-20 s of compilation at the first step and again for a batch of another size (the last of an epoch).
+the elementwise passes into one C++ loop nest on the CPU, kernels on a GPU): about 4 times faster
+on one CPU thread at batch 1024 and 2048 (0.13 s a step against 0.60 s, 0.55 s against 2.3 s,
+``benchmarks/RESULTS.md``), for some 10-20 s of compilation at the first step and again for a batch of
+another size (the last of an epoch).
 It needs the C++ compiler inductor calls (``g++``) on the CPU. The terms are computed in float32
 whatever the autocast precision: a bfloat16 log-density would round away the differences the
 log-sum-exp is made of. The history logs the three terms in nats (``mi_nats``, ``tc_nats``, ``dim_kl_nats``),
