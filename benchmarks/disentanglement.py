@@ -76,6 +76,17 @@ _DATA = None
 
 #: What was tried before this table (the earlier benchmark's record, beta-VAE and capacity-VAE only).
 TRIED = (
+    "The seed decides, at this budget. beta-TCVAE with the table's settings: seed 0 0.230 at 1.0 M samples "
+    "(293 s), 0.250 at 2.0 M (606 s), 0.250 at 3.0 M (892 s); the same seed with the whole forward pass "
+    "compiled (`--compile`: the same arithmetic to rounding, so another trajectory) 0.032 / 0.037 / 0.035 / "
+    "0.038 at 0.5 / 1 / 1.5 / 2 M; seed 1 0.061 / 0.041 / 0.047 / 0.039, continued to 0.029 at 3 M (883 s); "
+    "seed 2 0.041 / 0.043 / 0.035 / 0.028; seed 0 at beta 10 0.051 at 1 M. At Chen et al.'s batch of 2048 (the other settings the table's, 2 M "
+    "samples in some 930 s): seed 1 0.073 / 0.111 / 0.125 / 0.127, seed 2 0.028 / 0.066 / 0.099 / 0.114, both "
+    "still rising and neither at 0.2. "
+    "Before (2026-12-02/03, batch 256, float32, 50,000 or 100,000 images, the estimator eager): the five "
+    "models 0.016 / 0.015 / 0.006 / 0.049 / 0.033 at 250,000 samples; beta-TCVAE alone 0.05-0.07 up to 3 M "
+    "samples; the minibatch-stratified estimator at batch 256 drove the TC estimate negative (-6 nats: with "
+    "255 other rows the estimate of log q(z) falls to log q(z|x) - log N). "
     "Earlier, with the beta-VAE and the capacity-annealed beta-VAE only (MLP 4096-512-256, batch 64, "
     "50,000 images): beta-VAE 0.034-0.047 over 15 epochs, 0.071 after 60 epochs at lr 5e-4; capacity-annealed "
     "0.077 at best (C about 6 nats) and 0.063 after 31,000 steps; beta-VAE at batch 2048 on 200,000 images "
@@ -226,7 +237,7 @@ def _network_words(args: argparse.Namespace) -> str:
     return f"MLP 4096-{args.hidden.replace(',', '-')}-10, decoder mirrored"
 
 
-def _figure(results: list[dict], path: Path) -> bool:
+def _figure(results: list[dict], path: Path, others: list[tuple[str, dict]] = ()) -> bool:
     """MIG against samples seen, one line per model, as a PNG (False when matplotlib is missing)."""
     try:
         import matplotlib
@@ -235,14 +246,17 @@ def _figure(results: list[dict], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(9.5, 4))
     for r in results:
         ax.plot([p["samples"] for p in r["points"]], [p["mig"] for p in r["points"]], marker="o", label=r["label"])
+    for label, r in others:  # other runs of a model (seeds, batch sizes): thin dashed lines
+        ax.plot([p["samples"] for p in r["points"]], [p["mig"] for p in r["points"]], ls="--", lw=1, marker=".",
+                label=label)
     ax.axhline(0.2, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("training samples seen")
     ax.set_ylabel("MIG (disentanglement_lib)")
     ax.set_title("dSprites: MIG against samples seen")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, not over them
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -281,6 +295,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--from-json", nargs="+", default=None, metavar="JSON",
                    help="train nothing: tabulate the results these runs recorded (their disentanglement.json, run "
                         "with the same settings; a later file's model replaces an earlier one's)")
+    p.add_argument("--also-json", nargs="+", default=None, metavar="LABEL=JSON",
+                   help="with --from-json: also draw these runs' MIG curves in the figure, dashed, as LABEL")
     p.add_argument("--quick", action="store_true", help="5,000 images, 1 epoch (recorded in RESULTS-quick.md)")
     args = p.parse_args(argv)
     dlib = args.settings == "dlib"
@@ -298,6 +314,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     todo = [_with_tc_beta(m, args.tc_beta) for m in MODELS if not only or m[0] in only]
     start_load = __import__("os").getloadavg()[0]
     if args.from_json:
+        if args.device == "cpu":
+            torch.set_num_threads(args.threads)  # the runs' threads, for the recorded machine line
         results = _merged(args.from_json, todo, _settings(args))
     elif args.jobs > 1:  # one process per model (forked: the data are shared; CUDA is first touched in the child)
         ctx = multiprocessing.get_context("fork")
@@ -380,7 +398,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         + f"\n\ndisentanglement_lib's other scores (`aekit.disentanglement.dsprites_scores`, seed 1) of the final "
         f"models, at {args.scores_scale:g} of its sample sizes (BetaVAE / FactorVAE: evaluation accuracy; "
         "explicitness: test ROC-AUC)."
-        + ("" if dlib else "\n\n" + TRIED)
+        + ("" if dlib else "\n\n" + TRIED + "\n\n![MIG against samples seen](disentanglement_mig.png)")
     )
     name = "disentanglement_gpu" if dlib else "disentanglement"
     title = (
@@ -395,7 +413,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     else:
         publish(name, title, body, quick=args.quick)
         target = QUICK_RESULTS if args.quick else RESULTS
-    if _figure(results, target.with_name(f"{name}_mig.png")):
+    others = [(label, r) for label, path in (a.split("=", 1) for a in args.also_json or ())
+              for r in json.loads(Path(path).read_text())]
+    if _figure(results, target.with_name(f"{name}_mig.png"), others):
         print(f"figure: {target.with_name(f'{name}_mig.png')}")
     target.with_name(f"{name}.json").write_text(json.dumps(results, indent=1))
     return results
