@@ -278,6 +278,7 @@ _TRAINING = (
     "patience",
     "min_delta",
     "precision",
+    "compile",
     "device",
 )
 #: The autoencoder estimators' parameters that are options of aekit, each with its dataclass.
@@ -521,6 +522,7 @@ class _AutoencoderEstimator(_PackedState, BaseEstimator):
         patience=_AE["patience"],
         min_delta=_AE["min_delta"],
         precision=_AE["precision"],
+        compile=_AE["compile"],
         options=None,
         elbo_samples=32,
         random_state=None,
@@ -547,6 +549,7 @@ class _AutoencoderEstimator(_PackedState, BaseEstimator):
         self.patience = patience
         self.min_delta = min_delta
         self.precision = precision
+        self.compile = compile
         self.options = options
         self.elbo_samples = elbo_samples
         self.random_state = random_state
@@ -896,6 +899,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         patience=_AE["patience"],
         min_delta=_AE["min_delta"],
         precision=_AE["precision"],
+        compile=_AE["compile"],
         options=None,
         elbo_samples=32,
         random_state=None,
@@ -923,6 +927,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
             patience=patience,
             min_delta=min_delta,
             precision=precision,
+            compile=compile,
             options=options,
             elbo_samples=elbo_samples,
             random_state=random_state,
@@ -1267,6 +1272,7 @@ class StackedAutoencoderClassifier(ClassifierMixin, _PackedState, BaseEstimator)
         patience=_CL["patience"],
         min_delta=_CL["min_delta"],
         precision=_CL["precision"],
+        compile=_CL["compile"],
         pretrain_options=None,
         random_state=None,
         device=_CL["device"],
@@ -1292,6 +1298,7 @@ class StackedAutoencoderClassifier(ClassifierMixin, _PackedState, BaseEstimator)
         self.patience = patience
         self.min_delta = min_delta
         self.precision = precision
+        self.compile = compile
         self.pretrain_options = pretrain_options
         self.random_state = random_state
         self.device = device
