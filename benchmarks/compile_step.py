@@ -34,6 +34,7 @@ import statistics
 import tempfile
 import time
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import torch
@@ -81,19 +82,11 @@ MODELS = {
 def _trainer_run(make: Any, x: torch.Tensor, compile: bool) -> tuple[float, float]:
     """(steady seconds per step, seconds of the first step) of one epoch of the Trainer on ``x``."""
     clock = StepClock()
-    with tempfile.TemporaryDirectory() as cache:
-        old = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
-        try:
-            if compile:
-                torch._dynamo.reset()  # a cold compilation each time, as on a first run
-            cfg = TrainConfig(epochs=1, batch_size=BATCH, compile=compile, patience=None, restore_best=False)
-            Trainer(make(), cfg, callbacks=[clock], progress=False).fit(x)
-        finally:
-            if old is None:
-                os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
-            else:
-                os.environ["TORCHINDUCTOR_CACHE_DIR"] = old
+    with tempfile.TemporaryDirectory() as cache, mock.patch.dict(os.environ, {"TORCHINDUCTOR_CACHE_DIR": cache}):
+        if compile:
+            torch._dynamo.reset()  # nothing compiled yet for this model
+        cfg = TrainConfig(epochs=1, batch_size=BATCH, compile=compile, patience=None, restore_best=False)
+        Trainer(make(), cfg, callbacks=[clock], progress=False).fit(x)
     gaps = np.diff(clock.ends[WARM - 1 :])
     return float(np.median(gaps)), clock.ends[0] - clock.start
 

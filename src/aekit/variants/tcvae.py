@@ -52,6 +52,7 @@ the closed-form KL (``kl_nats``) and, per epoch, ``kl_per_dim`` and ``active_uni
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -96,15 +97,10 @@ def pairwise_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
     return -0.5 * ((zi - mj).pow(2) * torch.exp(-lj) + lj + LOG_2PI)
 
 
-_COMPILED: dict[str, Any] = {}
-
-
+@functools.cache
 def compiled_kl_decomposition() -> Any:
     """:func:`kl_decomposition` through ``torch.compile`` (built once a process, at first use)."""
-    fn = _COMPILED.get("kl_decomposition")
-    if fn is None:
-        fn = _COMPILED["kl_decomposition"] = torch.compile(kl_decomposition, dynamic=False)
-    return fn
+    return torch.compile(kl_decomposition, dynamic=False)
 
 
 def kl_decomposition(
@@ -261,9 +257,8 @@ class TCVAE(GaussianFamily):
         super().__init__(config, options)
         self.register_buffer("dataset_size", torch.tensor(options.dataset_size or 0))
         # the host's copy of the buffer: read by every step, a tensor read would be a host sync (and a
-        # graph break under torch.compile); refreshed when the trainer sets the buffer or a state is loaded
+        # graph break under torch.compile); set with the buffer, forgotten with the VAE's host step
         self._host_size: int | None = options.dataset_size or 0
-        self._register_load_state_dict_pre_hook(self._forget_host_size)
         self._terms: dict[str, torch.Tensor] = {}
 
     def size_for(self, batch: int) -> int:
@@ -272,8 +267,14 @@ class TCVAE(GaussianFamily):
             self._host_size = int(self.dataset_size)
         return max(self._host_size, batch)
 
-    def _forget_host_size(self, *args: Any, **kwargs: Any) -> None:
-        self._host_size = None
+    def set_dataset_size(self, n: int) -> None:
+        """:math:`N` of the estimators: the buffer and its host copy."""
+        self.dataset_size.fill_(n)
+        self._host_size = n
+
+    def _forget_host_step(self, *args: Any, **kwargs: Any) -> None:
+        super()._forget_host_step()
+        self._host_size = None  # a loaded state: read the buffer again
 
     def bottleneck(self, h: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         z, mu, logvar, _ = self.sample_posterior(h)
@@ -308,5 +309,4 @@ class TCVAECallback(VAECallback):
         v = self.variant
         assert isinstance(v, TCVAE), "a TCVAECallback serves a TCVAE"
         if v.options.dataset_size is None:
-            v.dataset_size.fill_(int(trainer.train_size))
-            v._host_size = int(trainer.train_size)
+            v.set_dataset_size(int(trainer.train_size))

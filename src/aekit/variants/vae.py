@@ -203,9 +203,9 @@ class VAE(Variant):
         self._kl: torch.Tensor | None = None
         self._host_step: int | None = None  # the host's copies of step and total_steps (set_step)
         self._host_total: int | None = None
-        # the schedule's value at the host's step (schedule_value), kept by set_step while training: the
-        # steps read this tensor, not a float of the step, so that a compiled step (--compile) has no
-        # guard on the step number to fail, and recompiles never (not in the state dict)
+        # the schedule's value at the host's step (schedule_value), kept by set_step while training: a
+        # compiled step (--compile) reads this tensor, not a float of the step, so that it has no guard
+        # on the step number to fail and never recompiles (not in the state dict)
         self.register_buffer("schedule", torch.zeros((), dtype=torch.float64), persistent=False)
         self._schedule_set = False
         self._register_load_state_dict_pre_hook(self._forget_host_step)  # loaded buffers: read them again
@@ -244,18 +244,22 @@ class VAE(Variant):
         capacity objective, else the KL weight."""
         return self.capacity_now() if self.options.capacity is not None else self.kl_weight()
 
+    def _traced_schedule(self) -> bool:
+        """Whether the step reads the schedule from the buffer: while torch.compile traces a training step
+        (set_step has filled it); eagerly the float, with no tensor work on the step's path."""
+        return self._schedule_set and torch.compiler.is_compiling()
+
     def scheduled(self, like: torch.Tensor, scale: float = 1.0) -> torch.Tensor | float:
-        """``scale`` times :meth:`schedule_value`, to combine with the loss term ``like``: while training, from
-        the float64 buffer ``schedule`` that :meth:`set_step` fills, the product in float64 and cast to
-        ``like``'s dtype, so that the term is the one the float gives (which torch casts the same way);
-        else the float."""
-        if not self._schedule_set:
+        """``scale`` times :meth:`schedule_value`, to combine with the loss term ``like``: the float, or in a
+        traced step the float64 buffer ``schedule``, the product in float64 and cast to ``like``'s dtype,
+        so that the term is the one the float gives (which torch casts the same way)."""
+        if not self._traced_schedule():
             return self.schedule_value() * scale
         return (self.schedule * scale).to(like.dtype)
 
     def scheduled_metric(self) -> torch.Tensor:
         """:meth:`scheduled` as the float32 scalar a metric logs."""
-        return self.schedule.to(torch.float32) if self._schedule_set else torch.tensor(self.schedule_value())
+        return self.schedule.to(torch.float32) if self._traced_schedule() else torch.tensor(self.schedule_value())
 
     def kl_weight(self) -> float:
         o = self.options
