@@ -1,4 +1,7 @@
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -6,6 +9,12 @@ import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# torch.compile's kernels in a folder of this process's own (each xdist worker has one): inductor's
+# shared cache under /tmp does not key its C++ kernels on ATEN_CPU_CAPABILITY, and a kernel built for
+# one instruction set, loaded by a process running with another, gave NaN terms (seen with avx2)
+_INDUCTOR_CACHE = tempfile.mkdtemp(prefix="aekit-tests-inductor-")
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = _INDUCTOR_CACHE
+atexit.register(shutil.rmtree, _INDUCTOR_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
