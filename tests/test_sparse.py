@@ -243,3 +243,33 @@ def test_interrupted_run_with_the_schedule_resumes_bit_identically(tmp_path, dig
     assert _same_weights(straight, resumed)
     keys = ("train_loss", "val_loss", "train_k", "dead_units")
     assert [[r[k] for k in keys] for r in hist_a] == [[r[k] for k in keys] for r in hist_b]
+
+
+def test_a_ksparse_training_step_traces_into_one_graph_and_a_loaded_state_reads_k_again():
+    """The scheduled k is read from the host's copy that follow_schedule keeps (int(k_current) was a
+    read back from the device every step: a sync on an accelerator and a graph break under --compile), and
+    the selections are counted at a fixed length (bincount's output shape depends on the data)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    model = _model("ksparse", latent=6, options={"k": 2, "k_start": 5})
+    model.train()
+    model.variant.follow_schedule(0, 100)
+
+    def loss(x):
+        return sum(model(x).losses.values())
+
+    explained = torch._dynamo.explain(loss)(torch.rand(8, model.config.input_dim))
+    assert explained.graph_break_count == 0, [str(b.reason)[:200] for b in explained.break_reasons]
+    state = model.variant.state_dict()
+    state["k_current"] = torch.tensor(3)
+    model.variant.load_state_dict(state)  # a loaded state: k from the buffer, not the stale host copy
+    assert model.variant.kept(True) == 3
+
+
+def test_index_counts_is_bincount_at_a_fixed_length():
+    from aekit.nn import index_counts
+
+    idx = torch.tensor([[0, 3], [3, 5], [3, 0]])
+    assert index_counts(idx, 7).tolist() == torch.bincount(idx.flatten(), minlength=7).tolist() == [2, 0, 0, 3, 0, 1, 0]
+    assert index_counts(torch.zeros(0, dtype=torch.long), 3).tolist() == [0, 0, 0]

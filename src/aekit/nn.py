@@ -100,6 +100,14 @@ class TiedMLP(nn.Sequential):
 CONV_KERNELS = (3, 4)
 
 
+def index_counts(idx: torch.Tensor, n: int) -> torch.Tensor:
+    """How often each of ``0 .. n-1`` occurs in the integer tensor ``idx``, shape ``(n,)`` (int64): ``bincount``
+    with its length fixed by ``n`` rather than by the values, so that a compiled step (``--compile``) traces it
+    into its graph (bincount's output shape depends on the data: a graph break)."""
+    flat = idx.reshape(-1)
+    return torch.zeros(n, dtype=torch.long, device=idx.device).index_add_(0, flat, torch.ones_like(flat))
+
+
 def conv_sizes(height: int, width: int, n_layers: int, kernel: int = 3) -> list[tuple[int, int]]:
     """Spatial sizes along a stride-2 encoder (padding 1): ``ceil(h / 2)`` per layer with kernel 3,
     ``floor(h / 2)`` with kernel 4."""

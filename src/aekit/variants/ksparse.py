@@ -31,6 +31,7 @@ import torch
 from ..callbacks import Callback
 from ..config import option
 from ..errors import ConfigError
+from ..nn import index_counts
 from . import Variant, register
 
 #: k when the option is not given, lowered to the code size when that is smaller.
@@ -114,10 +115,17 @@ class KSparse(Variant):
             raise ConfigError(f"ksparse option k_start={options.k_start} must be at least k={self.k}")
         self.register_buffer("k_current", torch.tensor(self.k))
         self.register_buffer("selected", torch.zeros(latent, dtype=torch.long))
+        # the host's copy of k_current (follow_schedule), so that a step reads nothing back from the device
+        # (a sync per step on an accelerator, and a graph break under --compile); a loaded state reads the buffer
+        self._host_k: int | None = None
+        self._register_load_state_dict_pre_hook(self._forget_host_k)
+
+    def _forget_host_k(self, *args: Any, **kwargs: Any) -> None:
+        self._host_k = None
 
     def kept(self, training: bool) -> int:
         """Units kept per example: the current k in training, ``round(alpha * k)`` (in [1, latent]) else."""
-        k = int(self.k_current)
+        k = self._host_k if self._host_k is not None else int(self.k_current)
         if training:
             return k
         return min(max(round_half_up(self.options.alpha * k), 1), self.config.latent)
@@ -132,7 +140,7 @@ class KSparse(Variant):
         """Keep the top :meth:`kept` units; in training, count each unit's selections."""
         z, idx = self._top(h, self.kept(self.training))
         if self.training:
-            self.selected += torch.bincount(idx.flatten(), minlength=self.config.latent)
+            self.selected += index_counts(idx, self.config.latent)
         return z, {}
 
     def encode_deterministic(self, h: torch.Tensor) -> torch.Tensor:
@@ -146,7 +154,8 @@ class KSparse(Variant):
     def follow_schedule(self, step: int, total_steps: int) -> None:
         """Set the k of the next training step, ``step`` (0-based) of ``total_steps``."""
         o = self.options
-        self.k_current.fill_(scheduled_k(step, total_steps, self.k, o.k_start, o.k_schedule))
+        self._host_k = scheduled_k(step, total_steps, self.k, o.k_start, o.k_schedule)
+        self.k_current.fill_(self._host_k)
 
     def take_dead_units(self) -> int:
         """Units never selected since the last call (or the start of training); resets the counts."""

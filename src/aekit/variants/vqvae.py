@@ -70,7 +70,7 @@ from torch import nn
 from ..callbacks import Callback
 from ..config import option
 from ..errors import ConfigError
-from ..nn import conv_sizes, make_activation
+from ..nn import conv_sizes, index_counts, make_activation
 from . import Variant, register
 
 #: the largest codebook (indices are stored as uint16)
@@ -296,7 +296,7 @@ class VQVAE(Variant):
         terms = {"commitment": o.commitment * ((z_e - z_q.detach()) ** 2).sum() / n}
         if not o.ema:
             terms["codebook"] = ((z_e.detach() - z_q) ** 2).sum() / n
-        self._counts = torch.bincount(idx, minlength=o.codebook_size)
+        self._counts = index_counts(idx, o.codebook_size)
         if self.training:
             self.learn(z_e.detach(), idx)
         z = z_q.detach() + (z_e - z_e.detach())  # straight through: z_q forward, the identity backward
@@ -312,7 +312,7 @@ class VQVAE(Variant):
         """After a training batch's vectors ``z_e`` (M, D) chose the codes ``idx`` (M,): the EMA update of
         the codebook, then the restart of the codes that no batch of the last ``dead_restart`` chose."""
         o, k = self.options, self.options.codebook_size
-        counts = torch.bincount(idx, minlength=k)
+        counts = index_counts(idx, k)
         self.epoch_counts += counts
         if o.ema:
             g = o.ema_decay
