@@ -284,3 +284,22 @@ def test_spatial_codes_round_trip_through_the_codebook_quantizer():
         )
     np.testing.assert_array_equal(q.dequantize(symbols).astype(np.float32), codes)
     assert C.code_quantizer(Autoencoder(ModelConfig(input_dim=64, hidden=(8,), latent=3))) is None
+
+
+@pytest.mark.parametrize("ema", [True, False])
+def test_a_training_step_without_restarts_traces_into_one_graph(ema):
+    """The code counts have a fixed length (bincount's output shape depends on the data: a graph break
+    under --compile); only the dead-code restart, whose rows depend on the counts, leaves the graph."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = Autoencoder(ModelConfig(variant="vq-vae", input_dim=16, hidden=(8,), latent=6,
+                                    options={"dead_restart": 0, "ema": ema}))
+    model.train()
+
+    def loss(x):
+        return sum(model(x).losses.values())
+
+    explained = torch._dynamo.explain(loss)(torch.rand(32, 16))
+    assert explained.graph_break_count == 0, [str(b.reason)[:200] for b in explained.break_reasons]
