@@ -298,7 +298,7 @@ class VQVAE(Variant):
             terms["codebook"] = ((z_e.detach() - z_q) ** 2).sum() / n
         self._counts = index_counts(idx, o.codebook_size)
         if self.training:
-            self.learn(z_e.detach(), idx)
+            self.learn(z_e.detach(), idx, self._counts)
         z = z_q.detach() + (z_e - z_e.detach())  # straight through: z_q forward, the identity backward
         return self.codes(z), terms
 
@@ -308,11 +308,12 @@ class VQVAE(Variant):
         return self.codes(F.embedding(self._nearest(z_e), self.weights(h.dtype)))
 
     @torch.no_grad()
-    def learn(self, z_e: torch.Tensor, idx: torch.Tensor) -> None:
+    def learn(self, z_e: torch.Tensor, idx: torch.Tensor, counts: torch.Tensor | None = None) -> None:
         """After a training batch's vectors ``z_e`` (M, D) chose the codes ``idx`` (M,): the EMA update of
-        the codebook, then the restart of the codes that no batch of the last ``dead_restart`` chose."""
+        the codebook, then the restart of the codes that no batch of the last ``dead_restart`` chose.
+        ``counts``: the codes' counts in ``idx`` where the caller has them (:func:`~aekit.nn.index_counts`)."""
         o, k = self.options, self.options.codebook_size
-        counts = index_counts(idx, k)
+        counts = index_counts(idx, k) if counts is None else counts
         self.epoch_counts += counts
         if o.ema:
             g = o.ema_decay
