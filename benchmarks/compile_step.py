@@ -51,7 +51,7 @@ from aekit.pretrain import train_rbm
 
 from .common import load_note, publish, table
 from .flops import SIZES, layer_shapes, run_gemms
-from .vae_throughput import VAE_SHAPES
+from .vae_throughput import LATENT, VAE_SHAPES
 
 #: steps of an epoch left out of the steady state (the compiled run's first compiles)
 WARM = 5
@@ -189,7 +189,7 @@ def _whole_step_run(x: torch.Tensor, compile: bool) -> float:
     ends = []
     for i in range(len(x) // BATCH):
         xb = x[i * BATCH : (i + 1) * BATCH]
-        u, eps = torch.rand(xb.shape, generator=g), torch.randn(BATCH, VAE_SHAPES[2][0], generator=g)
+        u, eps = torch.rand(xb.shape, generator=g), torch.randn(BATCH, LATENT, generator=g)
         if compile:
             c1, c2 = torch.tensor(1 - 0.9 ** (i + 1)), torch.tensor(1 - 0.999 ** (i + 1))
             step(p, m, v, xb, u, eps, c1, c2)
